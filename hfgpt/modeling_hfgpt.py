@@ -1,0 +1,352 @@
+"""The hfgpt model: a GPT-2 style decoder-only transformer in the transformers class layout.
+
+Learned token and absolute position embeddings, pre-norm blocks (LayerNorm -> causal self-attention ->
+residual, LayerNorm -> MLP -> residual), a final LayerNorm and an LM head, tied to the token embedding by
+default. With `bias=True, hidden_act="gelu_new", dropout=0` it computes exactly what GPT-2 computes: GPT-2's
+Conv1D weights are the weights of these Linear layers, transposed.
+
+This file imports only torch, transformers and its own configuration (through a single-dot relative
+import), so a saved model folder also loads with `trust_remote_code=True` where hfgpt is not installed.
+
+References: Radford et al. 2019, "Language Models are Unsupervised Multitask Learners" (GPT-2);
+transformers' llama and gpt2 modeling files for the class ladder and the attention/cache/mask APIs.
+"""
+
+import math
+from collections.abc import Callable
+from typing import ClassVar
+
+import torch
+from torch import nn
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache, DynamicCache
+from transformers.generation import GenerationMixin
+from transformers.masking_utils import create_causal_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
+
+from .configuration_hfgpt import HfGptConfig
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax attention spelled out: returns the output (B, T, nh, hs) and the weights (B, nh, T, S)."""
+    attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, nh, T, S), S = past + T
+    if attention_mask is not None:
+        # create_causal_mask gives eager an additive mask: 0 where allowed, dtype-min where masked
+        attn_weights = attn_weights + attention_mask
+    # softmax in fp32 so that half-precision scores cannot overflow
+    attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value)  # (B, nh, T, hs)
+    return attn_output.transpose(1, 2).contiguous(), attn_weights
+
+
+class HfGptAttention(nn.Module):
+    """Multi-head causal self-attention with a fused query/key/value projection."""
+
+    def __init__(self, config: HfGptConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx  # the KV cache slot this layer reads and writes
+        self.hidden_size = config.hidden_size
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.attention_dropout = config.dropout
+        self.is_causal = True  # read by the sdpa and flash attention functions
+        self.c_attn = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.bias)
+        self.c_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.bias)
+        self.c_proj.is_residual_projection = True  # scaled init, see HfGptPreTrainedModel._init_weights
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        past_key_values: Cache | None = None,
+        **kwargs,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch_size, seq_len, _ = hidden_states.shape
+        head_shape = (batch_size, seq_len, -1, self.head_dim)
+        query, key, value = self.c_attn(hidden_states).split(self.hidden_size, dim=-1)  # 3 x (B, T, C)
+        query = query.view(head_shape).transpose(1, 2)  # (B, nh, T, hs)
+        key = key.view(head_shape).transpose(1, 2)
+        value = value.view(head_shape).transpose(1, 2)
+
+        if past_key_values is not None:
+            # append this step's keys/values and get the whole history back: (B, nh, S, hs)
+            key, value = past_key_values.update(key, value, self.layer_idx)
+
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        attn_output, attn_weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.attention_dropout if self.training else 0.0,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        attn_output = attn_output.reshape(batch_size, seq_len, -1)  # (B, T, C): heads side by side
+        return self.resid_dropout(self.c_proj(attn_output)), attn_weights
+
+
+class HfGptMLP(nn.Module):
+    """Position-wise feed-forward block: expand, activate, project back."""
+
+    def __init__(self, config: HfGptConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.bias)
+        self.act = ACT2FN[config.hidden_act]
+        self.c_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.bias)
+        self.c_proj.is_residual_projection = True  # scaled init, see HfGptPreTrainedModel._init_weights
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.act(self.c_fc(hidden_states))))
+
+
+class HfGptDecoderLayer(GradientCheckpointingLayer):
+    """Pre-norm transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
+
+    def __init__(self, config: HfGptConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.bias)
+        self.attn = HfGptAttention(config, layer_idx)
+        self.ln_2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.bias)
+        self.mlp = HfGptMLP(config)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        past_key_values: Cache | None = None,
+        **kwargs,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # hidden_states comes positionally and the cache by keyword: GradientCheckpointingLayer
+        # checkpoints the positional inputs and drops the cache while it recomputes.
+        attn_output, attn_weights = self.attn(
+            self.ln_1(hidden_states), attention_mask=attention_mask, past_key_values=past_key_values, **kwargs
+        )
+        hidden_states = hidden_states + attn_output
+        hidden_states = hidden_states + self.mlp(self.ln_2(hidden_states))
+        return hidden_states, attn_weights
+
+
+class HfGptPreTrainedModel(PreTrainedModel):
+    """Shared class settings and weight init; holds no buffers, so nothing to rebuild after loading."""
+
+    config_class = HfGptConfig
+    config: HfGptConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules: ClassVar[list[str]] = ["HfGptDecoderLayer"]
+    _skip_keys_device_placement: ClassVar[list[str]] = ["past_key_values"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        # `init.*` (not `nn.init.*`) skips tensors that from_pretrained has already loaded.
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            if getattr(module, "is_residual_projection", False):
+                # GPT-2: each block adds two branches to the residual stream; scaling their output
+                # projections by 1/sqrt(2L) keeps the stream's variance from growing with depth.
+                std = std / math.sqrt(2 * self.config.num_hidden_layers)
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=std)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+
+
+class HfGptModel(HfGptPreTrainedModel):
+    """The decoder without a head: returns the final-LayerNorm hidden states (B, T, C)."""
+
+    def __init__(self, config: HfGptConfig) -> None:
+        super().__init__(config)
+        self.wte = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.wpe = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.drop = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList(HfGptDecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.ln_f = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.bias)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.wte
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.wte = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        cache_position: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPast | tuple:
+        if output_attentions is None:
+            output_attentions = self.config.output_attentions
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        use_cache = use_cache if use_cache is not None else self.config.use_cache
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids or inputs_embeds")
+        if inputs_embeds is None:
+            inputs_embeds = self.wte(input_ids)  # (B, T, C)
+        if use_cache and past_key_values is None:
+            past_key_values = DynamicCache(config=self.config)
+
+        if position_ids is None:
+            # generate() passes position_ids (from the padding mask); otherwise continue after the cache
+            if cache_position is None:
+                past_seen = past_key_values.get_seq_length() if past_key_values is not None else 0
+                cache_position = torch.arange(
+                    past_seen, past_seen + inputs_embeds.shape[1], device=inputs_embeds.device
+                )
+            position_ids = cache_position.unsqueeze(0)  # (1, T), broadcast over the batch
+
+        # (B, 1, T, S) mask in the form the attention implementation wants, or None where sdpa can
+        # rely on is_causal alone
+        causal_mask = create_causal_mask(
+            config=self.config,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            past_key_values=past_key_values,
+            position_ids=position_ids,
+        )
+
+        hidden_states = self.drop(inputs_embeds + self.wpe(position_ids))  # (B, T, C)
+        all_hidden_states = () if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        for layer in self.layers:
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            hidden_states, attn_weights = layer(
+                hidden_states,
+                attention_mask=causal_mask,
+                past_key_values=past_key_values,
+                output_attentions=output_attentions,
+                **kwargs,
+            )
+            # like transformers: only eager returns weights (sdpa and flash warn), so the tuple stays empty
+            if output_attentions and attn_weights is not None:
+                all_attentions += (attn_weights,)
+        hidden_states = self.ln_f(hidden_states)
+        if output_hidden_states:
+            all_hidden_states += (hidden_states,)
+
+        output = BaseModelOutputWithPast(
+            last_hidden_state=hidden_states,
+            past_key_values=past_key_values if use_cache else None,
+            hidden_states=all_hidden_states,
+            attentions=all_attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class HfGptForCausalLM(HfGptPreTrainedModel, GenerationMixin):
+    """HfGptModel with a linear language-modeling head on top."""
+
+    # v5 wants a dict {tied parameter: source}; tying happens only if config.tie_word_embeddings
+    _tied_weights_keys: ClassVar[dict[str, str]] = {"lm_head.weight": "model.wte.weight"}
+
+    def __init__(self, config: HfGptConfig) -> None:
+        super().__init__(config)
+        self.model = HfGptModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.wte
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.wte = value
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.lm_head = new_embeddings
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> CausalLMOutputWithPast | tuple:
+        r"""`labels` (B, T) are the input ids themselves (the shift happens inside); -100 is ignored.
+        `logits_to_keep`: an int N computes logits for the last N positions only (0: all), a 1D tensor
+        for those positions. `cache_position` is accepted through `kwargs`; it is deliberately not in
+        this signature, because generate() warns about remote-code models whose forward names it.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs: BaseModelOutputWithPast = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+            **kwargs,
+        )
+        # generate() asks for the last position only: no need to project the whole sequence
+        keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        logits = self.lm_head(outputs.last_hidden_state[:, keep, :])  # (B, T_keep, V)
+
+        loss = None
+        if labels is not None:
+            # transformers' ForCausalLM loss: shifts labels, upcasts logits to fp32, ignores -100, and
+            # honours the Trainer's num_items_in_batch (from kwargs) for gradient accumulation
+            loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
+
+        output = CausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = ["HfGptForCausalLM", "HfGptModel", "HfGptPreTrainedModel"]

@@ -1,0 +1,98 @@
+"""A saved hfgpt folder loads with `trust_remote_code=True` in a Python where hfgpt cannot be imported."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+import hfgpt  # noqa: F401  (marks the classes for register_for_auto_class)
+from hfgpt.configuration_hfgpt import HfGptConfig
+from hfgpt.modeling_hfgpt import HfGptForCausalLM
+
+REPO = Path(__file__).resolve().parents[1]
+
+# hfgpt is pip-installed in editable mode, so neither a working directory outside the repo nor `python -I`
+# hides it: the editable finder is installed from a .pth file in site-packages at start-up. The child
+# therefore puts a finder in front of sys.meta_path that refuses hfgpt before anything else is imported,
+# and proves that it works before loading the model.
+CHILD = textwrap.dedent(
+    """
+    import importlib.abc
+    import sys
+
+
+    class RefuseHfGpt(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "hfgpt" or name.startswith("hfgpt."):
+                raise ImportError(f"{name} is blocked in this interpreter")
+            return None
+
+
+    sys.meta_path.insert(0, RefuseHfGpt())
+    try:
+        import hfgpt  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        sys.exit("hfgpt is importable in the child")
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model_dir, expected_path = sys.argv[1], sys.argv[2]
+    expected = torch.load(expected_path)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, trust_remote_code=True).eval()
+    assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
+    assert "hfgpt" not in sys.modules
+    assert model.lm_head.weight.data_ptr() == model.model.wte.weight.data_ptr(), "lm_head is not tied"
+    with torch.no_grad():
+        logits = model(expected["input_ids"]).logits
+    torch.testing.assert_close(logits, expected["logits"])
+    generated = model.generate(expected["input_ids"], max_new_tokens=6, do_sample=False, pad_token_id=0)
+    assert torch.equal(generated, expected["generated"]), (generated, expected["generated"])
+    print("REMOTE CODE OK", type(model).__module__)
+    """
+)
+
+
+@pytest.mark.slow
+def test_remote_code_loads_without_hfgpt(tmp_path):
+    torch.manual_seed(0)
+    config = HfGptConfig(vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         max_position_embeddings=64)
+    model = HfGptForCausalLM(config).eval()
+    model_dir = tmp_path / "tiny-hfgpt"
+    model.save_pretrained(model_dir)
+
+    assert (model_dir / "configuration_hfgpt.py").is_file()
+    assert (model_dir / "modeling_hfgpt.py").is_file()
+    auto_map = json.loads((model_dir / "config.json").read_text())["auto_map"]
+    assert auto_map["AutoConfig"] == "configuration_hfgpt.HfGptConfig"
+    assert auto_map["AutoModelForCausalLM"] == "modeling_hfgpt.HfGptForCausalLM"
+
+    input_ids = torch.randint(1, 97, (2, 9), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits = model(input_ids).logits
+    generated = model.generate(input_ids, max_new_tokens=6, do_sample=False, pad_token_id=0)
+    torch.save({"input_ids": input_ids, "logits": logits, "generated": generated}, tmp_path / "expected.pt")
+    (tmp_path / "child.py").write_text(CHILD)
+
+    work_dir = tmp_path / "elsewhere"  # outside the repository, so nothing of it is on the child's path
+    work_dir.mkdir()
+    assert REPO not in work_dir.parents
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "hf_modules")}
+    env.pop("PYTHONPATH", None)
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "child.py"), str(model_dir), str(tmp_path / "expected.pt")],
+        cwd=work_dir, env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert "REMOTE CODE OK transformers_modules." in result.stdout
+
