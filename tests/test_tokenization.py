@@ -1,0 +1,106 @@
+"""Tokenizer training, lossless round trips, save/load through AutoTokenizer, and the cache."""
+
+from __future__ import annotations
+
+import pytest
+from transformers import AutoTokenizer
+
+from hfgpt.errors import HfGptError
+from hfgpt.tokenization import (
+    EOS_TOKEN,
+    PAD_TOKEN,
+    SPECIAL_TOKENS,
+    UNK_TOKEN,
+    load_or_train_tokenizer,
+    train_tokenizer,
+)
+
+TRAIN = ["def f(x):\n    return x + 1\n", "The quick brown fox jumps over the lazy dog. " * 20]
+# Accents (composed and combining), CJK, emoji with a skin-tone modifier, CRLF, tab, NUL, runs of spaces.
+HARD = "héllo wörld e\u0301 日本語 😀👍🏽 a\r\nb\tc\x00d   e\n\n"
+
+
+@pytest.fixture(scope="module", params=["char", "bpe"])
+def trained(request: pytest.FixtureRequest):
+    texts = [*TRAIN, HARD] if request.param == "char" else TRAIN
+    return train_tokenizer(request.param, texts, vocab_size=300)
+
+
+def test_special_tokens_come_first_and_are_never_added(trained) -> None:
+    assert SPECIAL_TOKENS == [EOS_TOKEN, PAD_TOKEN, UNK_TOKEN]
+    assert [trained.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS] == [0, 1, 2]
+    special_ids = (trained.eos_token_id, trained.bos_token_id, trained.pad_token_id, trained.unk_token_id)
+    assert special_ids == (0, 0, 1, 2)
+    ids = trained("return x")["input_ids"]
+    assert 0 not in ids and 1 not in ids
+    assert trained.decode(ids) == "return x"
+
+
+def test_round_trip_is_lossless(trained) -> None:
+    for text in [HARD, *TRAIN, " leading and trailing spaces ", ""]:
+        assert trained.decode(trained.encode(text)) == text
+
+
+def test_bpe_round_trips_text_it_never_saw() -> None:
+    tokenizer = train_tokenizer("bpe", TRAIN, vocab_size=300)
+    assert len(tokenizer) == 300
+    ids = tokenizer.encode(HARD)
+    assert tokenizer.unk_token_id not in ids
+    assert tokenizer.decode(ids) == HARD
+
+
+def test_char_vocabulary_is_sorted_distinct_characters() -> None:
+    tokenizer = train_tokenizer("char", ["cab\n", "bca"])
+    vocab = tokenizer.get_vocab()
+    assert sorted(vocab, key=vocab.get) == [*SPECIAL_TOKENS, "\n", "a", "b", "c"]
+    assert tokenizer.encode("abc") == [4, 5, 6]
+
+
+def test_char_unknown_character_becomes_unk_not_dropped() -> None:
+    tokenizer = train_tokenizer("char", ["abc"])
+    assert tokenizer.encode("aZ😀b") == [3, 2, 2, 4]  # a=3, b=4 after the three specials
+
+
+def test_save_and_load_through_autotokenizer(trained, tmp_path) -> None:
+    trained.model_max_length = 64
+    trained.save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert loaded.encode(HARD) == trained.encode(HARD)
+    assert loaded.decode(loaded.encode(HARD)) == HARD
+    assert loaded.model_max_length == 64
+    assert (loaded.eos_token, loaded.pad_token, loaded.unk_token) == (EOS_TOKEN, PAD_TOKEN, UNK_TOKEN)
+    assert loaded.get_vocab() == trained.get_vocab()
+
+
+def test_bad_kind_and_vocab_size_are_user_errors() -> None:
+    with pytest.raises(HfGptError, match="--tokenizer"):
+        train_tokenizer("wordpiece", TRAIN)
+    with pytest.raises(HfGptError, match="--vocab-size"):
+        train_tokenizer("bpe", TRAIN, vocab_size=100)
+
+
+def test_cache_trains_once_then_reuses_and_reset_retrains(tmp_path) -> None:
+    calls, logs = [], []
+
+    def texts():
+        calls.append(1)
+        return TRAIN
+
+    def get(**overrides):
+        options = dict(fingerprint="abc", cache_dir=tmp_path, vocab_size=300, log=logs.append)
+        return load_or_train_tokenizer("bpe", texts, **{**options, **overrides})
+
+    first = get()
+    second = get()
+    assert len(calls) == 1
+    assert "reusing bpe tokenizer" in logs[-1]
+    assert second.get_vocab() == first.get_vocab()
+    folders = [p.name for p in tmp_path.iterdir()]
+    assert len(folders) == 1 and folders[0].startswith("bpe-300-")  # no staging folder left behind
+
+    get(reset=True)
+    assert len(calls) == 2
+    get(fingerprint="other text")
+    get(vocab_size=280)
+    assert len(calls) == 4
+    assert len(list(tmp_path.iterdir())) == 3
