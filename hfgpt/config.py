@@ -81,7 +81,8 @@ class TrainingSection:
 @dataclass
 class LoggingSection:
     log_every: int = setting(10, "Print and log metrics every this many steps.")
-    trackers: list[str] = setting(["tensorboard"], "accelerate trackers: tensorboard, wandb, ... or none.")
+    # setting() turns a list default into a default_factory, so no instance shares it.
+    trackers: list[str] = setting(["tensorboard"], "accelerate trackers: tensorboard, wandb, ... or none.")  # noqa: RUF009
     progress_bar: bool = setting(True, "Show a tqdm progress bar on the main process.")
     sample_prompt: str = setting("\n", "Prompt of the sample generated at the end of training.")
     sample_tokens: int = setting(200, "Tokens generated for the end-of-training sample; 0 skips it.")

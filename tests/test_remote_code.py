@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 # hides it: the editable finder is installed from a .pth file in site-packages at start-up. The child
 # therefore puts a finder in front of sys.meta_path that refuses hfgpt before anything else is imported,
 # and proves that it works before loading the model.
-CHILD = textwrap.dedent(
+BLOCK_HFGPT = textwrap.dedent(
     """
     import importlib.abc
     import sys
@@ -42,7 +42,11 @@ CHILD = textwrap.dedent(
         pass
     else:
         sys.exit("hfgpt is importable in the child")
+    """
+)
 
+MODEL_CHILD = textwrap.dedent(
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -60,6 +64,33 @@ CHILD = textwrap.dedent(
     print("REMOTE CODE OK", type(model).__module__)
     """
 )
+
+RUN_CHILD = textwrap.dedent(
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+    final_dir = sys.argv[1]
+    tokenizer = AutoTokenizer.from_pretrained(final_dir)
+    model = AutoModelForCausalLM.from_pretrained(final_dir, trust_remote_code=True)
+    assert "hfgpt" not in sys.modules
+    generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
+    text = generator("The quick", max_new_tokens=8, do_sample=False)[0]["generated_text"]
+    assert text.startswith("The quick") and len(text) > len("The quick"), text
+    print("REMOTE RUN OK", type(model).__module__)
+    """
+)
+
+
+def run_without_hfgpt(tmp_path: Path, body: str, *args: str) -> subprocess.CompletedProcess:
+    """Run `body` in a child Python that cannot import hfgpt, from a folder outside the repository."""
+    (tmp_path / "child.py").write_text(BLOCK_HFGPT + body)
+    work_dir = tmp_path / "elsewhere"  # outside the repository, so nothing of it is on the child's path
+    work_dir.mkdir()
+    assert REPO not in work_dir.parents
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "hf_modules")}
+    env.pop("PYTHONPATH", None)
+    return subprocess.run([sys.executable, str(tmp_path / "child.py"), *args],
+                          cwd=work_dir, env=env, capture_output=True, text=True, timeout=240)
 
 
 @pytest.mark.slow
@@ -82,17 +113,14 @@ def test_remote_code_loads_without_hfgpt(tmp_path):
         logits = model(input_ids).logits
     generated = model.generate(input_ids, max_new_tokens=6, do_sample=False, pad_token_id=0)
     torch.save({"input_ids": input_ids, "logits": logits, "generated": generated}, tmp_path / "expected.pt")
-    (tmp_path / "child.py").write_text(CHILD)
-
-    work_dir = tmp_path / "elsewhere"  # outside the repository, so nothing of it is on the child's path
-    work_dir.mkdir()
-    assert REPO not in work_dir.parents
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "hf_modules")}
-    env.pop("PYTHONPATH", None)
-    result = subprocess.run(
-        [sys.executable, str(tmp_path / "child.py"), str(model_dir), str(tmp_path / "expected.pt")],
-        cwd=work_dir, env=env, capture_output=True, text=True, timeout=240,
-    )
+    result = run_without_hfgpt(tmp_path, MODEL_CHILD, str(model_dir), str(tmp_path / "expected.pt"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     assert "REMOTE CODE OK transformers_modules." in result.stdout
+
+
+@pytest.mark.slow
+def test_a_trained_run_loads_and_generates_through_pipeline_without_hfgpt(trained_run, tmp_path):
+    result = run_without_hfgpt(tmp_path, RUN_CHILD, str(trained_run / "final"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert "REMOTE RUN OK transformers_modules." in result.stdout
 

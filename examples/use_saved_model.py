@@ -1,0 +1,18 @@
+"""Load a trained hfgpt model with plain transformers, as anyone you share the folder with would.
+
+    python examples/use_saved_model.py runs/<run>/final "Once upon a time"
+
+`trust_remote_code=True` makes this work where hfgpt is not installed: the folder carries the model
+code and an `auto_map`. Where hfgpt is installed, `import hfgpt` alone is enough.
+"""
+
+import sys
+
+from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+if __name__ == "__main__":
+    folder, prompt = sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "\n"
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)
+    generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
+    print(generator(prompt, max_new_tokens=100, do_sample=True, temperature=0.8, top_k=40)[0]["generated_text"])

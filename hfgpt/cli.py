@@ -1,0 +1,77 @@
+"""The `hfgpt` command: `hfgpt train [flags]` and `hfgpt generate MODEL --prompt TEXT`.
+
+User mistakes (`HfGptError`) print one paragraph and exit with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+
+from .errors import HfGptError
+
+USAGE = """usage: hfgpt COMMAND ...
+
+commands:
+  train [flags]          train a new model (hfgpt train --help lists every flag)
+  generate MODEL [opts]  sample text from a run directory or a saved model folder
+"""
+
+
+def _train(argv: Sequence[str]) -> None:
+    from .config_sources import build_config
+    from .trainer import train
+
+    train(build_config(argv, prog="hfgpt train"))
+
+
+def _generate(argv: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser(prog="hfgpt generate", description="Sample text with the KV cache.")
+    parser.add_argument("model", help="a run directory, its final/ folder, or any save_pretrained folder")
+    parser.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
+    parser.add_argument("--max-new-tokens", type=int, default=200)
+    parser.add_argument("--temperature", type=float, default=0.8, help="0 means greedy decoding")
+    parser.add_argument("--top-k", type=int, default=0, help="keep the k likeliest tokens; 0 keeps all")
+    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold")
+    parser.add_argument("--num-samples", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    args = parser.parse_args(argv)
+
+    from .generation import generate_text, load_model
+
+    model, tokenizer = load_model(args.model, args.device)
+    for index in range(args.num_samples):
+        if index:
+            print("-" * 40)
+        print(generate_text(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature,
+                            args.top_k, args.top_p, None if args.seed is None else args.seed + index))
+
+
+COMMANDS = {"train": _train, "generate": _generate}
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"hfgpt: warning: {message}\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print(USAGE, file=sys.stdout if argv and argv[0] in ("-h", "--help") else sys.stderr)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    warnings.formatwarning = _one_line_warning
+    try:
+        COMMANDS[argv[0]](argv[1:])
+    except HfGptError as error:
+        if os.environ.get("RANK", "0") == "0":
+            print(f"hfgpt: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Where metrics go: the console (beside a tqdm bar), `train_log.jsonl` and accelerate's trackers."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+
+TRAIN_LOG = "train_log.jsonl"
+
+
+def format_record(record: dict[str, Any], max_steps: int) -> str:
+    """One console line for a train or validation record."""
+    parts = [f"step {record['step']:>{len(str(max_steps))}}/{max_steps}", record["split"],
+             f"loss {record['loss']:.4f}", f"ppl {record['ppl']:.2f}", f"acc {100 * record['acc']:.1f}%"]
+    if record["split"] == "train":
+        parts += [f"lr {record['lr']:.2e}", f"gnorm {record['grad_norm']:.3f}",
+                  f"{record['tokens_per_s']:,.0f} tok/s", f"{record['ms_per_step']:.1f} ms/step"]
+    return " | ".join(parts)
+
+
+class Logbook:
+    """Writes records on the main process only; other processes hold a silent logbook."""
+
+    def __init__(self, accelerator: Accelerator, run_dir: Path, max_steps: int, start_step: int,
+                 progress_bar: bool):
+        self.accelerator = accelerator
+        self.max_steps = max_steps
+        self.main = accelerator.is_main_process
+        self.log_path = run_dir / TRAIN_LOG
+        self.bar = tqdm(total=max_steps, initial=start_step, disable=not (self.main and progress_bar),
+                        dynamic_ncols=True, desc="training")
+
+    def print(self, message: str) -> None:
+        if self.main:
+            tqdm.write(message)
+
+    def advance(self) -> None:
+        self.bar.update(1)
+
+    def record(self, record: dict[str, Any]) -> None:
+        """Log one record everywhere; numbers are plain floats (already synced)."""
+        record = {**record, "time": round(time.time(), 3)}
+        self.accelerator.log({f"{record['split']}/{k}": v for k, v in record.items()
+                              if k not in ("split", "step", "time")}, step=record["step"])
+        if self.main:
+            with open(self.log_path, "a", encoding="utf-8") as log_file:
+                log_file.write(json.dumps(record) + "\n")
+            self.print(format_record(record, self.max_steps))
+
+    def close(self) -> None:
+        self.bar.close()

@@ -1,0 +1,61 @@
+"""AdamW with the usual GPT parameter groups, and the warmup + cosine learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .config import TrainingSection
+
+
+def parameter_groups(model: nn.Module, training: TrainingSection) -> list[dict]:
+    """Split parameters into decayed weights, undecayed ones, and an untied output head.
+
+    Norms, biases and embeddings are never decayed; the output head gets `lr_head` when it is a
+    parameter of its own (with tied embeddings it is the embedding and follows `lr`).
+    """
+    head = model.get_output_embeddings()
+    head_weight = head.weight if head is not None else None
+    embedding_weights = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    decay, no_decay, head_params, seen = [], [], [], set()
+    for name, param in model.named_parameters():
+        if not param.requires_grad or id(param) in seen:
+            continue
+        seen.add(id(param))
+        if param is head_weight and id(param) not in embedding_weights:
+            head_params.append(param)
+        elif param.ndim < 2 or id(param) in embedding_weights or name.endswith("bias"):
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    groups = [
+        {"params": decay, "weight_decay": training.weight_decay, "lr": training.lr},
+        {"params": no_decay, "weight_decay": 0.0, "lr": training.lr},
+    ]
+    if head_params:
+        groups.append({"params": head_params, "weight_decay": training.weight_decay,
+                       "lr": training.lr_head or training.lr})
+    return [group for group in groups if group["params"]]
+
+
+def build_optimizer(model: nn.Module, training: TrainingSection) -> torch.optim.AdamW:
+    """AdamW over `parameter_groups`; the fused kernel where every parameter is on CUDA."""
+    on_cuda = all(p.is_cuda for p in model.parameters())
+    return torch.optim.AdamW(parameter_groups(model, training), betas=(training.beta1, training.beta2),
+                             fused=on_cuda or None)
+
+
+def lr_factor(step: int, training: TrainingSection) -> float:
+    """Multiplier of the peak rate at `step`: linear warmup, then cosine down to `min_lr_ratio`."""
+    if step < training.warmup_steps:
+        return (step + 1) / training.warmup_steps
+    span = max(1, training.max_steps - training.warmup_steps)
+    progress = min(1.0, (step - training.warmup_steps) / span)
+    cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+    return training.min_lr_ratio + (1.0 - training.min_lr_ratio) * cosine
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, training: TrainingSection) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, training))

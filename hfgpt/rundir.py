@@ -1,0 +1,50 @@
+"""The run directory: where one run keeps its config, log, tokenizer, checkpoints and model.
+
+    <rundir>/<run_name>/
+        config.toml        resolved config, loadable with --config
+        train_log.jsonl    one JSON object per logged train or validation step
+        tokenizer/         the run's tokenizer (save_pretrained)
+        checkpoints/       step_00000500/ ... accelerator.save_state folders, and `latest`
+        logs/              tracker output (TensorBoard event files, ...)
+        final/             save_pretrained model + tokenizer, loadable by AutoModelForCausalLM
+"""
+
+from __future__ import annotations
+
+import getpass
+import time
+from pathlib import Path
+
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list
+
+from .config import CheckpointSection
+from .errors import HfGptError
+
+
+def default_run_name() -> str:
+    """date-time-user, so runs sort by start time and tell who started them."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "user"
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{user}"
+
+
+def create_run_dir(checkpoint: CheckpointSection, state: PartialState) -> Path:
+    """Create a fresh run directory on the main process; every process gets the same path."""
+    chosen = [None]
+    if state.is_main_process:
+        run_dir = Path(checkpoint.rundir) / (checkpoint.run_name or default_run_name())
+        if run_dir.exists() and any(run_dir.iterdir()):
+            chosen = [HfGptError(
+                f"The run directory {run_dir} already exists and is not empty, and a new run would "
+                "overwrite it. Choose another name with --run-name, or another parent with --rundir."
+            )]
+        else:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            chosen = [str(run_dir)]
+    broadcast_object_list(chosen)
+    if isinstance(chosen[0], Exception):
+        raise chosen[0]
+    return Path(chosen[0])

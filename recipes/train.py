@@ -1,0 +1,12 @@
+"""Train a GPT from raw text: `accelerate launch recipes/train.py [train] [flags]`.
+
+A thin entry for accelerate's launcher (and torchrun); `hfgpt train --help` lists every flag.
+"""
+
+import sys
+
+from hfgpt.cli import main
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    sys.exit(main(args if args and not args[0].startswith("-") else ["train", *args]))

@@ -1,0 +1,49 @@
+"""The `hfgpt` command: generation from a run, the pipeline, and user errors without tracebacks."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import REPO, run_hfgpt
+from transformers import pipeline
+
+import hfgpt  # noqa: F401  (registers the Auto classes)
+from hfgpt.cli import main
+
+
+def test_generate_from_a_run_directory(trained_run, capsys):
+    assert main(["generate", str(trained_run), "--prompt", "Pack my", "--max-new-tokens", "15",
+                 "--temperature", "0"]) == 0
+    greedy = capsys.readouterr().out
+    assert greedy.startswith("Pack my")
+    assert main(["generate", str(trained_run / "final"), "--prompt", "Pack my", "--max-new-tokens", "15",
+                 "--temperature", "0.9", "--top-k", "5", "--top-p", "0.9", "--seed", "1",
+                 "--num-samples", "2"]) == 0
+    assert capsys.readouterr().out.count("Pack my") == 2
+
+
+def test_pipeline_generates(trained_run):
+    generator = pipeline("text-generation", model=str(trained_run / "final"))
+    result = generator("Sphinx of", max_new_tokens=10, do_sample=False)
+    assert result[0]["generated_text"].startswith("Sphinx of")
+
+
+def test_generate_on_a_folder_without_a_model_is_one_clear_error(tmp_path, capsys):
+    assert main(["generate", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hfgpt: error:") and str(tmp_path) in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_unknown_flag_exits_2_with_a_suggestion_and_no_traceback(tmp_path):
+    result = run_hfgpt(["--eval-evry", "5"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--eval-every" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_console_script_is_installed():
+    script = Path(sys.executable).parent / "hfgpt"
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0 and "train" in result.stdout and "generate" in result.stdout

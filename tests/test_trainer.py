@@ -1,0 +1,100 @@
+"""End to end: a real `accelerate launch recipes/train.py` run on tiny data, and the folder it leaves."""
+
+import json
+
+import pytest
+import tomllib
+import torch
+from helpers import TINY_MODEL_FLAGS, run_hfgpt, write_corpus
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import hfgpt  # noqa: F401  (registers the Auto classes)
+from hfgpt.config_sources import config_from_dict
+
+pytestmark = pytest.mark.slow
+
+
+def read_log(run_dir):
+    return [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_loss_falls_and_every_metric_is_logged(trained_run):
+    records = read_log(trained_run)
+    train = [r for r in records if r["split"] == "train"]
+    valid = [r for r in records if r["split"] == "valid"]
+    assert [r["step"] for r in train] == list(range(5, 61, 5))
+    assert [r["step"] for r in valid] == [20, 40, 60]
+    assert train[-1]["loss"] < 0.75 * train[0]["loss"], (train[0]["loss"], train[-1]["loss"])
+    assert valid[-1]["loss"] < valid[0]["loss"]
+    for key in ("loss", "ppl", "acc", "lr", "grad_norm", "tokens_per_s", "ms_per_step", "tokens", "epoch"):
+        assert key in train[-1]
+    assert train[-1]["ppl"] == pytest.approx(torch.tensor(train[-1]["loss"]).exp().item(), rel=1e-4)
+    assert 0.0 <= train[-1]["acc"] <= 1.0 and train[-1]["acc"] > train[0]["acc"]
+    assert train[-1]["tokens"] == 60 * 8 * 32
+
+
+def test_console_shows_config_batch_metrics_and_sample(trained_run):
+    output = (trained_run / "launch_output.txt").read_text()
+    assert "[training]" in output or "training" in output
+    assert "8 sequences x 1 accumulation x 1 process(es) = 8 sequences = 256 tokens per optimizer step" in output
+    assert "| train | loss" in output and "tok/s" in output and "ms/step" in output
+    assert "sample:" in output
+
+
+def test_run_directory_holds_config_tokenizer_checkpoints_and_trackers(trained_run):
+    saved = config_from_dict(tomllib.loads((trained_run / "config.toml").read_text()), "config.toml")
+    assert saved.training.max_steps == 60 and saved.model.hidden_size == 32
+    assert (trained_run / "tokenizer" / "tokenizer.json").is_file()
+    checkpoints = trained_run / "checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("step_*")) == ["step_00000030", "step_00000060"]
+    assert (checkpoints / "latest.txt").read_text().strip() == "step_00000060"
+    assert (checkpoints / "latest").resolve() == (checkpoints / "step_00000060").resolve()
+    state = json.loads((checkpoints / "step_00000060" / "trainer_state.json").read_text())
+    assert state["step"] == 60
+    assert list((trained_run / "logs").rglob("events.out.tfevents*")), "TensorBoard wrote no events"
+
+
+def test_final_model_loads_with_auto_classes_and_generates(trained_run):
+    final = trained_run / "final"
+    tokenizer = AutoTokenizer.from_pretrained(final)
+    model = AutoModelForCausalLM.from_pretrained(final)
+    assert type(model).__name__ == "HfGptForCausalLM"
+    prompt = tokenizer("The quick", return_tensors="pt")
+    output = model.generate(**prompt, max_new_tokens=12, do_sample=False)
+    text = tokenizer.decode(output[0], skip_special_tokens=True)
+    assert text.startswith("The quick") and len(text) > len("The quick")
+    assert (final / "modeling_hfgpt.py").is_file() and "auto_map" in json.loads((final / "config.json").read_text())
+
+
+def short_run(root, name, *flags):
+    """Eight logged steps on a tiny corpus; returns (process result, train records)."""
+    corpus = write_corpus(root / "corpus", documents=10)
+    result = run_hfgpt([*TINY_MODEL_FLAGS, "--data-path", str(corpus), "--max-steps", "8", "--log-every", "1",
+                        "--sample-tokens", "0", "--trackers", "none", "--rundir", str(root / "runs"),
+                        "--run-name", name, "--cache-dir", str(root / "cache"), *flags], cwd=root)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result, [r for r in read_log(root / "runs" / name) if r["split"] == "train"]
+
+
+def test_accumulation_reproduces_the_full_batch(tmp_path):
+    """4 sequences x 2 accumulation steps follow the same losses as 8 sequences in one pass."""
+    _, whole = short_run(tmp_path, "whole", "--batch", "8")
+    _, accumulated = short_run(tmp_path, "accumulated", "--batch", "4", "--grad-accum", "2",
+                               "--gradient-checkpointing")
+    assert [r["loss"] for r in accumulated] == pytest.approx([r["loss"] for r in whole], rel=1e-5)
+    # Adam hides a wrongly scaled gradient; the clipped norm does not.
+    assert [r["grad_norm"] for r in accumulated] == pytest.approx([r["grad_norm"] for r in whole], rel=1e-4)
+
+
+def test_fp16_and_cuda_on_a_cpu_machine_warn_once_and_train_in_fp32(tmp_path):
+    result, records = short_run(tmp_path, "fp16", "--precision", "fp16", "--device", "cuda")
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("hfgpt: warning:")]
+    assert len(warnings) == 2, result.stderr
+    assert any("fp16" in line and "fp32" in line for line in warnings)
+    assert any("CUDA" in line for line in warnings)
+    assert len(records) == 8
+
+
+def test_bf16_autocast_trains_on_the_cpu(tmp_path):
+    _, records = short_run(tmp_path, "bf16", "--precision", "bf16")
+    assert records[-1]["loss"] < records[0]["loss"]
