@@ -1,11 +1,22 @@
-"""Helpers the tests share: small text corpora made on the spot, and running the training entry point."""
+"""Helpers the tests share: small text corpora made on the spot, and running the training entry point.
+
+Also tiny .txt/.jsonl/.parquet files and `prepare_data` runs on them, for test_data.py and test_sources.py.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hfgpt.config import DataSection
+from hfgpt.data import PreparedData, prepare_data
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,3 +53,57 @@ def run_hfgpt(args: list[str], cwd: Path, launcher: str = "python", timeout: int
 TINY_MODEL_FLAGS = ["--dim", "32", "--heads", "2", "--layers", "2", "--seq", "32", "--batch", "8",
                     "--lr", "3e-3", "--warmup-steps", "5", "--log-every", "5", "--eval-every", "20",
                     "--eval-batches", "2", "--no-progress-bar", "--sample-tokens", "20"]
+
+
+def make_docs(n: int, seed: int = 0) -> list[str]:
+    """Documents of very different lengths (1 to ~200 characters), some with unicode and newlines."""
+    rng = np.random.default_rng(seed)
+    words = ["alpha", "beta", "γάμμα", "日本", "😀", "\n", "\t", "x"]
+    return [" ".join(rng.choice(words, size=int(rng.integers(1, 40)))) for _ in range(n)]
+
+
+def write_jsonl(path: Path, docs: list[str], column: str = "text") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({column: doc, "id": i}) + "\n" for i, doc in enumerate(docs)]
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+def write_parquet(path: Path, docs: list[str], column: str = "text") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({column: docs, "id": list(range(len(docs)))}), path)
+    return path
+
+
+def write_txt(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def section(tmp_path: Path, **overrides) -> DataSection:
+    """A data section reading from `tmp_path/data` and caching under `tmp_path/cache`."""
+    return DataSection(datadir=str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"), **overrides)
+
+
+def run(cfg: DataSection, seq_len: int = 16) -> tuple[PreparedData, list[str]]:
+    """`prepare_data`, returning its log lines too."""
+    logs: list[str] = []
+    return prepare_data(cfg, seq_len, log=logs.append), logs
+
+
+def stream(data: PreparedData) -> list[int]:
+    """Every block of train then valid, concatenated, with the final padding stripped."""
+    blocks = [data.train[list(range(len(data.train)))]["input_ids"]]
+    if len(data.valid):
+        blocks.append(data.valid[list(range(len(data.valid)))]["input_ids"])
+    tokens = np.concatenate(blocks).reshape(-1).tolist()
+    padded = len(tokens) - len(np.trim_zeros(np.array(tokens) != data.tokenizer.pad_token_id, "b"))
+    assert padded == data.padded_tokens < data.seq_len
+    return tokens[: len(tokens) - padded]
+
+
+def expected(data: PreparedData, docs: list[str]) -> list[int]:
+    """The token stream `docs` should pack to: each document's ids followed by EOS."""
+    eos = data.tokenizer.eos_token_id
+    return [t for doc in docs for t in [*data.tokenizer.encode(doc, add_special_tokens=False), eos]]

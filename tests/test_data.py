@@ -1,74 +1,16 @@
-"""Finding, loading, tokenizing, packing and caching the training text (and the default corpus)."""
+"""Tokenizing, packing into blocks and caching the packed data: no token lost, the cache reused and rebuilt."""
 
 from __future__ import annotations
 
-import json
 import math
-import sysconfig
-from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+from helpers import expected, make_docs, run, section, stream, write_jsonl, write_txt
 
 import hfgpt.data
+import hfgpt.sources
 import hfgpt.tokenization
-from hfgpt.config import DataSection
-from hfgpt.corpus import default_corpus_files
-from hfgpt.data import PreparedData, prepare_data
 from hfgpt.errors import HfGptError
-
-
-def make_docs(n: int, seed: int = 0) -> list[str]:
-    """Documents of very different lengths (1 to ~200 characters), some with unicode and newlines."""
-    rng = np.random.default_rng(seed)
-    words = ["alpha", "beta", "γάμμα", "日本", "😀", "\n", "\t", "x"]
-    return [" ".join(rng.choice(words, size=int(rng.integers(1, 40)))) for _ in range(n)]
-
-
-def write_jsonl(path: Path, docs: list[str], column: str = "text") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps({column: doc, "id": i}) + "\n" for i, doc in enumerate(docs)]
-    path.write_text("".join(lines), encoding="utf-8")
-    return path
-
-
-def write_parquet(path: Path, docs: list[str], column: str = "text") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table({column: docs, "id": list(range(len(docs)))}), path)
-    return path
-
-
-def write_txt(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def section(tmp_path: Path, **overrides) -> DataSection:
-    return DataSection(datadir=str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"), **overrides)
-
-
-def run(cfg: DataSection, seq_len: int = 16) -> tuple[PreparedData, list[str]]:
-    logs: list[str] = []
-    return prepare_data(cfg, seq_len, log=logs.append), logs
-
-
-def stream(data: PreparedData) -> list[int]:
-    """Every block of train then valid, concatenated, with the final padding stripped."""
-    blocks = [data.train[list(range(len(data.train)))]["input_ids"]]
-    if len(data.valid):
-        blocks.append(data.valid[list(range(len(data.valid)))]["input_ids"])
-    tokens = np.concatenate(blocks).reshape(-1).tolist()
-    padded = len(tokens) - len(np.trim_zeros(np.array(tokens) != data.tokenizer.pad_token_id, "b"))
-    assert padded == data.padded_tokens < data.seq_len
-    return tokens[: len(tokens) - padded]
-
-
-def expected(data: PreparedData, docs: list[str]) -> list[int]:
-    eos = data.tokenizer.eos_token_id
-    return [t for doc in docs for t in [*data.tokenizer.encode(doc, add_special_tokens=False), eos]]
 
 
 @pytest.mark.parametrize("num_proc", [1, 2])
@@ -94,7 +36,7 @@ def test_second_run_reuses_the_cache_without_tokenizing(tmp_path, monkeypatch) -
     def forbidden(*args, **kwargs):
         raise AssertionError("a cached run must not load, train or tokenize")
 
-    monkeypatch.setattr(hfgpt.data, "load_dataset", forbidden)
+    monkeypatch.setattr(hfgpt.sources, "load_dataset", forbidden)
     monkeypatch.setattr(hfgpt.data, "_tokenize", forbidden)
     monkeypatch.setattr(hfgpt.tokenization, "train_tokenizer", forbidden)
     second, logs = run(cfg)
@@ -144,84 +86,3 @@ def test_explicit_validation_files_are_packed_separately(tmp_path) -> None:
     valid = data.valid[list(range(len(data.valid)))]["input_ids"].reshape(-1).tolist()
     assert valid[: data.valid_tokens] == expected(data, valid_docs)
     assert data.train_tokens == len(expected(data, train_docs))
-
-
-def test_files_folders_comma_lists_and_datadir(tmp_path) -> None:
-    root = tmp_path / "data"
-    a, b, c, d = make_docs(4, seed=3)
-    write_txt(root / "one.txt", a)
-    write_parquet(root / "corpus" / "z" / "deep.parquet", [b])
-    write_jsonl(root / "corpus" / "a.jsonl", [c])
-    write_txt(root / "corpus" / "notes.md", "not read: unsupported extensions inside folders are skipped")
-    write_txt(root / "two.txt", d)
-    data, _ = run(section(tmp_path, train=" two.txt, corpus ,one.txt", valid_fraction=0.1), seq_len=4)
-    # The list order is kept; a folder's files are taken recursively in sorted path order.
-    assert stream(data) == expected(data, [d, c, b, a])
-
-
-def test_text_column_of_jsonl_and_parquet(tmp_path) -> None:
-    docs = make_docs(6)
-    write_jsonl(tmp_path / "data" / "a.jsonl", docs[:3], column="body")
-    write_parquet(tmp_path / "data" / "b.parquet", docs[3:], column="body")
-    data, _ = run(section(tmp_path, train="a.jsonl,b.parquet", text_column="body"), seq_len=8)
-    assert stream(data) == expected(data, docs)
-
-
-def test_local_dataset_folder_with_a_validation_split(tmp_path) -> None:
-    train_docs, valid_docs = make_docs(12), make_docs(4, seed=5)
-    write_jsonl(tmp_path / "data" / "mydata" / "train.jsonl", train_docs)
-    write_jsonl(tmp_path / "data" / "mydata" / "validation.jsonl", valid_docs)
-    cfg = section(tmp_path, dataset="mydata", valid_split="validation")
-    data, _ = run(cfg)
-    assert data.train_tokens == len(expected(data, train_docs))
-    assert data.valid_tokens == len(expected(data, valid_docs))
-    assert run(cfg)[0].reused
-
-
-def test_default_corpus_is_used_when_no_text_is_given(tmp_path, monkeypatch) -> None:
-    files = [write_txt(tmp_path / "stdlib" / f"{name}.py", f"import {name}\n") for name in ["abc", "os"]]
-    monkeypatch.setattr(hfgpt.data, "default_corpus_files", lambda: files)
-    data, logs = run(section(tmp_path), seq_len=4)
-    assert stream(data) == expected(data, ["import abc\n", "import os\n"])
-    assert any("default corpus" in line for line in logs)
-
-
-def test_default_corpus_is_the_top_level_stdlib_sources() -> None:
-    files = default_corpus_files()
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    assert len(files) > 100
-    assert [f.name for f in files] == sorted(f.name for f in files)
-    assert all(f.parent == stdlib and f.suffix == ".py" for f in files)
-    assert stdlib / "os.py" in files
-
-
-@pytest.mark.parametrize(
-    ("setup", "overrides", "pattern"),
-    [
-        (None, {"train": "missing.txt"}, r"missing\.txt.*does not exist"),
-        (lambda root: write_txt(root / "empty.txt", ""), {"train": "empty.txt"}, r"empty\.txt is empty"),
-        (lambda root: (root / "bin.txt").write_bytes(b"text\x00\x01\x02"), {"train": "bin.txt"},
-         r"bin\.txt is not UTF-8 text: it has a NUL byte at byte 4"),
-        (lambda root: (root / "latin.txt").write_bytes("café".encode("latin-1")), {"train": "latin.txt"},
-         r"latin\.txt is not UTF-8 text: byte 3 is invalid"),
-        (lambda root: write_txt(root / "data.csv", "a,b"), {"train": "data.csv"}, r"data\.csv.*unsupported"),
-        (lambda root: write_txt(root / "sub" / "x.md", "x"), {"train": "sub"}, r"sub.*no \.txt, \.jsonl"),
-        (lambda root: write_jsonl(root / "a.jsonl", ["x"], column="content"), {"train": "a.jsonl"},
-         r"a\.jsonl has no column 'text'; its columns are \['content', 'id'\]"),
-        (lambda root: write_parquet(root / "a.parquet", ["x"], column="body"), {"train": "a.parquet"},
-         r"a\.parquet has no column 'text'; its columns are \['body', 'id'\]"),
-        (lambda root: write_jsonl(root / "a.jsonl", ["", ""]), {"train": "a.jsonl"}, r"a\.jsonl.*no text"),
-        (lambda root: write_txt(root / "a.txt", "x"), {"train": "a.txt", "tokenizer": "sentencepiece"},
-         r"--tokenizer"),
-        (None, {"train": "a.txt", "dataset": "owner/name"}, r"--train.*--dataset"),
-        (None, {"valid_split": "test"}, r"--valid-split.*no --dataset"),
-        (None, {"dataset": "./nowhere"}, r"nowhere.*does not exist"),
-    ],
-)
-def test_bad_input_is_a_user_error_naming_the_culprit(tmp_path, setup, overrides, pattern) -> None:
-    root = tmp_path / "data"
-    root.mkdir()
-    if setup:
-        setup(root)
-    with pytest.raises(HfGptError, match=pattern):
-        run(section(tmp_path, **overrides), seq_len=2)
