@@ -33,19 +33,30 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[PreTrainedModel, 
 def generate_text(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt: str,
                   max_new_tokens: int = 200, temperature: float = 0.8, top_k: int = 0, top_p: float = 1.0,
                   seed: int | None = None) -> str:
-    """Sample a continuation of `prompt` (greedy when temperature is 0); returns prompt + continuation."""
+    """Sample a continuation of `prompt` (greedy when temperature is 0); returns prompt + continuation.
+
+    A model with learned positions cannot see past its context, so a long sample is generated in
+    rounds, each continuing from the last half context of text with a fresh KV cache.
+    """
     if seed is not None:
         torch.manual_seed(seed)
-    ids = tokenizer(prompt, return_tensors="pt")["input_ids"] if prompt else None
-    if ids is None or ids.shape[1] == 0:
+    context = model.config.max_position_embeddings
+    ids = tokenizer(prompt, return_tensors="pt")["input_ids"] if prompt else torch.empty(1, 0, dtype=torch.long)
+    if ids.shape[1] == 0:
         ids = torch.tensor([[tokenizer.bos_token_id]])
-    ids = ids[:, -model.config.max_position_embeddings + 1 :].to(model.device)
-    room = model.config.max_position_embeddings - ids.shape[1]
+    ids = ids.to(model.device)
     sampling = temperature > 0
-    output = model.generate(
-        ids, attention_mask=torch.ones_like(ids), max_new_tokens=min(max_new_tokens, room), use_cache=True,
-        do_sample=sampling, temperature=temperature if sampling else None,
-        top_k=top_k if sampling else None, top_p=top_p if sampling else None,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-    )
-    return tokenizer.decode(output[0], skip_special_tokens=True)
+    options = {"do_sample": sampling, "temperature": temperature if sampling else None,
+               "top_k": top_k if sampling else None, "top_p": top_p if sampling else None,
+               "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id, "use_cache": True}
+    remaining = max_new_tokens
+    while remaining > 0:
+        window = ids[:, -(context - 1 if ids.shape[1] < context else context // 2):]
+        new = min(remaining, context - window.shape[1])
+        output = model.generate(window, attention_mask=torch.ones_like(window), max_new_tokens=new, **options)
+        continuation = output[:, window.shape[1]:]
+        ids = torch.cat([ids, continuation], dim=1)
+        remaining -= continuation.shape[1]
+        if continuation.shape[1] < new or continuation[0, -1].item() == tokenizer.eos_token_id:
+            break  # the model ended its text
+    return tokenizer.decode(ids[0], skip_special_tokens=True)

@@ -72,6 +72,13 @@ def describe_batch(layout: BatchLayout, seq_len: int) -> str:
             f"{layout.global_batch * seq_len:,} tokens per optimizer step")
 
 
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Copy a batch to `device`; from pinned memory on CUDA, so the copy does not wait for the GPU."""
+    if device.type == "cuda":
+        batch = {k: v.pin_memory() for k, v in batch.items()}
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, data: PreparedData, cfg: TrainConfig, layout: BatchLayout,
              accelerator: Accelerator) -> dict[str, float]:
@@ -79,8 +86,7 @@ def evaluate(model: torch.nn.Module, data: PreparedData, cfg: TrainConfig, layou
     model.eval()
     metrics = TokenMetrics(accelerator.device)
     for block_ids in eval_blocks(len(data.valid), cfg.training.eval_batches, layout, accelerator.process_index):
-        batch = fetch_blocks(data.valid, block_ids, data.tokenizer.pad_token_id)
-        batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
+        batch = to_device(fetch_blocks(data.valid, block_ids, data.tokenizer.pad_token_id), accelerator.device)
         output = model(**batch, use_cache=False)
         metrics.add(output.logits, batch["labels"], output.loss)
     model.train()
@@ -101,6 +107,9 @@ def train(cfg: TrainConfig) -> Path:
         log_with=[t for t in cfg.logging.trackers if t != "none"] or None,
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
     )
+    if not use_cpu:
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them
+    data.tokenizer.model_max_length = cfg.model.max_position_embeddings
     if accelerator.is_main_process:
         (run_dir / "config.toml").write_text(config_to_toml(cfg))
         data.tokenizer.save_pretrained(run_dir / "tokenizer")
@@ -133,9 +142,8 @@ def train(cfg: TrainConfig) -> Path:
     model.train()
     for step in range(max_steps):
         for micro_step in range(layout.grad_accum_steps):
-            batch = fetch_blocks(data.train, order.micro_blocks(step, micro_step, accelerator.process_index),
-                                 pad_id)
-            batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
+            block_ids = order.micro_blocks(step, micro_step, accelerator.process_index)
+            batch = to_device(fetch_blocks(data.train, block_ids, pad_id), accelerator.device)
             with accelerator.accumulate(model):
                 output = model(**batch, use_cache=False)
                 accelerator.backward(output.loss)
