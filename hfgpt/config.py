@@ -73,6 +73,8 @@ class TrainingSection:
     max_grad_norm: float = setting(1.0, "Clip the global gradient norm to this; 0 disables clipping.")
     precision: str = setting("fp32", "fp32, fp16 (CUDA only) or bf16.")
     device: str = setting("auto", "auto, cpu or cuda.")
+    cpu_threads: int = setting(0, "Threads per process when training on the CPU; 0: the cores shared out "
+                                  "among this machine's processes (accelerate launch would leave one).")
     seed: int = setting(1337, "Seeds the weights, the data order and dropout.")
     eval_every: int = setting(250, "Evaluate every this many steps (and at the end); 0 only at the end.")
     eval_batches: int = setting(20, "Validation micro-batches per evaluation and device.")
@@ -141,6 +143,7 @@ class TrainConfig:
             (t.max_grad_norm >= 0, "--max-grad-norm must be 0 (off) or positive"),
             (t.precision in ("fp32", "fp16", "bf16"), "--precision must be fp32, fp16 or bf16"),
             (t.device in ("auto", "cpu", "cuda"), "--device must be auto, cpu or cuda"),
+            (t.cpu_threads >= 0, "--cpu-threads must be 0 (automatic) or positive"),
             (t.eval_every >= 0, "--eval-every must be 0 (only at the end) or positive"),
             (t.eval_batches > 0, "--eval-batches must be positive"),
             (lg.log_every > 0, "--log-every must be positive"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 import warnings
 from pathlib import Path
@@ -40,6 +41,13 @@ def choose_device_and_precision(cfg: TrainConfig) -> tuple[bool, str]:
                       "training in fp32; use --precision bf16 for mixed precision on the CPU.", stacklevel=2)
         precision = "no"
     return use_cpu, precision
+
+
+def cpu_threads(requested: int, num_processes: int) -> int:
+    """Threads for each CPU process: `accelerate launch` sets OMP_NUM_THREADS=1 for a lone CPU process,
+    which leaves all but one core idle, so unless asked otherwise share the cores among local processes."""
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", num_processes))
+    return requested or max(1, (os.cpu_count() or 1) // local_processes)
 
 
 def build_model(cfg: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> HfGptForCausalLM:
@@ -97,6 +105,8 @@ def train(cfg: TrainConfig) -> Path:
     """Train a new model as `cfg` says; returns the run directory."""
     use_cpu, precision = choose_device_and_precision(cfg)
     state = PartialState(cpu=use_cpu)
+    if use_cpu:
+        torch.set_num_threads(cpu_threads(cfg.training.cpu_threads, state.num_processes))
     with state.main_process_first():  # the main process builds the caches, the others then read them
         data_cfg = dataclasses.replace(cfg.data, reset=cfg.data.reset and state.is_main_process)
         data = prepare_data(data_cfg, cfg.seq_len, log=state.print)
