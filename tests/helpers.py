@@ -42,8 +42,8 @@ def run_hfgpt(args: list[str], cwd: Path, launcher: str = "python", timeout: int
     """Run recipes/train.py (under `accelerate launch` or plain python) and capture its output."""
     script = str(REPO / "recipes" / "train.py")
     if launcher == "accelerate":
-        command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1",
-                   "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", script, *args]
+        config = str(REPO / "accelerate_configs" / "cpu.yaml")
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config, script, *args]
     else:
         command = [sys.executable, script, *args]
     full_env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", **(env or {})}
