@@ -1,4 +1,4 @@
-"""Raw text in, fixed-length token blocks out: memory-mapped Arrow data, built once and cached.
+"""Raw text or token shards in, fixed-length token blocks out: memory-mapped Arrow data, built once and cached.
 
 `prepare_data` takes the train (and optional validation) text that `hfgpt.sources` finds, checks
 and loads (local files, a `load_dataset` dataset, or the default corpus), trains or reuses a
@@ -7,6 +7,9 @@ stream into blocks of `seq_len` tokens:
 
     doc1 EOS doc2 EOS doc3 ... EOS PAD PAD      ->  [b0][b1][b2]...[b(n-1)]
 
+Binary shards (nanoGPT's train.bin/val.bin, see `hfgpt.shards`) are token ids already: their
+stream is packed as it is, with the tokenizer their meta.json describes, and never re-tokenized.
+A caller may supply the tokenizer (a continued run's, a forked model's) instead of a trained one.
 Blocks are cut from one continuous stream, so no token is lost or repeated whatever the map
 batch size or `num_proc`; only the very last block is padded (the trainer masks pad labels).
 Without a validation set, the last blocks of the stream are held out, so the two sets never
@@ -22,7 +25,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -35,6 +38,7 @@ from transformers import PreTrainedTokenizerFast
 
 from .config import DataSection
 from .errors import HfGptError
+from .shards import Shards, find_shards, shard_fingerprint, shard_ids, shard_tokenizer
 from .sources import Source, find_sources, fingerprint, load_source, short_hash, texts
 from .tokenization import check_tokenizer_kind, load_or_train_tokenizer
 
@@ -65,33 +69,44 @@ class PreparedData:
         )
 
 
+@dataclass(frozen=True)
+class _Split:
+    """One split's token stream: where it comes from, what identifies it, and how to read it in chunks."""
+
+    origin: str  # for messages
+    fingerprint: str
+    read: Callable[[Path, str], Iterator[np.ndarray]]  # (work folder, split name) -> int32 chunks of the stream
+
+
 def cache_root(cache_dir: str = "") -> Path:
     """`cache_dir`, else `$HFGPT_CACHE`, else `~/.cache/hfgpt`."""
     return Path(cache_dir or os.environ.get("HFGPT_CACHE") or "~/.cache/hfgpt").expanduser()
 
 
-def prepare_data(cfg: DataSection, seq_len: int, log: Callable[[str], None] = print) -> PreparedData:
-    """Return the tokenizer and packed train/valid blocks for `cfg`, building what is not cached."""
+def prepare_data(cfg: DataSection, seq_len: int, log: Callable[[str], None] = print,
+                 tokenizer: PreTrainedTokenizerFast | None = None) -> PreparedData:
+    """Return the tokenizer and packed train/valid blocks for `cfg`, building what is not cached.
+
+    A given `tokenizer` (a continued run's, a forked model's) is used as it is instead of a trained
+    one; with binary shards it must agree with their meta.json.
+    """
     check_tokenizer_kind(cfg.tokenizer)
     if seq_len < 1:
         raise HfGptError(f"--seq-len must be at least 1 token, got {seq_len}.")
     root = cache_root(cfg.cache_dir)
-    train_src, valid_src = find_sources(cfg)
-
-    @cache
-    def load(src: Source) -> Dataset:
-        return load_source(src, cfg.text_column, root / "datasets")
-
-    train_fp = fingerprint(train_src, load, cfg.text_column)
-    tokenizer = load_or_train_tokenizer(
-        cfg.tokenizer, lambda: texts(load(train_src)), fingerprint=train_fp,
-        cache_dir=root / "tokenizers", vocab_size=cfg.vocab_size, reset=cfg.reset, log=log,
-    )
+    shards = find_shards(cfg)
+    if shards is None:
+        tokenizer, train, valid = _text_splits(cfg, root, tokenizer, log)
+    else:
+        tokenizer = shard_tokenizer(shards, tokenizer)
+        train, valid = _shard_splits(shards)
+        log(f"reading token ids from {shards.train}" + (f" and {shards.valid}" if shards.valid else "")
+            + f" as {shards.meta.path} describes; they are not re-tokenized")
     key = short_hash({
         "format": FORMAT_VERSION,
-        "train": train_fp,
-        "valid": fingerprint(valid_src, load, cfg.text_column) if valid_src else None,
-        "valid_fraction": None if valid_src else cfg.valid_fraction,
+        "train": train.fingerprint,
+        "valid": valid.fingerprint if valid else None,
+        "valid_fraction": None if valid else cfg.valid_fraction,
         "tokenizer": short_hash(tokenizer.backend_tokenizer.to_str()),
         "seq_len": seq_len,
     })
@@ -100,11 +115,11 @@ def prepare_data(cfg: DataSection, seq_len: int, log: Callable[[str], None] = pr
         log(f"reusing packed data from {folder}")
         return _open(folder, tokenizer, reused=True)
 
-    log(f"tokenizing and packing {train_src.origin} into blocks of {seq_len} tokens ...")
+    log(f"{'packing' if shards else 'tokenizing and packing'} {train.origin} into blocks of {seq_len} tokens ...")
     folder.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=folder.parent))
     try:
-        facts = _build(work, train_src, valid_src, load, tokenizer, cfg, seq_len)
+        facts = _build(work, train, valid, tokenizer.pad_token_id, cfg.valid_fraction, seq_len)
         (work / "out" / "facts.json").write_text(json.dumps(facts))
         if cfg.reset and folder.is_dir():
             shutil.rmtree(folder)
@@ -119,6 +134,40 @@ def prepare_data(cfg: DataSection, seq_len: int, log: Callable[[str], None] = pr
     data = _open(folder, tokenizer, reused=False)
     log(f"packed {data.summary()}")
     return data
+
+
+def _text_splits(cfg: DataSection, root: Path, tokenizer: PreTrainedTokenizerFast | None,
+                 log: Callable[[str], None]) -> tuple[PreTrainedTokenizerFast, _Split, _Split | None]:
+    """The tokenizer (given, or trained on the training text) and the text splits, tokenized when read."""
+    train_src, valid_src = find_sources(cfg)
+
+    @cache
+    def load(src: Source) -> Dataset:
+        return load_source(src, cfg.text_column, root / "datasets")
+
+    train_fp = fingerprint(train_src, load, cfg.text_column)
+    if tokenizer is None:
+        tokenizer = load_or_train_tokenizer(
+            cfg.tokenizer, lambda: texts(load(train_src)), fingerprint=train_fp,
+            cache_dir=root / "tokenizers", vocab_size=cfg.vocab_size, reset=cfg.reset, log=log,
+        )
+
+    def split(src: Source, fp: str) -> _Split:
+        def read(work: Path, name: str) -> Iterator[np.ndarray]:
+            return _documents(_tokenize(load(src), tokenizer, work, name, cfg.num_proc), src.origin)
+        return _Split(src.origin, fp, read)
+
+    valid = split(valid_src, fingerprint(valid_src, load, cfg.text_column)) if valid_src else None
+    return tokenizer, split(train_src, train_fp), valid
+
+
+def _shard_splits(shards: Shards) -> tuple[_Split, _Split | None]:
+    """The shards as splits: their ids are the stream, read in place."""
+    def split(path: Path) -> _Split:
+        return _Split(f"the shard {path}", shard_fingerprint(path, shards.meta),
+                      lambda work, name: shard_ids(path, shards))
+
+    return split(shards.train), split(shards.valid) if shards.valid else None
 
 
 def _open(folder: Path, tokenizer: PreTrainedTokenizerFast, reused: bool) -> PreparedData:
@@ -137,27 +186,24 @@ def _open(folder: Path, tokenizer: PreTrainedTokenizerFast, reused: bool) -> Pre
 # ----------------------------------------------------------------------------- tokenizing and packing
 
 
-def _build(work: Path, train_src: Source, valid_src: Source | None, load: Callable[[Source], Dataset],
-           tokenizer: PreTrainedTokenizerFast, cfg: DataSection, seq_len: int) -> dict[str, int]:
+def _build(work: Path, train_split: _Split, valid_split: _Split | None, pad_id: int, valid_fraction: float,
+           seq_len: int) -> dict[str, int]:
     """Write the packed splits to `work/out` (a `DatasetDict`) and return the facts to keep with them."""
-    pad_id = tokenizer.pad_token_id
-    train, train_tokens, padded = _pack(_tokenize(load(train_src), tokenizer, work, "train", cfg.num_proc),
-                                        seq_len, pad_id, work / "train-blocks.arrow", train_src.origin)
-    if valid_src is not None:
-        valid, valid_tokens, valid_padded = _pack(
-            _tokenize(load(valid_src), tokenizer, work, "valid", cfg.num_proc),
-            seq_len, pad_id, work / "valid-blocks.arrow", valid_src.origin,
-        )
+    train, train_tokens, padded = _pack(train_split.read(work, "train"), seq_len, pad_id,
+                                        work / "train-blocks.arrow")
+    if valid_split is not None:
+        valid, valid_tokens, valid_padded = _pack(valid_split.read(work, "valid"), seq_len, pad_id,
+                                                  work / "valid-blocks.arrow")
         padded += valid_padded
     else:
         n_blocks = len(train)
         if n_blocks < 2:
             raise HfGptError(
-                f"{train_src.origin} gives only {train_tokens} tokens, fewer than 2 blocks of --seq-len "
+                f"{train_split.origin} gives only {train_tokens} tokens, fewer than 2 blocks of --seq-len "
                 f"{seq_len}, so no block can be held out for validation. Use a shorter --seq-len, more "
                 "text, or a separate --valid set."
             )
-        n_valid = min(n_blocks - 1, max(1, math.ceil(cfg.valid_fraction * n_blocks)))
+        n_valid = min(n_blocks - 1, max(1, math.ceil(valid_fraction * n_blocks)))
         n_train = n_blocks - n_valid
         # The held-out blocks are the tail of the stream: contiguous, and sharing no block with train.
         train, valid = train.select(range(n_train)), train.select(range(n_train, n_blocks))
@@ -191,7 +237,18 @@ def _tokenize(raw: Dataset, tokenizer: PreTrainedTokenizerFast, work: Path, name
     )
 
 
-def _pack(tokens: Dataset, seq_len: int, pad_id: int, path: Path, origin: str) -> tuple[Dataset, int, int]:
+def _documents(tokens: Dataset, origin: str) -> Iterator[np.ndarray]:
+    """The tokenized documents as one stream, batch by batch; fails when every document was empty."""
+    n_tokens = 0
+    for batch in tokens.with_format("arrow").iter(batch_size=_READ_BATCH):
+        chunk = pc.list_flatten(batch["input_ids"]).to_numpy()
+        n_tokens += len(chunk)
+        yield chunk
+    if n_tokens == len(tokens):  # nothing but the EOS appended to each document
+        raise HfGptError(f"{origin} holds no text at all: every document is empty. Give it some text.")
+
+
+def _pack(chunks: Iterable[np.ndarray], seq_len: int, pad_id: int, path: Path) -> tuple[Dataset, int, int]:
     """Cut the concatenated token stream into `seq_len` blocks, padding only the last one.
 
     Returns the blocks (memory-mapped from `path`), the real token count and the padding count.
@@ -205,9 +262,9 @@ def _pack(tokens: Dataset, seq_len: int, pad_id: int, path: Path, origin: str) -
             blocks = pa.FixedSizeListArray.from_arrays(pa.array(stream, type=pa.int32()), seq_len)
             writer.write_batch(pa.record_batch([blocks], schema=schema))
 
-        for batch in tokens.with_format("arrow").iter(batch_size=_READ_BATCH):
-            stream = np.concatenate([carry, pc.list_flatten(batch["input_ids"]).to_numpy()])
-            n_tokens += len(stream) - len(carry)
+        for chunk in chunks:
+            stream = np.concatenate([carry, chunk])
+            n_tokens += len(chunk)
             cut = len(stream) // seq_len * seq_len
             if cut:
                 write(stream[:cut])
@@ -215,6 +272,4 @@ def _pack(tokens: Dataset, seq_len: int, pad_id: int, path: Path, origin: str) -
         n_padded = (seq_len - len(carry)) % seq_len
         if len(carry):
             write(np.concatenate([carry, np.full(n_padded, pad_id, dtype=np.int32)]))
-    if n_tokens == len(tokens):  # nothing but the EOS appended to each document
-        raise HfGptError(f"{origin} holds no text at all: every document is empty. Give it some text.")
     return Dataset.from_file(str(path)), n_tokens, n_padded

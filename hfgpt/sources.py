@@ -7,6 +7,8 @@ which means the default corpus. `find_sources` turns them into one `Source` per 
 `fingerprint` identifies the text without reading it, for cache keys. Bad input (a missing, empty,
 binary or non-UTF-8 file, a missing text column, contradictory flags) is an `HfGptError` that
 names the culprit and the fix, raised before `datasets` can fail on it with an opaque error.
+Binary shards of token ids (nanoGPT's .bin files) are not text: `hfgpt.shards` finds and reads
+them, and `hfgpt.data` asks it first.
 """
 
 from __future__ import annotations

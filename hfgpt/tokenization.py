@@ -7,8 +7,11 @@ Two kinds are trained from the training text:
 - `char`: one token per Unicode code point seen in the training text; unseen ones map to unk.
 - `bpe`: byte-level BPE (GPT-2 style), lossless on any UTF-8 text.
 
-The special tokens come first (ids 0, 1, 2) and are never added automatically on encode:
-the data pipeline appends EOS after every document itself.
+In a trained tokenizer the special tokens come first (ids 0, 1, 2); they are never added
+automatically on encode: the data pipeline appends EOS after every document itself. Token ids
+made elsewhere (nanoGPT's binary shards) keep their ids: `char_tokenizer` appends the special
+tokens after a given character vocabulary, and `ensure_special_tokens` adds the missing ones
+to a loaded tokenizer after its own.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -57,6 +60,24 @@ def wrap_tokenizer(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
     )
 
 
+def char_tokenizer(chars: Sequence[str]) -> PreTrainedTokenizerFast:
+    """A char tokenizer giving `chars[i]` the id i, with the special tokens appended after them."""
+    return wrap_tokenizer(_char_model([*chars, *SPECIAL_TOKENS]))
+
+
+def ensure_special_tokens(tokenizer: PreTrainedTokenizerFast) -> None:
+    """Give a tokenizer made elsewhere the EOS (also BOS) and pad tokens hfgpt needs, after its own ids.
+
+    The pad token must differ from EOS: padding is masked out of the loss, and EOS must stay a target.
+    """
+    if tokenizer.eos_token is None:
+        tokenizer.add_special_tokens({"eos_token": EOS_TOKEN})
+    if tokenizer.bos_token is None:
+        tokenizer.add_special_tokens({"bos_token": tokenizer.eos_token})
+    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
+
+
 def check_tokenizer_kind(kind: str) -> None:
     """Fail fast, before any data is read, on a tokenizer name hfgpt cannot train."""
     if kind not in TOKENIZER_KINDS:
@@ -70,10 +91,12 @@ def _train_char(texts: Iterable[str]) -> Tokenizer:
     chars: set[str] = set()
     for text in texts:
         chars.update(text)
-    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
-    for char in sorted(chars):
-        vocab.setdefault(char, len(vocab))
-    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token=UNK_TOKEN))
+    return _char_model([*SPECIAL_TOKENS, *sorted(chars)])
+
+
+def _char_model(tokens: list[str]) -> Tokenizer:
+    """One id per entry of `tokens` (single characters and the special tokens), in that order."""
+    tokenizer = Tokenizer(models.WordLevel({token: i for i, token in enumerate(tokens)}, unk_token=UNK_TOKEN))
     # `[\s\S]` is "any code point including newlines": Oniguruma rejects `(?s).`.
     tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), "isolated")
     tokenizer.decoder = decoders.Fuse()  # without it, decode joins the characters with spaces

@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 
 import pytest
-from helpers import expected, make_docs, run, section, stream, write_jsonl, write_txt
+from helpers import PANGRAMS, expected, make_docs, run, section, stream, write_jsonl, write_txt
 
 import hfgpt.data
 import hfgpt.sources
 import hfgpt.tokenization
+from hfgpt.data import prepare_data
 from hfgpt.errors import HfGptError
+from hfgpt.tokenization import train_tokenizer
 
 
 @pytest.mark.parametrize("num_proc", [1, 2])
@@ -86,3 +88,21 @@ def test_explicit_validation_files_are_packed_separately(tmp_path) -> None:
     valid = data.valid[list(range(len(data.valid)))]["input_ids"].reshape(-1).tolist()
     assert valid[: data.valid_tokens] == expected(data, valid_docs)
     assert data.train_tokens == len(expected(data, train_docs))
+
+
+def test_a_supplied_tokenizer_is_used_as_it_is(tmp_path, monkeypatch) -> None:
+    docs = make_docs(20)
+    write_jsonl(tmp_path / "data" / "docs.jsonl", docs)
+    cfg = section(tmp_path, train="docs.jsonl")
+    own, _ = run(cfg)
+    supplied = train_tokenizer("bpe", PANGRAMS * 10, vocab_size=320)  # trained on other text
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a supplied tokenizer must not be trained or loaded")
+
+    monkeypatch.setattr(hfgpt.data, "load_or_train_tokenizer", forbidden)
+    data = prepare_data(cfg, 16, log=lambda line: None, tokenizer=supplied)
+    assert data.tokenizer is supplied and not data.reused and data.cache_dir != own.cache_dir
+    assert stream(data) == expected(data, docs)
+    assert max(stream(data)) >= 259  # merges learnt from the pangrams, beyond the bytes and special tokens
+    assert prepare_data(cfg, 16, log=lambda line: None, tokenizer=supplied).reused

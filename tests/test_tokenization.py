@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from hfgpt.errors import HfGptError
 from hfgpt.tokenization import (
@@ -11,6 +11,8 @@ from hfgpt.tokenization import (
     PAD_TOKEN,
     SPECIAL_TOKENS,
     UNK_TOKEN,
+    char_tokenizer,
+    ensure_special_tokens,
     load_or_train_tokenizer,
     train_tokenizer,
 )
@@ -59,6 +61,29 @@ def test_char_vocabulary_is_sorted_distinct_characters() -> None:
 def test_char_unknown_character_becomes_unk_not_dropped() -> None:
     tokenizer = train_tokenizer("char", ["abc"])
     assert tokenizer.encode("aZ😀b") == [3, 2, 2, 4]  # a=3, b=4 after the three specials
+
+
+def test_char_tokenizer_keeps_given_ids_and_appends_the_special_tokens(tmp_path) -> None:
+    chars = ["\n", " ", "z", "a", "日"]  # any order: the ids are the positions
+    tokenizer = char_tokenizer(chars)
+    assert tokenizer.encode("a z\n日", add_special_tokens=False) == [3, 1, 2, 0, 4]
+    assert [tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS] == [5, 6, 7]
+    assert (tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.unk_token_id, len(tokenizer)) == (5, 6, 7, 8)
+    assert tokenizer.decode([3, 1, 2, 0, 4]) == "a z\n日"
+    tokenizer.save_pretrained(tmp_path)
+    assert AutoTokenizer.from_pretrained(tmp_path).backend_tokenizer.to_str() == tokenizer.backend_tokenizer.to_str()
+
+
+def test_ensure_special_tokens_appends_what_is_missing(tmp_path) -> None:
+    bpe = train_tokenizer("bpe", TRAIN, vocab_size=300)
+    bpe.backend_tokenizer.save(str(tmp_path / "tokenizer.json"))  # a bare file: EOS in the vocabulary, no roles
+    bare = PreTrainedTokenizerFast(tokenizer_file=str(tmp_path / "tokenizer.json"))
+    assert bare.eos_token is None and bare.pad_token is None
+    ensure_special_tokens(bare)
+    assert (bare.eos_token_id, bare.bos_token_id, bare.pad_token_id, len(bare)) == (0, 0, 1, 300)
+    bare.add_special_tokens({"pad_token": EOS_TOKEN})  # pad = EOS, as many published tokenizers have it
+    ensure_special_tokens(bare)
+    assert bare.pad_token_id == 1 and bare.eos_token_id == 0
 
 
 def test_save_and_load_through_autotokenizer(trained, tmp_path) -> None:
