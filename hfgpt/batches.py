@@ -11,12 +11,16 @@ resuming at any step costs one permutation, not a walk through the data.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from datasets import Dataset
+
+from .config import TrainingSection
+from .errors import HfGptError
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,46 @@ class BatchLayout:
     @property
     def global_batch(self) -> int:
         return self.micro_batch * self.grad_accum_steps * self.world_size
+
+
+def resolve_layout(training: TrainingSection, seq_len: int, world_size: int) -> BatchLayout:
+    """Turn the batch settings into micro-batch x accumulation x processes.
+
+    With `token_batch_size` the global batch is fixed in tokens, so it is the same on any number of
+    devices and only the accumulation changes; otherwise each device takes `batch_size` sequences
+    per step (times an explicit `grad_accum_steps`). Either way a micro-batch is kept within
+    `max_sentences_per_device` and `max_tokens_per_device` by accumulating more, smaller ones.
+    """
+    t = training
+    if t.token_batch_size:
+        global_batch, rest = divmod(t.token_batch_size, seq_len)
+        if global_batch == 0 or rest or global_batch % world_size:
+            per_step = seq_len * world_size
+            fits = max(per_step, t.token_batch_size // per_step * per_step)
+            raise HfGptError(
+                f"--token-batch-size {t.token_batch_size} must be a multiple of seq_len x processes = "
+                f"{seq_len} x {world_size} = {per_step} tokens, so every process gets whole sequences; "
+                f"for example --token-batch-size {fits}.")
+        per_device = global_batch // world_size
+    else:
+        per_device = t.batch_size * max(t.grad_accum_steps, 1)
+    if t.max_tokens_per_device and t.max_tokens_per_device < seq_len:
+        raise HfGptError(f"--max-tokens-per-device {t.max_tokens_per_device} is less than one sequence of "
+                         f"{seq_len} tokens; raise it to at least {seq_len}.")
+    caps = [cap for cap in (t.max_sentences_per_device, t.max_tokens_per_device // seq_len) if cap]
+    cap = min(caps, default=per_device)
+    if t.token_batch_size and t.grad_accum_steps:
+        accum = t.grad_accum_steps
+        if per_device % accum or per_device // accum > cap:
+            raise HfGptError(
+                f"--grad-accum-steps {accum} cannot split the {per_device} sequences each of {world_size} "
+                f"process(es) takes per step (--token-batch-size {t.token_batch_size}) into equal micro-batches"
+                f"{f' of at most {cap}' if caps else ''}; set --grad-accum-steps 0 to derive it.")
+    else:
+        accum = max(math.ceil(per_device / cap), t.grad_accum_steps)
+        while per_device % accum:  # equal micro-batches: the smallest divisor that respects the cap
+            accum += 1
+    return BatchLayout(per_device // accum, accum, world_size)
 
 
 class BlockOrder:
@@ -81,12 +125,15 @@ def fetch_blocks(dataset: Dataset, block_ids: np.ndarray, pad_token_id: int | No
     return {"input_ids": input_ids, "labels": labels}
 
 
-def eval_blocks(num_blocks: int, batches: int, layout: BatchLayout, rank: int) -> Iterator[np.ndarray]:
-    """The fixed validation micro-batches of `rank`: the first blocks in order.
+def eval_blocks(num_blocks: int, batches: int, layout: BatchLayout, rank: int) -> Iterator[tuple[np.ndarray, bool]]:
+    """The validation micro-batches of `rank` as (block ids, counted).
 
-    Never more rounds than it takes to cover the set once; only the last round may wrap around.
+    The evaluated set is the first `batches` global batches of the validation blocks (at most all
+    of them, each once), so it is the same on any number of processes. It is cut into micro-batches
+    dealt round-robin to the processes; every process runs the same number of forward passes (ZeRO-3
+    needs all of them in each), so a process short of work repeats one batch with `counted` False.
     """
-    per_round = layout.micro_batch * layout.world_size
-    for batch in range(min(batches, -(-num_blocks // per_round))):
-        start = batch * per_round + rank * layout.micro_batch
-        yield np.arange(start, start + layout.micro_batch) % num_blocks
+    size = min(num_blocks, batches * layout.global_batch)
+    chunks = [np.arange(start, min(start + layout.micro_batch, size)) for start in range(0, size, layout.micro_batch)]
+    for index in range(rank, rank + -(-len(chunks) // layout.world_size) * layout.world_size, layout.world_size):
+        yield (chunks[index], True) if index < len(chunks) else (chunks[0], False)

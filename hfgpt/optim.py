@@ -10,7 +10,13 @@ from torch import nn
 from .config import TrainingSection
 
 
-def parameter_groups(model: nn.Module, training: TrainingSection) -> list[dict]:
+def scaled_lr(lr: float, training: TrainingSection, global_batch: int) -> float:
+    """`lr` scaled by `lr_scaling` from `base_batch_size` to the global batch (both in sequences)."""
+    ratio = global_batch / training.base_batch_size if training.base_batch_size else 1.0
+    return lr * {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[training.lr_scaling]
+
+
+def parameter_groups(model: nn.Module, training: TrainingSection, global_batch: int = 0) -> list[dict]:
     """Split parameters into decayed weights, undecayed ones, and an untied output head.
 
     Norms, biases and embeddings are never decayed; the output head gets `lr_head` when it is a
@@ -19,6 +25,8 @@ def parameter_groups(model: nn.Module, training: TrainingSection) -> list[dict]:
     head = model.get_output_embeddings()
     head_weight = head.weight if head is not None else None
     embedding_weights = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    lr = scaled_lr(training.lr, training, global_batch)
+    lr_head = scaled_lr(training.lr_head or training.lr, training, global_batch)
     decay, no_decay, head_params, seen = [], [], [], set()
     for name, param in model.named_parameters():
         if not param.requires_grad or id(param) in seen:
@@ -26,24 +34,25 @@ def parameter_groups(model: nn.Module, training: TrainingSection) -> list[dict]:
         seen.add(id(param))
         if param is head_weight and id(param) not in embedding_weights:
             head_params.append(param)
-        elif param.ndim < 2 or id(param) in embedding_weights or name.endswith("bias"):
+        elif len(getattr(param, "ds_shape", param.shape)) < 2 or id(param) in embedding_weights \
+                or name.endswith("bias"):  # ds_shape: the real shape of a ZeRO-3 partitioned parameter
             no_decay.append(param)
         else:
             decay.append(param)
     groups = [
-        {"params": decay, "weight_decay": training.weight_decay, "lr": training.lr},
-        {"params": no_decay, "weight_decay": 0.0, "lr": training.lr},
+        {"params": decay, "weight_decay": training.weight_decay, "lr": lr},
+        {"params": no_decay, "weight_decay": 0.0, "lr": lr},
     ]
     if head_params:
-        groups.append({"params": head_params, "weight_decay": training.weight_decay,
-                       "lr": training.lr_head or training.lr})
+        groups.append({"params": head_params, "weight_decay": training.weight_decay, "lr": lr_head})
     return [group for group in groups if group["params"]]
 
 
-def build_optimizer(model: nn.Module, training: TrainingSection) -> torch.optim.AdamW:
+def build_optimizer(model: nn.Module, training: TrainingSection, global_batch: int = 0) -> torch.optim.AdamW:
     """AdamW over `parameter_groups`; the fused kernel where every parameter is on CUDA."""
     on_cuda = all(p.is_cuda for p in model.parameters())
-    return torch.optim.AdamW(parameter_groups(model, training), betas=(training.beta1, training.beta2),
+    return torch.optim.AdamW(parameter_groups(model, training, global_batch),
+                             betas=(training.beta1, training.beta2),
                              fused=on_cuda or None)
 
 

@@ -1,7 +1,12 @@
+import re
+
 import numpy as np
+import pytest
 from datasets import Dataset, Features, Sequence, Value
 
-from hfgpt.batches import BatchLayout, BlockOrder, eval_blocks, fetch_blocks
+from hfgpt.batches import BatchLayout, BlockOrder, eval_blocks, fetch_blocks, resolve_layout
+from hfgpt.config import TrainingSection
+from hfgpt.errors import HfGptError
 
 
 def test_epochs_are_seeded_permutations_and_batches_straddle_them():
@@ -42,8 +47,53 @@ def test_fetch_masks_padding_in_labels_only():
     assert batch["labels"].tolist() == [[9, 3, -100, -100], [5, 6, 7, 8]]
 
 
-def test_eval_blocks_cover_the_set_once_split_over_ranks():
-    layout = BatchLayout(micro_batch=2, grad_accum_steps=1, world_size=2)
-    seen = [b for rank in range(2) for batch in eval_blocks(8, 100, layout, rank) for b in batch]
-    assert sorted(seen) == list(range(8))
-    assert len(list(eval_blocks(1000, 3, layout, rank=1))) == 3
+def evaluated(num_blocks, batches, micro_batch, accum, world):
+    layout = BatchLayout(micro_batch=micro_batch, grad_accum_steps=accum, world_size=world)
+    per_rank = [list(eval_blocks(num_blocks, batches, layout, rank)) for rank in range(world)]
+    assert len({len(batches) for batches in per_rank}) == 1, "every process runs as many forward passes"
+    return sorted(int(b) for batches in per_rank for ids, counted in batches if counted for b in ids)
+
+
+def test_eval_blocks_are_the_same_set_whatever_the_world_size():
+    assert evaluated(8, 100, micro_batch=2, accum=1, world=2) == list(range(8))  # all of it, once
+    assert evaluated(6, 100, micro_batch=4, accum=1, world=2) == list(range(6))  # a short last batch
+    for world, accum in [(1, 4), (2, 2), (4, 1)]:
+        assert evaluated(1000, 3, micro_batch=2, accum=accum, world=world) == list(range(24))
+
+
+def layout_of(world_size: int, seq_len: int = 128, **training) -> tuple[int, int, int]:
+    layout = resolve_layout(TrainingSection(**training), seq_len, world_size)
+    return layout.micro_batch, layout.grad_accum_steps, layout.global_batch
+
+
+def test_token_batch_keeps_the_global_batch_on_any_device_count():
+    # 64 sequences of 128 tokens per step, at most 8 sequences per micro-batch.
+    shapes = {world: layout_of(world, token_batch_size=8192, max_sentences_per_device=8) for world in (1, 2, 8)}
+    assert shapes == {1: (8, 8, 64), 2: (8, 4, 64), 8: (8, 1, 64)}
+    # Without caps each device takes its whole share in one micro-batch.
+    assert layout_of(4, token_batch_size=8192) == (16, 1, 64)
+    # The token cap works the same way: 1024 tokens = 8 sequences of 128.
+    assert layout_of(2, token_batch_size=8192, max_tokens_per_device=1024) == (8, 4, 64)
+
+
+def test_batch_size_is_per_device_and_caps_split_it_into_equal_micro_batches():
+    assert layout_of(2, batch_size=12) == (12, 1, 24)
+    assert layout_of(1, batch_size=12, grad_accum_steps=3) == (12, 3, 36)
+    assert layout_of(1, batch_size=12, max_sentences_per_device=5) == (4, 3, 12)  # 12 = 3 x 4, not 5 + 5 + 2
+    assert layout_of(1, batch_size=7, max_sentences_per_device=2) == (1, 7, 7)
+
+
+def test_explicit_accumulation_with_a_token_batch_must_split_evenly():
+    assert layout_of(2, token_batch_size=8192, grad_accum_steps=2) == (16, 2, 64)
+    with pytest.raises(HfGptError, match="--grad-accum-steps 3 cannot split the 32 sequences"):
+        layout_of(2, token_batch_size=8192, grad_accum_steps=3)
+
+
+@pytest.mark.parametrize(("training", "message"), [
+    ({"token_batch_size": 1000}, "must be a multiple of seq_len x processes = 128 x 2 = 256 tokens"),
+    ({"token_batch_size": 128}, "for example --token-batch-size 256"),
+    ({"max_tokens_per_device": 64}, "--max-tokens-per-device 64 is less than one sequence"),
+])
+def test_impossible_batch_settings_name_the_flag_and_a_value_that_works(training, message):
+    with pytest.raises(HfGptError, match=re.escape(message)):
+        layout_of(2, **training)

@@ -5,7 +5,7 @@ import torch
 
 from hfgpt import HfGptConfig, HfGptForCausalLM
 from hfgpt.config import TrainingSection
-from hfgpt.optim import build_optimizer, build_scheduler, lr_factor, parameter_groups
+from hfgpt.optim import build_optimizer, build_scheduler, lr_factor, parameter_groups, scaled_lr
 
 
 def tiny_model(tied: bool) -> HfGptForCausalLM:
@@ -49,3 +49,11 @@ def test_scheduler_scales_every_group_from_its_own_peak():
     lrs = sorted({g["lr"] for g in optimizer.param_groups})
     assert lrs == pytest.approx([1e-3, 4e-3])
     assert isinstance(optimizer, torch.optim.AdamW)
+
+
+@pytest.mark.parametrize(("scaling", "expected"), [("none", 1e-3), ("linear", 4e-3), ("sqrt", 2e-3)])
+def test_lr_scaling_from_the_base_batch_to_the_global_batch(scaling, expected):
+    training = TrainingSection(lr=1e-3, lr_scaling=scaling, base_batch_size=16)
+    assert scaled_lr(training.lr, training, global_batch=64) == pytest.approx(expected)
+    groups = parameter_groups(tiny_model(tied=False), training, global_batch=64)
+    assert len(groups) == 3 and all(g["lr"] == pytest.approx(expected) for g in groups)

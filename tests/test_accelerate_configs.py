@@ -1,0 +1,60 @@
+"""Every launch config parses with accelerate's own loader, names its launch line, and points at a
+DeepSpeed JSON that exists and leaves the batch settings to hfgpt. No launches here: what accelerate
+would only refuse at launch time is checked statically."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from accelerate.commands.config.config_args import load_config_from_file
+from helpers import REPO
+
+from hfgpt import modeling_hfgpt
+
+CONFIGS = sorted((REPO / "accelerate_configs").glob("*.yaml"))
+# accelerate refuses these next to a deepspeed_config_file (they belong in the JSON), but only at launch
+SET_BY_THE_JSON = {"zero_stage", "offload_optimizer_device", "offload_param_device", "offload_param_nvme_path",
+                   "offload_optimizer_nvme_path", "gradient_accumulation_steps", "gradient_clipping",
+                   "zero3_save_16bit_model"}
+
+
+def test_the_documented_configs_exist():
+    assert {p.stem for p in CONFIGS} >= {"cpu", "cpu-2proc", "gpu", "multi-gpu", "zero2", "zero3", "zero3-offload",
+                                         "multi-node", "fsdp", "zero2-cpu", "zero3-cpu"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_config_parses_and_names_its_launch_line(path, monkeypatch):
+    monkeypatch.chdir(REPO)  # DeepSpeed JSON paths are relative to the repository root
+    config = load_config_from_file(str(path))
+    assert config.num_processes >= 1
+    assert f"accelerate launch --config_file accelerate_configs/{path.name}" in path.read_text()
+    ds_file = (config.deepspeed_config or {}).get("deepspeed_config_file")
+    if ds_file:
+        assert not SET_BY_THE_JSON & set(config.deepspeed_config), f"{path.name}: set these in {ds_file}"
+        assert config.mixed_precision is None, f"{path.name}: precision comes from hfgpt, through the JSON's auto"
+        ds = json.loads((REPO / ds_file).read_text())
+        assert not {"optimizer", "scheduler"} & set(ds), f"{ds_file}: hfgpt brings its own AdamW and schedule"
+        for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "gradient_clipping"):
+            assert ds[key] == "auto", f"{ds_file}: {key} must be left to hfgpt"
+        if ds["zero_optimization"]["stage"] == 3:
+            assert ds["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
+
+
+def test_every_deepspeed_json_parses_and_is_used():
+    used = {load_config_from_file(str(path)).deepspeed_config.get("deepspeed_config_file") for path in CONFIGS}
+    for path in sorted((REPO / "accelerate_configs" / "deepspeed").glob("*.json")):
+        assert json.loads(path.read_text())["zero_optimization"]["stage"] in (1, 2, 3)
+        assert f"accelerate_configs/deepspeed/{path.name}" in used, f"{path.name} is not used by any config"
+
+
+def test_fsdp_wraps_a_layer_class_of_the_model():
+    fsdp = load_config_from_file(str(REPO / "accelerate_configs" / "fsdp.yaml")).fsdp_config
+    assert isinstance(getattr(modeling_hfgpt, fsdp["fsdp_transformer_layer_cls_to_wrap"]), type)
+
+
+def test_docs_list_every_config():
+    scaling = (REPO / "docs" / "scaling.md").read_text()
+    for path in CONFIGS:
+        assert f"accelerate launch --config_file accelerate_configs/{path.name}" in scaling, path.name

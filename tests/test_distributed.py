@@ -1,0 +1,135 @@
+"""Several processes on the CPU over gloo: DDP and DeepSpeed ZeRO-2/3 train the same model as one process,
+resume, stop together, and leave a consolidated model. Each launch costs ~10 s, so there are few."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from helpers import launch_command, launch_env, run_hfgpt
+from resume_helpers import checked, exact_flags, log_records
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import hfgpt  # noqa: F401  (registers the Auto classes)
+
+pytestmark = pytest.mark.slow
+# 16 sequences of 32 tokens per step on any number of processes; no dropout, whose masks follow each
+# process's own random stream.
+TOKEN_BATCH = ["--token-batch-size", "512", "--dropout", "0"]
+
+
+def losses(run_dir: Path) -> list[tuple[int, str, float]]:
+    return [(r["step"], r["split"], r["loss"]) for r in log_records(run_dir)]
+
+
+def largest_relative_difference(run: Path, reference: Path) -> float:
+    mine, theirs = losses(run), losses(reference)
+    assert [m[:2] for m in mine] == [t[:2] for t in theirs], "the same steps are logged"
+    return max(abs(m[2] - t[2]) / abs(t[2]) for m, t in zip(mine, theirs, strict=True))
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory) -> Path:
+    """The reference: one process accumulating two micro-batches of 8 sequences per step."""
+    root = tmp_path_factory.mktemp("distributed")
+    result = checked(run_hfgpt([*exact_flags(root, "one"), *TOKEN_BATCH, "--max-sentences-per-device", "8"],
+                               cwd=root))
+    assert "8 sequences x 2 accumulation x 1 process(es) = 16 sequences" in result.stdout
+    return root
+
+
+def stop_and_continue(root: Path, name: str, launcher: str) -> Path:
+    """Train to step 4 on two processes, then continue to the end in a new launch."""
+    first = checked(run_hfgpt([*exact_flags(root, name), *TOKEN_BATCH, "--stop-at-step", "4"], cwd=root,
+                              launcher=launcher))
+    assert "8 sequences x 1 accumulation x 2 process(es) = 16 sequences" in first.stdout
+    run_dir = root / "runs" / name
+    checked(run_hfgpt(["continue", str(run_dir)], cwd=root, launcher=launcher))
+    return run_dir
+
+
+def test_two_processes_follow_one_process_with_accumulation(one_process):
+    """Same global batch and seed: 2 processes x 1 micro-batch == 1 process x 2, across a resume."""
+    run_dir = stop_and_continue(one_process, "ddp", "ddp2")
+    difference = largest_relative_difference(run_dir, one_process / "runs" / "one")
+    print(f"largest relative loss difference, 2 processes x 1 vs 1 process x 2: {difference:.2e}")
+    assert difference < 1e-5
+    assert json.loads((run_dir / "run.json").read_text())["world_size"] == 2
+
+
+@pytest.mark.parametrize("stage", ["zero2", "zero3"])
+def test_deepspeed_trains_resumes_and_saves_a_consolidated_model(one_process, stage):
+    pytest.importorskip("deepspeed")
+    run_dir = stop_and_continue(one_process, stage, stage)
+    assert largest_relative_difference(run_dir, one_process / "runs" / "one") < 1e-5
+    final = run_dir / "final"
+    model = AutoModelForCausalLM.from_pretrained(final)  # in this process: none of the training ones
+    reference = AutoModelForCausalLM.from_pretrained(one_process / "runs" / "one" / "final")
+    for (name, mine), (_, theirs) in zip(model.state_dict().items(), reference.state_dict().items(), strict=True):
+        assert mine.shape == theirs.shape and (mine - theirs).abs().max() < 1e-4, name
+    tokenizer = AutoTokenizer.from_pretrained(final)
+    assert model.generate(**tokenizer("ab", return_tensors="pt"), max_new_tokens=5, do_sample=False).shape[1] == 7
+
+
+def rank_pids(launcher_pid: int) -> dict[int, int]:
+    """{rank: pid} of the training processes a launcher started (read from /proc)."""
+    ranks = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        rank = [e for e in environ if e.startswith(b"RANK=")]
+        if ppid == launcher_pid and rank:
+            ranks[int(rank[0][5:])] = int(proc.name)
+    return ranks
+
+
+def test_sigterm_to_one_process_stops_them_all_at_the_same_step(one_process, tmp_path):
+    args = [*exact_flags(tmp_path, "preempted"), *TOKEN_BATCH, "--max-steps", "100000", "--ckpt-every", "0",
+            "--eval-every", "0", "--no-log-samples"]
+    launcher = subprocess.Popen(launch_command(args, "ddp2"), cwd=tmp_path, env=launch_env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "runs" / "preempted" / "train_log.jsonl"
+    deadline = time.monotonic() + 120
+    while not (log.is_file() and log.read_text().count("\n") >= 3) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ranks = rank_pids(launcher.pid)
+    assert sorted(ranks) == [0, 1], ranks
+    os.kill(ranks[1], signal.SIGTERM)  # only rank 1 is told; rank 0 must learn it through the collective
+    _, stderr = launcher.communicate(timeout=120)
+    assert launcher.returncode == 0, stderr[-3000:]
+    info = json.loads((tmp_path / "runs" / "preempted" / "run.json").read_text())
+    assert info["status"] == "interrupted" and info["sessions"][-1]["reason"] == "SIGTERM received"
+    step = info["sessions"][-1]["end_step"]
+    checkpoint = tmp_path / "runs" / "preempted" / "checkpoints" / f"step_{step:08d}"
+    assert sorted(p.name for p in checkpoint.glob("random_states_*")) == ["random_states_0.pkl",
+                                                                           "random_states_1.pkl"]
+
+
+def test_processes_started_the_mpirun_way_train_together(one_process, tmp_path):
+    """Two plain processes that only carry Open MPI's variables (what `mpirun -n 2` gives each rank)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    args = [*exact_flags(one_process, "mpi"), *TOKEN_BATCH]
+    ranks = [subprocess.Popen(launch_command(args), cwd=one_process, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env={**launch_env(), "MASTER_PORT": port, "OMPI_COMM_WORLD_RANK": str(rank),
+                                              "OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_LOCAL_RANK": str(rank),
+                                              "OMPI_COMM_WORLD_LOCAL_SIZE": "2"})
+             for rank in range(2)]
+    outputs = [rank.communicate(timeout=300) for rank in ranks]
+    assert [rank.returncode for rank in ranks] == [0, 0], outputs[0][1][-3000:] + outputs[1][1][-3000:]
+    assert "8 sequences x 1 accumulation x 2 process(es)" in outputs[0][0]
+    assert largest_relative_difference(one_process / "runs" / "mpi", one_process / "runs" / "one") < 1e-5
