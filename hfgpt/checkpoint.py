@@ -1,33 +1,73 @@
-"""Resumable checkpoints: `accelerator.save_state` plus the loop's own state, made visible atomically.
+"""Resumable checkpoints that are never half-written, never silently corrupt, and pruned safely.
 
-accelerate writes a checkpoint in place with no completion marker, so a crash mid-save leaves a
-folder that looks like a checkpoint. Here every checkpoint is written under a temporary name,
-flushed to disk, and only then renamed to `step_<N>` and pointed at by `latest` (a symlink, plus
-a `latest.txt` file for filesystems without symlinks).
+accelerate's `save_state` writes in place with no completion marker, and its `total_limit` deletes
+old checkpoints before the new one is safe. Here a checkpoint is written under a temporary name;
+then `checkpoint.json` (size and SHA-256 of every file) is written as the completion marker, the
+folder is flushed to disk and renamed to `step_<N>`, the `latest` pointer moves (a symlink plus
+`latest.txt` for filesystems without symlinks), and only then are old checkpoints pruned. Resuming
+takes the newest checkpoint whose files all match their manifest; any other is skipped with a
+warning that names it and what is wrong.
+
+    checkpoints/
+        step_00000500/   model.safetensors, optimizer.bin, scheduler.bin, random_states_<rank>.pkl,
+                         trainer_state.json, checkpoint.json
+        latest -> step_00000500, latest.txt
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import torch
 from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list, gather_object
+from safetensors import safe_open
+
+from .errors import HfGptError
 
 TRAINER_STATE = "trainer_state.json"
+MANIFEST = "checkpoint.json"
+_NAME = re.compile(r"step_(\d{8,})")
 
 
 def checkpoint_name(step: int) -> str:
     return f"step_{step:08d}"
 
 
-def _fsync_tree(folder: Path) -> None:
+def checkpoint_step(path: Path) -> int:
+    return int(_NAME.fullmatch(path.name).group(1))
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file, or a folder's entry list, to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_manifest(folder: Path, step: int) -> None:
+    files = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+             for p in sorted(folder.rglob("*")) if p.is_file()}
     for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
+        _fsync(path)
+    manifest = folder / MANIFEST
+    manifest.write_text(json.dumps({"step": step, "files": files}, indent=1))
+    _fsync(manifest)
+    _fsync(folder)
 
 
 def _point_latest(checkpoints: Path, name: str) -> None:
@@ -41,24 +81,148 @@ def _point_latest(checkpoints: Path, name: str) -> None:
         os.replace(link, checkpoints / "latest")
     except OSError:
         pass  # no symlinks here: latest.txt alone points the way
+    _fsync(checkpoints)
 
 
 def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, trainer_state: dict[str, Any]) -> Path:
-    """Save everything needed to resume after `step` steps; called on every process."""
+    """Save everything needed to resume after `step` steps; called on every process.
+
+    Raises OSError on every process if any process failed to write (a full disk, say): the
+    temporary folder is removed and every earlier checkpoint is left as it was.
+    """
     checkpoints = run_dir / "checkpoints"
     final = checkpoints / checkpoint_name(step)
+    if final.is_dir():  # saved before (the step a run resumed from): the state is the same
+        return final
     staging = checkpoints / f".{checkpoint_name(step)}.tmp"
     if accelerator.is_main_process:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(staging))
+    failure = ""
+    try:
+        accelerator.save_state(str(staging))
+    except OSError as error:
+        failure = f"{error.strerror or error} ({error.filename or staging})"
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        (staging / TRAINER_STATE).write_text(json.dumps({"step": step, **trainer_state}, indent=2))
-        _fsync_tree(staging)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(staging, final)
-        _point_latest(checkpoints, final.name)
-    accelerator.wait_for_everyone()
+    if accelerator.is_main_process and not failure:
+        try:
+            (staging / TRAINER_STATE).write_text(json.dumps({"step": step, **trainer_state}, indent=2))
+            _write_manifest(staging, step)
+            os.replace(staging, final)
+            _point_latest(checkpoints, final.name)
+        except OSError as error:
+            failure = f"{error.strerror or error} ({error.filename or staging})"
+    failures = [f for f in gather_object([failure]) if f]  # every process learns of any failure
+    if failures:
+        if accelerator.is_main_process:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise OSError(f"could not write checkpoint {final.name}: {failures[0]}")
     return final
+
+
+def complete_checkpoints(run_dir: Path) -> list[Path]:
+    """The renamed-into-place checkpoints of a run, oldest first (not yet verified)."""
+    folder = run_dir / "checkpoints"
+    found = [p for p in folder.iterdir() if p.is_dir() and not p.is_symlink() and _NAME.fullmatch(p.name)] \
+        if folder.is_dir() else []
+    return sorted(found, key=checkpoint_step)
+
+
+def checkpoint_problem(folder: Path) -> str:
+    """Why `folder` cannot be resumed from, or "" when every file matches its manifest."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        files = manifest["files"]
+    except FileNotFoundError:
+        return f"it has no {MANIFEST} (it was not completely written)"
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"its {MANIFEST} is unreadable ({error})"
+    if TRAINER_STATE not in files:
+        return f"its manifest does not list {TRAINER_STATE}"
+    for name, expected in files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != expected["bytes"]:
+            return f"{name} has {path.stat().st_size} bytes, not the {expected['bytes']} that were saved"
+        if _sha256(path) != expected["sha256"]:
+            return f"{name} does not match the checksum it was saved with (the file is corrupt)"
+    return ""
+
+
+def read_trainer_state(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / TRAINER_STATE).read_text())
+
+
+def prune_checkpoints(run_dir: Path, keep_last: int, protected: Iterable[int] = ()) -> list[Path]:
+    """Delete all but the newest `keep_last` checkpoints, never one whose step is `protected`."""
+    if keep_last <= 0:
+        return []
+    keep = set(protected)
+    doomed = [p for p in complete_checkpoints(run_dir)[:-keep_last] if checkpoint_step(p) not in keep]
+    for folder in doomed:
+        # Renamed first, so a crash mid-delete never leaves a half-deleted folder that looks complete.
+        trash = folder.with_name(f".{folder.name}.deleting")
+        os.replace(folder, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    return doomed
+
+
+def clear_leftovers(run_dir: Path) -> list[Path]:
+    """Remove what an interrupted save or prune left behind (hidden `.step_*` folders)."""
+    folder = run_dir / "checkpoints"
+    leftovers = sorted(folder.glob(".step_*")) if folder.is_dir() else []
+    for path in leftovers:
+        shutil.rmtree(path, ignore_errors=True)
+    return leftovers
+
+
+def _shape_problem(folder: Path, model: torch.nn.Module) -> str:
+    """A difference between the saved weights' shapes and the model's, named; "" when they agree."""
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        return ""  # DeepSpeed keeps its own sharded format, checked by DeepSpeed itself
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    with safe_open(weights, "pt") as saved:
+        for name in saved.keys():  # noqa: SIM118 (safe_open is not a dict)
+            shape = tuple(saved.get_slice(name).get_shape())
+            if name in expected and expected[name] != shape:
+                return (f"its {name} has shape {shape} but this run's model has {expected[name]} (the checkpoint "
+                        "comes from a model of another shape or vocabulary)")
+            if name not in expected:
+                return f"it holds {name}, which this run's model does not have (another architecture)"
+    return ""
+
+
+def load_newest_checkpoint(accelerator: Accelerator, run_dir: Path, model: torch.nn.Module,
+                           warn: Callable[[str], None]) -> tuple[Path, dict[str, Any]]:
+    """Restore the newest usable checkpoint of `run_dir` into the prepared objects; every process calls it.
+
+    A checkpoint that fails its manifest, does not fit the model, or fails to load (a planted
+    pickle is refused by `weights_only` loading) is moved aside as `step_<N>.unusable` with a
+    warning, and the one before is tried. Returns the folder and its trainer state.
+    """
+    reasons: list[str] = []
+    for folder in reversed(complete_checkpoints(run_dir)):
+        problem = [""]
+        if accelerator.is_main_process:
+            problem = [checkpoint_problem(folder) or _shape_problem(folder, accelerator.unwrap_model(model))]
+        broadcast_object_list(problem)
+        if not problem[0]:
+            try:
+                accelerator.load_state(str(folder))
+            except Exception as error:  # any failure to load means: do not trust this checkpoint
+                problem = [f"it failed to load ({type(error).__name__}: {str(error).splitlines()[0][:300]})"]
+            problem = [p for p in gather_object(problem) if p][:1] or [""]
+        if not problem[0]:
+            return folder, read_trainer_state(folder)
+        reasons.append(f"{folder.name}: {problem[0]}")
+        warn(f"skipping checkpoint {folder}: {problem[0]}; it is set aside as {folder.name}.unusable and the one "
+             "before is tried.")
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            os.replace(folder, folder.with_name(f"{folder.name}.unusable"))
+    listed = "; ".join(reasons) or "there are none"
+    raise HfGptError(f"{run_dir} has no checkpoint to continue from ({listed}). Start again with `hfgpt train "
+                     f"--run-name {run_dir.name} --overwrite`, or `hfgpt fork` from its final/ or best/ model.")

@@ -1,6 +1,7 @@
-"""The `hfgpt` command: `hfgpt train [flags]` and `hfgpt generate MODEL --prompt TEXT`.
+"""The `hfgpt` command: `train`, `continue RUN_DIR`, `fork SOURCE` and `generate MODEL --prompt TEXT`.
 
 User mistakes (`HfGptError`) print one paragraph and exit with status 2, without a traceback.
+A run stopped by SIGTERM/SIGINT checkpoints and exits with status 0; its run.json says "interrupted".
 """
 
 from __future__ import annotations
@@ -16,16 +17,20 @@ from .errors import HfGptError
 USAGE = """usage: hfgpt COMMAND ...
 
 commands:
-  train [flags]          train a new model (hfgpt train --help lists every flag)
-  generate MODEL [opts]  sample text from a run directory or a saved model folder
+  train [flags]            train a new model (hfgpt train --help lists every flag)
+  continue RUN_DIR [flags] resume a run from its newest complete checkpoint, exactly where it stopped
+  fork SOURCE [flags]      a new run from a run, checkpoint, save_pretrained folder or Hub id's weights
+  generate MODEL [opts]    sample text from a run directory or a saved model folder
 """
 
 
-def _train(argv: Sequence[str]) -> None:
-    from .config_sources import build_config
-    from .trainer import train
+def _training(mode: str):
+    def start(argv: Sequence[str]) -> None:
+        from . import modes
+        from .trainer import run
 
-    train(build_config(argv, prog="hfgpt train"))
+        run(getattr(modes, f"{mode}_setup")(argv))
+    return start
 
 
 def _generate(argv: Sequence[str]) -> None:
@@ -51,7 +56,8 @@ def _generate(argv: Sequence[str]) -> None:
                             args.top_k, args.top_p, None if args.seed is None else args.seed + index))
 
 
-COMMANDS = {"train": _train, "generate": _generate}
+COMMANDS = {"train": _training("train"), "continue": _training("continue"), "fork": _training("fork"),
+            "generate": _generate}
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
@@ -64,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(USAGE, file=sys.stdout if argv and argv[0] in ("-h", "--help") else sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     warnings.formatwarning = _one_line_warning
+    # DeepSpeed still calls collectives that torch has renamed; that is not the user's to fix.
+    warnings.filterwarnings("ignore", message=r"`torch\.distributed\.\w+` is deprecated")
     try:
         COMMANDS[argv[0]](argv[1:])
     except HfGptError as error:

@@ -40,8 +40,11 @@ class ModelSection:
 @dataclass
 class DataSection:
     train: str = setting("", "Training text: comma-separated .txt files or folders, .jsonl or .parquet files, "
-                             "relative to datadir. Empty: the Python standard library (see README).")
+                             "relative to datadir, or one .bin shard of token ids (a folder holding train.bin). "
+                             "Empty: the Python standard library (see README).")
     valid: str = setting("", "Validation sets, same syntax as train. Empty: hold out valid_fraction of train.")
+    meta: str = setting("", "Path of the meta.json describing .bin shards (nanoGPT's train.bin/val.bin token ids, "
+                            "given as train/valid), relative to datadir; empty: meta.json beside the train shard.")
     datadir: str = setting(".", "Folder that relative train/valid paths start from.")
     dataset: str = setting("", "A Hub dataset id to train on instead of local files (needs internet once).")
     dataset_config: str = setting("", "The Hub dataset's configuration name, if it has several.")
@@ -61,8 +64,17 @@ class DataSection:
 @dataclass
 class TrainingSection:
     max_steps: int = setting(2000, "Optimizer steps to train for.")
-    batch_size: int = setting(12, "Sequences per device per micro-batch.")
-    grad_accum_steps: int = setting(1, "Micro-batches accumulated into one optimizer step.")
+    batch_size: int = setting(12, "Sequences per device per optimizer step (split into micro-batches by the caps).")
+    token_batch_size: int = setting(0, "Tokens per optimizer step across all devices; wins over batch_size, and "
+                                       "keeps the effective batch the same on any number of devices. 0: off.")
+    max_tokens_per_device: int = setting(0, "Cap on the tokens of one micro-batch; accumulation makes up the "
+                                            "rest. 0: no cap.")
+    max_sentences_per_device: int = setting(0, "Cap on the sequences of one micro-batch. 0: no cap.")
+    grad_accum_steps: int = setting(0, "Micro-batches accumulated into one optimizer step; 0: derived from the "
+                                       "batch and the caps (1 without caps).")
+    lr_scaling: str = setting("none", "Scale lr (and lr_head) from base_batch_size to the global batch: "
+                                      "none, linear or sqrt.")
+    base_batch_size: int = setting(0, "Global batch in sequences that lr was tuned for (used by lr_scaling).")
     lr: float = setting(1e-3, "Peak learning rate.")
     lr_head: float = setting(0.0, "Peak learning rate of the output head; 0 means lr (used only when untied).")
     min_lr_ratio: float = setting(0.1, "The cosine schedule ends at lr x min_lr_ratio.")
@@ -77,7 +89,18 @@ class TrainingSection:
                                   "among this machine's processes (accelerate launch would leave one).")
     seed: int = setting(1337, "Seeds the weights, the data order and dropout.")
     eval_every: int = setting(250, "Evaluate every this many steps (and at the end); 0 only at the end.")
-    eval_batches: int = setting(20, "Validation micro-batches per evaluation and device.")
+    eval_batches: int = setting(20, "Validation batches per evaluation, each the size of the global batch "
+                                    "(at most the whole validation set, each block once).")
+    early_stopping: bool = setting(False, "Stop when the validation loss has not improved for `patience` evaluations.")
+    patience: int = setting(5, "Evaluations without improvement before early stopping stops the run.")
+    early_stopping_min_delta: float = setting(0.0, "Smallest drop of the validation loss that counts as an "
+                                                   "improvement (for early stopping and best/).")
+    max_bad_steps: int = setting(10, "Steps in a row with a non-finite loss or gradient (each skipped) "
+                                     "before the run stops with a diagnostic.")
+    stop_at_step: int = setting(0, "Stop cleanly (checkpoint, status interrupted) once this many steps are done, "
+                                   "without changing the schedule; resume with continue. 0: never.")
+    deterministic: bool = setting(False, "Use deterministic algorithms only (bitwise-reproducible runs, slower "
+                                         "on GPUs).")
 
 
 @dataclass
@@ -86,6 +109,8 @@ class LoggingSection:
     # setting() turns a list default into a default_factory, so no instance shares it.
     trackers: list[str] = setting(["tensorboard"], "accelerate trackers: tensorboard, wandb, ... or none.")  # noqa: RUF009
     progress_bar: bool = setting(True, "Show a tqdm progress bar on the main process.")
+    log_samples: bool = setting(False, "Write the ids of the training blocks every process reads at each step to "
+                                       "samples.jsonl (a data audit trail).")
     sample_prompt: str = setting("\n", "Prompt of the sample generated at the end of training.")
     sample_tokens: int = setting(200, "Tokens generated for the end-of-training sample; 0 skips it.")
 
@@ -95,6 +120,11 @@ class CheckpointSection:
     rundir: str = setting("runs", "Folder that holds the run directories.")
     run_name: str = setting("", "Name of this run's directory; empty: date-time-user.")
     ckpt_every: int = setting(500, "Save a resumable checkpoint every this many steps; 0 only at the end.")
+    keep_last: int = setting(0, "Keep only the newest N periodic checkpoints (0 keeps all); the best one and "
+                                "the one the run resumed from are never pruned.")
+    save_best: bool = setting(True, "Keep best/, a save_pretrained model of the lowest validation loss so far.")
+    overwrite: bool = setting(False, "Let train replace an existing run directory of the same name "
+                                     "(its contents are deleted).")
 
 
 @dataclass
@@ -130,10 +160,19 @@ class TrainConfig:
              f"--seq-len ({d.seq_len}) must be between 1 and --max-position-embeddings "
              f"({m.max_position_embeddings}); lower it or raise the model's context"),
             (0.0 < d.valid_fraction < 1.0, "--valid-fraction must be between 0 and 1"),
+            (not d.meta or d.meta.endswith(".json"),
+             f"--meta ({d.meta}) must name a .json file; convert nanoGPT's meta.pkl to meta.json first"),
             (d.num_proc > 0, "--num-proc must be positive"),
             (t.max_steps > 0, "--max-steps must be positive"),
             (t.batch_size > 0, "--batch-size must be positive"),
-            (t.grad_accum_steps > 0, "--grad-accum-steps must be positive"),
+            (t.grad_accum_steps >= 0, "--grad-accum-steps must be 0 (derived) or positive"),
+            (t.token_batch_size >= 0, "--token-batch-size must be 0 (off) or positive"),
+            (t.max_tokens_per_device >= 0, "--max-tokens-per-device must be 0 (no cap) or positive"),
+            (t.max_sentences_per_device >= 0, "--max-sentences-per-device must be 0 (no cap) or positive"),
+            (t.lr_scaling in ("none", "linear", "sqrt"), "--lr-scaling must be none, linear or sqrt"),
+            (t.lr_scaling == "none" or t.base_batch_size > 0,
+             f"--lr-scaling {t.lr_scaling} needs --base-batch-size, the global batch (in sequences) "
+             "that --lr was tuned for"),
             (t.lr > 0, "--lr must be positive"),
             (t.lr_head >= 0, "--lr-head must be 0 (same as --lr) or positive"),
             (0.0 <= t.min_lr_ratio <= 1.0, "--min-lr-ratio must be in [0, 1]"),
@@ -146,9 +185,14 @@ class TrainConfig:
             (t.cpu_threads >= 0, "--cpu-threads must be 0 (automatic) or positive"),
             (t.eval_every >= 0, "--eval-every must be 0 (only at the end) or positive"),
             (t.eval_batches > 0, "--eval-batches must be positive"),
+            (t.patience > 0, "--patience must be positive"),
+            (t.early_stopping_min_delta >= 0, "--early-stopping-min-delta must not be negative"),
+            (t.max_bad_steps > 0, "--max-bad-steps must be positive"),
+            (t.stop_at_step >= 0, "--stop-at-step must be 0 (never) or positive"),
             (lg.log_every > 0, "--log-every must be positive"),
             (lg.sample_tokens >= 0, "--sample-tokens must not be negative"),
             (c.ckpt_every >= 0, "--ckpt-every must be 0 (only at the end) or positive"),
+            (c.keep_last >= 0, "--keep-last must be 0 (keep all) or positive"),
         ]
         problems = [message for ok, message in checks if not ok]
         if problems:

@@ -332,17 +332,24 @@ def config_from_dict(data: Mapping[str, Any], source: str) -> TrainConfig:
     return _make_config(_values_from_dict(data, source))
 
 
-def build_config(argv: Sequence[str], prog: str = "hfgpt train") -> TrainConfig:
-    """Merge defaults < --config preset < --flagsfile < command-line flags, validate, and return.
+def config_values(cfg: TrainConfig) -> dict[str, Any]:
+    """Every setting of `cfg` by field name (the form `build_config` takes as its base)."""
+    return {name: getattr(getattr(cfg, f.section), name) for name, f in FIELDS.items()}
 
-    `-h`/`--help` prints the flag reference and raises SystemExit(0).
+
+def build_config(argv: Sequence[str], prog: str = "hfgpt train", base: Mapping[str, Any] | None = None,
+                 usage: str = "") -> TrainConfig:
+    """Merge defaults < `base` < --config preset < --flagsfile < command-line flags, validate, and return.
+
+    `base` (field name -> value) is a saved run's config when continuing it. `-h`/`--help` prints
+    the flag reference, headed by `usage` if given, and raises SystemExit(0).
     """
     if "-h" in argv or "--help" in argv:
-        print(format_help(prog))
+        print(format_help(prog, usage))
         raise SystemExit(0)
     cli = _parse_flags(list(argv), "on the command line")
     files = [_read_flagsfile(name, "on the command line") for name in cli.flagsfiles]
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = dict(base or {})
     for name, where in [c for f in files for c in f.configs] + cli.configs:
         values.update(_read_toml(_find_preset(name, where)))
     for flags in [*files, cli]:
@@ -383,7 +390,7 @@ def _cli_value(value: Any) -> str:
     return repr(value)
 
 
-def format_help(prog: str = "hfgpt train") -> str:
+def format_help(prog: str = "hfgpt train", usage: str = "") -> str:
     """The `--help` text: every flag by section, with its help, default and aliases."""
     wrap = textwrap.TextWrapper(width=110, initial_indent=" " * 32, subsequent_indent=" " * 32,
                                  break_on_hyphens=False)
@@ -393,7 +400,7 @@ def format_help(prog: str = "hfgpt train") -> str:
         body = wrap.fill(text)
         return [f"  {spec:<29} {body[32:]}" if len(spec) < 30 else f"  {spec}\n{body}"]
 
-    lines = [f"usage: {prog} [--config PRESET|FILE] [--flagsfile FILE] [--FLAG VALUE ...]", "",
+    lines = [usage or f"usage: {prog} [--config PRESET|FILE] [--flagsfile FILE] [--FLAG VALUE ...]", "",
              textwrap.fill("Settings come from, lowest priority first: the defaults, the --config preset, "
                            "the --flagsfile, then the flags given here. Spell a flag with dashes or "
                            "underscores, or prefixed by its section (--training.lr); give its value as "

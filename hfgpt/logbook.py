@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,24 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 TRAIN_LOG = "train_log.jsonl"
+SAMPLES_LOG = "samples.jsonl"
+
+
+def truncate_jsonl(path: Path, step: int) -> None:
+    """Drop records after `step` (written by a run that died before its next checkpoint), so a resumed
+    log has no step twice; the file is replaced atomically."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line + "\n")
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by the crash
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text("".join(kept), encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def format_record(record: dict[str, Any], max_steps: int) -> str:
@@ -32,6 +51,10 @@ class Logbook:
         self.max_steps = max_steps
         self.main = accelerator.is_main_process
         self.log_path = run_dir / TRAIN_LOG
+        self.samples_path = run_dir / SAMPLES_LOG
+        if self.main and start_step:
+            truncate_jsonl(self.log_path, start_step)
+            truncate_jsonl(self.samples_path, start_step)
         self.bar = tqdm(total=max_steps, initial=start_step, disable=not (self.main and progress_bar),
                         dynamic_ncols=True, desc="training")
 
@@ -42,15 +65,22 @@ class Logbook:
     def advance(self) -> None:
         self.bar.update(1)
 
-    def record(self, record: dict[str, Any]) -> None:
-        """Log one record everywhere; numbers are plain floats (already synced)."""
+    def record(self, record: dict[str, Any], line: str = "") -> None:
+        """Log one record everywhere (numbers are plain floats, already synced) and print `line`, by default
+        the record's metrics."""
         record = {**record, "time": round(time.time(), 3)}
         self.accelerator.log({f"{record['split']}/{k}": v for k, v in record.items()
-                              if k not in ("split", "step", "time")}, step=record["step"])
+                              if isinstance(v, (int, float)) and k not in ("step", "time")}, step=record["step"])
         if self.main:
             with open(self.log_path, "a", encoding="utf-8") as log_file:
                 log_file.write(json.dumps(record) + "\n")
-            self.print(format_record(record, self.max_steps))
+            self.print(line or format_record(record, self.max_steps))
+
+    def samples(self, step: int, blocks_per_process: list[list[int]]) -> None:
+        """Record which training blocks each process read in `step` (with --log-samples)."""
+        if self.main:
+            with open(self.samples_path, "a", encoding="utf-8") as samples_file:
+                samples_file.write(json.dumps({"step": step, "blocks": blocks_per_process}) + "\n")
 
     def close(self) -> None:
         self.bar.close()

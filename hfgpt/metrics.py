@@ -17,17 +17,33 @@ class TokenMetrics:
     def __init__(self, device: torch.device):
         self.sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss x tokens, correct, tokens
 
+    @staticmethod
     @torch.no_grad()
-    def add(self, logits: torch.Tensor, labels: torch.Tensor, mean_loss: torch.Tensor) -> None:
+    def measure(logits: torch.Tensor, labels: torch.Tensor, mean_loss: torch.Tensor) -> torch.Tensor:
+        """The sums of one micro-batch, to `add` once its step is known to count."""
         targets = labels[:, 1:]  # (B, T-1): the model predicts token t+1 at position t
         counted = targets != -100
         tokens = counted.sum()
         correct = ((logits[:, :-1].argmax(dim=-1) == targets) & counted).sum()
-        self.sums += torch.stack([mean_loss.detach().double() * tokens, correct.double(), tokens.double()])
+        return torch.stack([mean_loss.detach().double() * tokens, correct.double(), tokens.double()])
+
+    def add(self, sums: torch.Tensor) -> None:
+        self.sums += sums
+
+    def snapshot(self, accelerator: Accelerator) -> list[float]:
+        """The sums over all processes since the last `read`, for a checkpoint; they keep counting."""
+        return accelerator.reduce(self.sums.clone(), reduction="sum").tolist()
+
+    def restore(self, sums: list[float], accelerator: Accelerator) -> None:
+        """Resume a window from `snapshot`: the main process holds the saved totals, the others none."""
+        if accelerator.is_main_process:
+            self.sums = torch.tensor(sums, dtype=torch.float64, device=self.sums.device)
 
     def read(self, accelerator: Accelerator) -> dict[str, float]:
-        """Sum over all processes, reset, and return loss, perplexity and accuracy."""
+        """Sum over all processes, reset, and return loss, perplexity and accuracy; {} if nothing was added."""
         loss_sum, correct, tokens = accelerator.reduce(self.sums, reduction="sum").tolist()
         self.sums.zero_()
-        loss = loss_sum / max(tokens, 1.0)
-        return {"loss": loss, "ppl": math.exp(min(loss, 700.0)), "acc": correct / max(tokens, 1.0)}
+        if not tokens:
+            return {}
+        loss = loss_sum / tokens
+        return {"loss": loss, "ppl": math.exp(min(loss, 700.0)), "acc": correct / tokens}

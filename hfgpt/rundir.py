@@ -1,17 +1,21 @@
 """The run directory: where one run keeps its config, log, tokenizer, checkpoints and model.
 
     <rundir>/<run_name>/
+        run.json           status, parent, package versions, one entry per launch (hfgpt.runinfo)
         config.toml        resolved config, loadable with --config
         train_log.jsonl    one JSON object per logged train or validation step
         tokenizer/         the run's tokenizer (save_pretrained)
-        checkpoints/       step_00000500/ ... accelerator.save_state folders, and `latest`
+        architecture/      the model's config.json, so `continue` rebuilds the same model
+        checkpoints/       step_00000500/ ... verified resumable checkpoints (hfgpt.checkpoint), `latest`
         logs/              tracker output (TensorBoard event files, ...)
+        best/              save_pretrained model + tokenizer of the best validation loss so far
         final/             save_pretrained model + tokenizer, loadable by AutoModelForCausalLM
 """
 
 from __future__ import annotations
 
 import getpass
+import shutil
 import time
 from pathlib import Path
 
@@ -36,12 +40,15 @@ def create_run_dir(checkpoint: CheckpointSection, state: PartialState) -> Path:
     chosen = [None]
     if state.is_main_process:
         run_dir = Path(checkpoint.rundir) / (checkpoint.run_name or default_run_name())
-        if run_dir.exists() and any(run_dir.iterdir()):
+        if run_dir.exists() and any(run_dir.iterdir()) and not checkpoint.overwrite:
             chosen = [HfGptError(
                 f"The run directory {run_dir} already exists and is not empty, and a new run would "
-                "overwrite it. Choose another name with --run-name, or another parent with --rundir."
+                "overwrite it. Choose another name with --run-name or another parent with --rundir, resume it "
+                f"with `hfgpt continue {run_dir}`, or replace it with --overwrite."
             )]
         else:
+            if run_dir.exists() and checkpoint.overwrite:
+                shutil.rmtree(run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
             chosen = [str(run_dir)]
     broadcast_object_list(chosen)

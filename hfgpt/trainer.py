@@ -1,31 +1,55 @@
-"""The training loop: data, model and optimizer set up, then one accelerate loop that reads top to bottom."""
+"""Setting up a run for the three modes, then handing it to `hfgpt.loop.TrainingLoop`.
+
+`run(setup)` prepares data, model, optimizer and run directory; for `continue` it restores the newest
+usable checkpoint (model, optimizer, schedule, scaler, every process's RNG, step, metric window,
+early-stopping state). The data order is a pure function of (seed, step) (`hfgpt.batches`), so a
+resumed run reads exactly what the uninterrupted one would have, with no skipping through data.
+At the end it saves final/, prints a sample, and records how the run ended in run.json.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import os
-import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator, PartialState
-from accelerate.utils import ProjectConfiguration, set_seed
-from transformers import PreTrainedTokenizerBase
+from accelerate.utils import ProjectConfiguration, broadcast_object_list, set_seed
+from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
-from .batches import BatchLayout, BlockOrder, eval_blocks, fetch_blocks
-from .checkpoint import save_checkpoint
+from .batches import BatchLayout, resolve_layout
+from .checkpoint import clear_leftovers, load_newest_checkpoint
 from .config import TrainConfig
 from .config_sources import config_to_toml, format_config
 from .configuration_hfgpt import HfGptConfig
-from .data import PreparedData, prepare_data
+from .data import prepare_data
+from .errors import HfGptError
+from .export import export_model, exported_step, recover_exports
 from .generation import generate_text
-from .logbook import Logbook
+from .launch_env import adopt_launcher_environment
+from .loop import TrainingLoop
+from .memory import MemoryEstimate, estimate_memory, strategy_of
 from .metrics import TokenMetrics
 from .modeling_hfgpt import HfGptForCausalLM
-from .optim import build_optimizer, build_scheduler
+from .modes import ARCHITECTURE, TOKENIZER, RunSetup
+from .optim import build_optimizer, build_scheduler, lr_factor
 from .rundir import create_run_dir
+from .runinfo import (
+    FAILED,
+    INTERRUPTED,
+    begin_session,
+    end_session,
+    new_run_info,
+    read_run_info,
+    write_run_info,
+)
+from .sources import short_hash
+from .stopping import Progress, StopSignals
 
 
 def choose_device_and_precision(cfg: TrainConfig) -> tuple[bool, str]:
@@ -50,6 +74,22 @@ def cpu_threads(requested: int, num_processes: int) -> int:
     return requested or max(1, (os.cpu_count() or 1) // local_processes)
 
 
+def using_deepspeed() -> bool:
+    """Whether `accelerate launch` was told to use DeepSpeed (--use_deepspeed or a DeepSpeed config)."""
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
+
+
+def start_processes(use_cpu: bool) -> PartialState:
+    """The process group. DeepSpeed without CUDA needs gloo named up front, or accelerate sees one process."""
+    adopt_launcher_environment()  # started by mpirun or srun: speak torch.distributed's variables
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not torch.cuda.is_available():
+        warnings.warn("FSDP needs CUDA GPUs: on this machine the processes train with plain DDP over gloo, "
+                      "each holding the whole model.", stacklevel=2)
+    if using_deepspeed() and not torch.cuda.is_available():
+        return PartialState(backend="gloo")
+    return PartialState(cpu=use_cpu)
+
+
 def build_model(cfg: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> HfGptForCausalLM:
     """A freshly initialised model sized by the config and the tokenizer."""
     m = cfg.model
@@ -62,9 +102,22 @@ def build_model(cfg: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> HfGptFo
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )
     config._attn_implementation = m.attn_implementation
-    model = HfGptForCausalLM(config)
-    if m.gradient_checkpointing:
-        model.activation_checkpointing_enable()
+    return HfGptForCausalLM(config)
+
+
+def setup_model(setup: RunSetup, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+    """The model each mode starts from: fresh for train, the saved architecture for continue, the source's
+    weights for fork."""
+    cfg = setup.cfg
+    if setup.model is not None:
+        model = setup.model
+    elif setup.model_config is not None:
+        model = AutoModelForCausalLM.from_config(setup.model_config,
+                                                 attn_implementation=cfg.model.attn_implementation)
+    else:
+        model = build_model(cfg, tokenizer)
+    if cfg.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
     return model
 
 
@@ -80,125 +133,219 @@ def describe_batch(layout: BatchLayout, seq_len: int) -> str:
             f"{layout.global_batch * seq_len:,} tokens per optimizer step")
 
 
-def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    """Copy a batch to `device`; from pinned memory on CUDA, so the copy does not wait for the GPU."""
-    if device.type == "cuda":
-        batch = {k: v.pin_memory() for k, v in batch.items()}
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+def _configure_deepspeed(accelerator: Accelerator, layout: BatchLayout, cfg: TrainConfig) -> None:
+    """hfgpt reads its own batches (no prepared dataloader), so DeepSpeed learns the batch shape from here."""
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is None:
+        return
+    plugin.deepspeed_config.update(
+        train_micro_batch_size_per_gpu=layout.micro_batch, gradient_accumulation_steps=layout.grad_accum_steps,
+        train_batch_size=layout.global_batch, gradient_clipping=cfg.training.max_grad_norm)
 
 
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, data: PreparedData, cfg: TrainConfig, layout: BatchLayout,
-             accelerator: Accelerator) -> dict[str, float]:
-    """Loss, perplexity and accuracy on the first `eval_batches` validation micro-batches of every process."""
-    model.eval()
-    metrics = TokenMetrics(accelerator.device)
-    for block_ids in eval_blocks(len(data.valid), cfg.training.eval_batches, layout, accelerator.process_index):
-        batch = to_device(fetch_blocks(data.valid, block_ids, data.tokenizer.pad_token_id), accelerator.device)
-        output = model(**batch, use_cache=False)
-        metrics.add(output.logits, batch["labels"], output.loss)
-    model.train()
-    return metrics.read(accelerator)
+def _check_resumable(saved: dict[str, Any], now: dict[str, Any], run_dir: Path) -> None:
+    """Refuse to continue where the checkpoint's math differs from this launch's, naming what differs."""
+    fixes = {
+        "world_size": "launch it on as many processes as it was saved with (accelerate launch --num_processes), "
+                      "or fork it",
+        "global_batch": "the batch settings changed; use the run's own, or fork it",
+        "seq_len": "the sequence length changed; use the run's own, or fork it",
+        "tokenizer": "the run's tokenizer/ folder is not the one this checkpoint was trained with; restore it",
+        "data": "the training data are not the same files or contents; point --train/--datadir at the run's "
+                "data, or fork the run to train on new data",
+    }
+    for key, fix in fixes.items():
+        if key in saved and saved[key] != now[key]:
+            raise HfGptError(f"Cannot continue {run_dir}: its checkpoint has {key} {saved[key]!r} but this launch "
+                             f"has {now[key]!r}; {fix}.")
+
+
+def _apply_peak_lr(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
+                   peaks: list[float], cfg: TrainConfig) -> None:
+    """After a restore, keep this launch's peak rates if `continue` changed them (the checkpoint has the old)."""
+    if list(scheduler.base_lrs) == peaks:
+        return
+    scheduler.base_lrs = list(peaks)
+    factor = lr_factor(scheduler.last_epoch, cfg.training)
+    for group, peak in zip(optimizer.param_groups, peaks, strict=True):
+        group["initial_lr"], group["lr"] = peak, peak * factor
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+
+class _TiedWeightsNotice(logging.Filter):
+    """accelerate warns at every save that safetensors drops the tied lm_head copy; the resume tests prove
+    it comes back, so the notice is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Removed shared tensor" not in record.getMessage()
+
+
+def run(setup: RunSetup) -> Path:
+    """Train as `setup` says (a new run, a continued one, or a fork); returns the run directory."""
+    logging.getLogger("accelerate.utils.other").addFilter(_TiedWeightsNotice())
+    cfg = setup.cfg
+    use_cpu, precision = choose_device_and_precision(cfg)
+    state = start_processes(use_cpu)
+    if use_cpu:
+        torch.set_num_threads(cpu_threads(cfg.training.cpu_threads, state.num_processes))
+    if cfg.training.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    with state.main_process_first():  # the main process builds the caches, the others then read them
+        data_cfg = dataclasses.replace(cfg.data, reset=cfg.data.reset and state.is_main_process)
+        data = prepare_data(data_cfg, cfg.seq_len, log=state.print, tokenizer=setup.tokenizer)
+    run_dir = setup.run_dir or create_run_dir(cfg.checkpoint, state)
+    layout = resolve_layout(cfg.training, cfg.seq_len, state.num_processes)
+
+    accelerator = Accelerator(
+        cpu=use_cpu and not using_deepspeed(), mixed_precision=precision,
+        gradient_accumulation_steps=layout.grad_accum_steps,
+        log_with=[t for t in cfg.logging.trackers if t != "none"] or None,
+        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
+    )
+    _configure_deepspeed(accelerator, layout, cfg)
+    if not use_cpu:
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them
+    tokenizer = data.tokenizer
+    tokenizer.model_max_length = cfg.seq_len
+
+    set_seed(cfg.training.seed)
+    model = setup_model(setup, tokenizer)
+    if accelerator.is_main_process:
+        if setup.mode == "continue":
+            clear_leftovers(run_dir)
+            recover_exports(run_dir)
+        else:
+            tokenizer.save_pretrained(run_dir / TOKENIZER)
+            model.config.save_pretrained(run_dir / ARCHITECTURE)
+    accelerator.print(format_config(cfg))
+    optimizer = build_optimizer(model, cfg.training, layout.global_batch)
+    scheduler = build_scheduler(optimizer, cfg.training)
+    peaks = list(scheduler.base_lrs)
+    # The schedule is stepped by hand once per optimizer step (a prepared scheduler steps once per process),
+    # and saved in trainer_state.json, not as a pickle that accelerate would load without weights_only.
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    identity = {"world_size": accelerator.num_processes, "global_batch": layout.global_batch,
+                "seq_len": cfg.seq_len, "tokenizer": short_hash(tokenizer.backend_tokenizer.to_str()),
+                "data": data.cache_dir.name}
+    start_step, progress, metrics = 0, Progress(), TokenMetrics(accelerator.device)
+    if setup.mode == "continue":
+        folder, saved = load_newest_checkpoint(accelerator, run_dir, model, warn=_warn_once(accelerator))
+        _check_resumable(saved, identity, run_dir)
+        scheduler.load_state_dict({**saved["scheduler"], "lr_lambdas": [None] * len(optimizer.param_groups)})
+        _apply_peak_lr(optimizer, scheduler, peaks, cfg)
+        start_step, progress = saved["step"], Progress.from_dict(saved.get("progress", {}))
+        metrics.restore(saved.get("metric_sums", [0.0, 0.0, 0.0]), accelerator)
+        accelerator.print(f"continuing from {folder} (step {start_step})")
+        _check_steps_left(run_dir, start_step, cfg.training.max_steps)
+    info: dict[str, Any] = {}
+    if accelerator.is_main_process:
+        info = read_run_info(run_dir) if setup.mode == "continue" and (run_dir / "run.json").is_file() else \
+            new_run_info(setup.mode, cfg.to_dict(), accelerator.num_processes, setup.parent)
+        begin_session(info, setup.mode, start_step, cfg.to_dict())
+        write_run_info(run_dir, info)
+        (run_dir / "config.toml").write_text(config_to_toml(cfg))  # only now: a refused continue changes nothing
+    wandb_id = broadcast_value(info.get("wandb_id", ""))
+    accelerator.init_trackers(run_dir.name, config=flat_hparams(cfg), init_kwargs={
+        "tensorboard": {"purge_step": start_step + 1} if start_step else {},
+        "wandb": {"id": wandb_id, "resume": "allow", "name": run_dir.name, "dir": str(run_dir / "logs")},
+    })
+
+    n_params = sum(getattr(p, "ds_numel", p.numel()) for p in accelerator.unwrap_model(model).parameters())
+    accelerator.print(f"model: {n_params:,} parameters; data: {len(data.train):,} train and "
+                      f"{len(data.valid):,} validation blocks of {cfg.seq_len} tokens")
+    accelerator.print(describe_batch(layout, cfg.seq_len))
+    accelerator.print(_memory_estimate(accelerator, model, n_params, layout, cfg).format())
+    if cfg.training.lr_scaling != "none":
+        accelerator.print(f"learning rate: {cfg.training.lr} scaled {cfg.training.lr_scaling} from "
+                          f"{cfg.training.base_batch_size} to {layout.global_batch} sequences = {peaks[0]:.3g}")
+    accelerator.print(f"run directory: {run_dir}")
+
+    loop = TrainingLoop(cfg, accelerator, model, optimizer, scheduler, data, layout, run_dir, progress, metrics,
+                        identity, resumed_from=start_step)
+    status, done, reason = FAILED, start_step, ""
+    try:
+        with StopSignals() as signals:
+            status, done, reason = loop.train(signals)
+    except BaseException as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        done = loop.done
+        status = INTERRUPTED if isinstance(error, KeyboardInterrupt) else FAILED
+        raise
+    finally:
+        if accelerator.is_main_process:
+            end_session(info, status, done, reason)
+            write_run_info(run_dir, info)
+
+    if status == INTERRUPTED:
+        accelerator.print(f"stopped after step {done} ({reason}); resume with: hfgpt continue {run_dir}")
+        _finish(accelerator)
+        return run_dir
+    export_model(accelerator, model, tokenizer, run_dir / "final",
+                 metrics={"step": done, "status": status, **({"reason": reason} if reason else {})})
+    accelerator.print(f"{status}: saved the model and tokenizer to {run_dir / 'final'}"
+                      + (f" ({reason})" if reason else ""))
+    if cfg.logging.sample_tokens:
+        unwrapped = accelerator.unwrap_model(model).eval()
+        with _whole_parameters(accelerator, unwrapped):  # every process samples alike; the main one prints
+            sample = generate_text(unwrapped, tokenizer, cfg.logging.sample_prompt,
+                                   max_new_tokens=cfg.logging.sample_tokens, seed=cfg.training.seed)
+        accelerator.print(f"sample:\n{sample}")
+    _finish(accelerator)
+    return run_dir
+
+
+def _check_steps_left(run_dir: Path, start_step: int, max_steps: int) -> None:
+    """`continue` needs steps left to train, or a run that saved its last step but was stopped before
+    writing `final/` (it then only finishes)."""
+    if start_step > max_steps or (start_step == max_steps and exported_step(run_dir / "final") >= start_step):
+        raise HfGptError(f"{run_dir} already trained for {start_step} steps (--max-steps {max_steps}); "
+                         "give a larger --max-steps to train on.")
+
+
+def _finish(accelerator: Accelerator) -> None:
+    """Close the trackers and the process group, once every process is done with its collectives."""
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
 
 
 def train(cfg: TrainConfig) -> Path:
     """Train a new model as `cfg` says; returns the run directory."""
-    use_cpu, precision = choose_device_and_precision(cfg)
-    state = PartialState(cpu=use_cpu)
-    if use_cpu:
-        torch.set_num_threads(cpu_threads(cfg.training.cpu_threads, state.num_processes))
-    with state.main_process_first():  # the main process builds the caches, the others then read them
-        data_cfg = dataclasses.replace(cfg.data, reset=cfg.data.reset and state.is_main_process)
-        data = prepare_data(data_cfg, cfg.seq_len, log=state.print)
-    run_dir = create_run_dir(cfg.checkpoint, state)
+    return run(RunSetup("train", cfg))
 
-    accelerator = Accelerator(
-        cpu=use_cpu, mixed_precision=precision, gradient_accumulation_steps=cfg.training.grad_accum_steps,
-        log_with=[t for t in cfg.logging.trackers if t != "none"] or None,
-        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
-    )
-    if not use_cpu:
-        torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them
-    data.tokenizer.model_max_length = cfg.model.max_position_embeddings
-    if accelerator.is_main_process:
-        (run_dir / "config.toml").write_text(config_to_toml(cfg))
-        data.tokenizer.save_pretrained(run_dir / "tokenizer")
-    accelerator.print(format_config(cfg))
 
-    set_seed(cfg.training.seed)
-    model = build_model(cfg, data.tokenizer)
-    optimizer = build_optimizer(model, cfg.training)
-    scheduler = build_scheduler(optimizer, cfg.training)
-    # The schedule is stepped by hand once per optimizer step: a prepared scheduler steps once per process.
-    model, optimizer = accelerator.prepare(model, optimizer)
-    accelerator.register_for_checkpointing(scheduler)
-    accelerator.init_trackers(run_dir.name, config=flat_hparams(cfg))
+def _memory_estimate(accelerator: Accelerator, model: torch.nn.Module, n_params: int, layout: BatchLayout,
+                     cfg: TrainConfig) -> MemoryEstimate:
+    config = accelerator.unwrap_model(model).config
+    strategy, offload_optimizer, offload_params = strategy_of(accelerator)
+    return estimate_memory(
+        n_params, config.hidden_size, config.num_hidden_layers, config.num_attention_heads, config.vocab_size,
+        layout.micro_batch, cfg.seq_len, cfg.training.precision, strategy, accelerator.num_processes,
+        gradient_checkpointing=cfg.model.gradient_checkpointing,
+        intermediate_size=getattr(config, "intermediate_size", 0) or 0,
+        offload_optimizer=offload_optimizer, offload_params=offload_params)
 
-    layout = BatchLayout(cfg.training.batch_size, cfg.training.grad_accum_steps, accelerator.num_processes)
-    order = BlockOrder(len(data.train), layout, cfg.training.seed)
-    tokens_per_step = layout.global_batch * cfg.seq_len
-    n_params = sum(p.numel() for p in accelerator.unwrap_model(model).parameters())
-    accelerator.print(f"model: {n_params:,} parameters; data: {len(data.train):,} train and "
-                      f"{len(data.valid):,} validation blocks of {cfg.seq_len} tokens")
-    accelerator.print(describe_batch(layout, cfg.seq_len))
-    accelerator.print(f"run directory: {run_dir}")
 
-    max_steps, log_every = cfg.training.max_steps, cfg.logging.log_every
-    logbook = Logbook(accelerator, run_dir, max_steps, 0, cfg.logging.progress_bar)
-    metrics = TokenMetrics(accelerator.device)
-    pad_id = data.tokenizer.pad_token_id
-    grad_norm = torch.zeros((), device=accelerator.device)
-    window_start, window_steps = time.perf_counter(), 0
-    model.train()
-    for step in range(max_steps):
-        for micro_step in range(layout.grad_accum_steps):
-            block_ids = order.micro_blocks(step, micro_step, accelerator.process_index)
-            batch = to_device(fetch_blocks(data.train, block_ids, pad_id), accelerator.device)
-            with accelerator.accumulate(model):
-                output = model(**batch, use_cache=False)
-                accelerator.backward(output.loss)
-                if accelerator.sync_gradients:
-                    grad_norm = accelerator.clip_grad_norm_(model.parameters(),
-                                                            cfg.training.max_grad_norm or float("inf"))
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            metrics.add(output.logits, batch["labels"], output.loss)
-        if not optimizer.step_was_skipped:  # an fp16 overflow skips the update, and so the schedule
-            scheduler.step()
-        done = step + 1
-        window_steps += 1
-        logbook.advance()
+def _whole_parameters(accelerator: Accelerator, model: torch.nn.Module) -> contextlib.AbstractContextManager:
+    """ZeRO-3 keeps each process's shard of the weights only; gather them all for generation."""
+    if strategy_of(accelerator)[0] != "zero3":
+        return contextlib.nullcontext()
+    import deepspeed
 
-        if done % log_every == 0 or done == max_steps:
-            seconds = time.perf_counter() - window_start
-            logbook.record({
-                "step": done, "split": "train", **metrics.read(accelerator),
-                "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
-                "tokens_per_s": window_steps * tokens_per_step / seconds,
-                "ms_per_step": 1000 * seconds / window_steps,
-                "tokens": done * tokens_per_step, "epoch": order.epoch_at(done),
-            })
-            window_start, window_steps = time.perf_counter(), 0
-        if (cfg.training.eval_every and done % cfg.training.eval_every == 0) or done == max_steps:
-            logbook.record({"step": done, "split": "valid", **evaluate(model, data, cfg, layout, accelerator)})
-        if (cfg.checkpoint.ckpt_every and done % cfg.checkpoint.ckpt_every == 0) or done == max_steps:
-            save_checkpoint(accelerator, run_dir, done, {"epoch": order.epoch_at(done),
-                                                         "tokens": done * tokens_per_step})
-    logbook.close()
+    return deepspeed.zero.GatheredParameters(list(model.parameters()))
 
-    final_dir = run_dir / "final"
-    unwrapped = accelerator.unwrap_model(model)
-    state_dict = accelerator.get_state_dict(model)  # every process: ZeRO-3 gathers the shards
-    if accelerator.is_main_process:
-        unwrapped.save_pretrained(final_dir, state_dict=state_dict)
-        data.tokenizer.save_pretrained(final_dir)
-    accelerator.wait_for_everyone()
-    accelerator.print(f"saved the model and tokenizer to {final_dir}")
-    if cfg.logging.sample_tokens:
-        unwrapped.eval()
-        sample = generate_text(unwrapped, data.tokenizer, cfg.logging.sample_prompt,
-                               max_new_tokens=cfg.logging.sample_tokens, seed=cfg.training.seed)
-        accelerator.print(f"sample:\n{sample}")
-    accelerator.end_training()
-    return run_dir
 
+def _warn_once(accelerator: Accelerator):
+    """A warning function that only the main process voices."""
+    def warn(message: str) -> None:
+        if accelerator.is_main_process:
+            warnings.warn(message, stacklevel=2)
+    return warn
+
+
+def broadcast_value(value: Any) -> Any:
+    """The main process's `value` on every process."""
+    holder = [value]
+    broadcast_object_list(holder)
+    return holder[0]

@@ -1,6 +1,7 @@
-"""Train a GPT from raw text: `accelerate launch recipes/train.py [train] [flags]`.
+"""Train a GPT from raw text: `accelerate launch recipes/train.py [train|continue RUN|fork SOURCE] [flags]`.
 
-A thin entry for accelerate's launcher (and torchrun); `hfgpt train --help` lists every flag.
+A thin entry for accelerate's launcher (and torchrun, mpirun, srun); without a mode it trains a new
+run. `hfgpt train --help` lists every flag.
 """
 
 import sys

@@ -1,6 +1,7 @@
 """Helpers the tests share: small text corpora made on the spot, and running the training entry point.
 
-Also tiny .txt/.jsonl/.parquet files and `prepare_data` runs on them, for test_data.py and test_sources.py.
+Also tiny .txt/.jsonl/.parquet files, nanoGPT-style .bin shards, and `prepare_data` runs on them, for
+test_data.py, test_sources.py and test_shards.py.
 """
 
 from __future__ import annotations
@@ -37,17 +38,29 @@ def write_corpus(folder: Path, documents: int = 40) -> Path:
     return folder
 
 
+# accelerate launch configs under accelerate_configs/, by launcher name; "python" runs the script directly.
+LAUNCH_CONFIGS = {"accelerate": "cpu.yaml", "ddp2": "cpu-2proc.yaml", "zero2": "zero2-cpu.yaml",
+                  "zero3": "zero3-cpu.yaml"}
+
+
+def launch_command(args: list[str], launcher: str = "python") -> list[str]:
+    script = str(REPO / "recipes" / "train.py")
+    if launcher == "python":
+        return [sys.executable, script, *args]
+    config = str(REPO / "accelerate_configs" / LAUNCH_CONFIGS[launcher])
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config, script, *args]
+
+
+def launch_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, "TOKENIZERS_PARALLELISM": "false", **(env or {})}
+
+
 def run_hfgpt(args: list[str], cwd: Path, launcher: str = "python", timeout: int = 600,
               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run recipes/train.py (under `accelerate launch` or plain python) and capture its output."""
-    script = str(REPO / "recipes" / "train.py")
-    if launcher == "accelerate":
-        config = str(REPO / "accelerate_configs" / "cpu.yaml")
-        command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config, script, *args]
-    else:
-        command = [sys.executable, script, *args]
-    full_env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", **(env or {})}
-    return subprocess.run(command, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    """Run recipes/train.py (plain, or under `accelerate launch` with one of LAUNCH_CONFIGS) and capture
+    its output."""
+    return subprocess.run(launch_command(args, launcher), cwd=cwd, env=launch_env(env), capture_output=True,
+                          text=True, timeout=timeout)
 
 
 TINY_MODEL_FLAGS = ["--dim", "32", "--heads", "2", "--layers", "2", "--seq", "32", "--batch", "8",
@@ -107,3 +120,20 @@ def expected(data: PreparedData, docs: list[str]) -> list[int]:
     """The token stream `docs` should pack to: each document's ids followed by EOS."""
     eos = data.tokenizer.eos_token_id
     return [t for doc in docs for t in [*data.tokenizer.encode(doc, add_special_tokens=False), eos]]
+
+
+def write_char_shards(folder: Path, train: str, valid: str | None = None, dtype: str = "uint16",
+                      **meta: object) -> dict[str, int]:
+    """nanoGPT-style char shards of `train` (and `valid`) text: train.bin (val.bin) and meta.json.
+
+    The vocabulary is the sorted characters of both texts, as nanoGPT's shakespeare_char writes it;
+    `meta` entries override or add to meta.json's. Returns the character -> id map.
+    """
+    stoi = {char: i for i, char in enumerate(sorted(set(train + (valid or ""))))}
+    folder.mkdir(parents=True, exist_ok=True)
+    np.array([stoi[c] for c in train], dtype=dtype).tofile(folder / "train.bin")
+    if valid is not None:
+        np.array([stoi[c] for c in valid], dtype=dtype).tofile(folder / "val.bin")
+    content = {"vocab_size": len(stoi), "dtype": dtype, "itos": {str(i): c for c, i in stoi.items()}, **meta}
+    (folder / "meta.json").write_text(json.dumps(content), encoding="utf-8")
+    return stoi

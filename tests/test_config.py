@@ -26,7 +26,7 @@ BAD_VALUES = [
     ("data", "num_proc", 0),
     ("training", "max_steps", 0),
     ("training", "batch_size", 0),
-    ("training", "grad_accum_steps", 0),
+    ("training", "grad_accum_steps", -1),
     ("training", "lr", 0.0),
     ("training", "lr_head", -1e-3),
     ("training", "min_lr_ratio", 1.5),

@@ -347,10 +347,10 @@ def test_preset_values():
     g = build_config(["--config", "gpt2-small.toml"])
     assert (g.model.num_hidden_layers, g.model.num_attention_heads, g.model.hidden_size,
             g.model.max_position_embeddings, g.data.tokenizer, g.data.vocab_size, g.model.bias,
-            g.model.hidden_act, g.training.batch_size, g.training.grad_accum_steps, g.training.lr,
+            g.model.hidden_act, g.training.token_batch_size, g.training.max_sentences_per_device, g.training.lr,
             g.training.warmup_steps, g.training.max_steps, g.training.weight_decay, g.training.beta2,
             g.training.precision, g.training.device, g.model.dropout, g.training.eval_every,
-            g.checkpoint.ckpt_every) == (12, 12, 768, 1024, "bpe", 50257, True, "gelu_new", 12, 40, 6e-4,
+            g.checkpoint.ckpt_every) == (12, 12, 768, 1024, "bpe", 50257, True, "gelu_new", 480 * 1024, 12, 6e-4,
                                          2000, 600000, 0.1, 0.95, "bf16", "cuda", 0.0, 1000, 1000)
 
 

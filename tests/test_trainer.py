@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import hfgpt  # noqa: F401  (registers the Auto classes)
 from hfgpt.config_sources import config_from_dict
-from hfgpt.trainer import cpu_threads
+from hfgpt.trainer import cpu_threads, start_processes
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +52,14 @@ def test_run_directory_holds_config_tokenizer_checkpoints_and_trackers(trained_r
     assert (checkpoints / "latest.txt").read_text().strip() == "step_00000060"
     assert (checkpoints / "latest").resolve() == (checkpoints / "step_00000060").resolve()
     state = json.loads((checkpoints / "step_00000060" / "trainer_state.json").read_text())
-    assert state["step"] == 60
+    assert state["step"] == 60 and state["scheduler"]["last_epoch"] == 60
+    # Nothing that a loader would unpickle freely: weights in safetensors, the rest weights_only or JSON.
+    assert sorted(p.name for p in (checkpoints / "step_00000060").iterdir()) == [
+        "checkpoint.json", "model.safetensors", "optimizer.bin", "random_states_0.pkl", "trainer_state.json"]
+    info = json.loads((trained_run / "run.json").read_text())
+    assert info["status"] == "completed" and info["versions"]["torch"] == torch.__version__
+    assert (trained_run / "architecture" / "config.json").is_file()
+    assert (trained_run / "best" / "metrics.json").is_file()
     assert list((trained_run / "logs").rglob("events.out.tfevents*")), "TensorBoard wrote no events"
 
 
@@ -109,3 +116,9 @@ def test_cpu_threads_share_the_cores_unless_asked(monkeypatch):
     assert cpu_threads(3, num_processes=1) == 3
     monkeypatch.setenv("LOCAL_WORLD_SIZE", str(2 * cores))
     assert cpu_threads(0, num_processes=4) == 1
+
+
+def test_fsdp_without_cuda_says_it_trains_as_ddp(monkeypatch):
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.warns(UserWarning, match="FSDP needs CUDA GPUs"):
+        start_processes(use_cpu=True)

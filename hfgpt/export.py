@@ -1,0 +1,52 @@
+"""`final/` and `best/`: `save_pretrained` folders (model + tokenizer) that replace their previous
+version atomically, so a crash mid-save leaves the old one, never a half-written one."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from transformers import PreTrainedTokenizerBase
+
+EXPORTS = ("final", "best")
+
+
+def export_model(accelerator: Accelerator, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
+                 folder: Path, metrics: dict[str, Any] | None = None) -> None:
+    """Save the model and tokenizer to `folder` (plus `metrics.json`); every process calls it, since
+    ZeRO-3 gathers the weights from all of them."""
+    state_dict = accelerator.get_state_dict(model)
+    if accelerator.is_main_process:
+        staging, old = folder.with_name(f".{folder.name}.tmp"), folder.with_name(f".{folder.name}.old")
+        shutil.rmtree(staging, ignore_errors=True)
+        accelerator.unwrap_model(model).save_pretrained(staging, state_dict=state_dict)
+        tokenizer.save_pretrained(staging)
+        if metrics is not None:
+            (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(staging, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def exported_step(folder: Path) -> int:
+    """The training step whose weights `folder` holds, from its `metrics.json` (0 if it has none)."""
+    try:
+        return int(json.loads((folder / "metrics.json").read_text()).get("step", 0))
+    except (OSError, ValueError):
+        return 0
+
+
+def recover_exports(run_dir: Path) -> None:
+    """Put back a previous final/ or best/ whose replacement was cut short between its two renames."""
+    for name in EXPORTS:
+        old = run_dir / f".{name}.old"
+        if old.is_dir() and not (run_dir / name).exists():
+            os.replace(old, run_dir / name)
+        shutil.rmtree(run_dir / f".{name}.tmp", ignore_errors=True)

@@ -1,0 +1,198 @@
+"""The three ways to start training: `train` a new run, `continue` one, or `fork` a new run from one.
+
+Each mode turns its command line into a `RunSetup` for `hfgpt.trainer.run`. `continue` keeps the
+run's math (model, tokenizer, data, batch, seed, schedule shape) and refuses a change to it by name;
+`fork` takes a saved model's weights and tokenizer and starts a fresh optimizer and schedule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomllib
+from safetensors.torch import load_model
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+)
+
+from .checkpoint import checkpoint_problem, checkpoint_step, complete_checkpoints
+from .config import ModelSection, TrainConfig
+from .config_sources import FIELDS, build_config, config_from_dict, config_values
+from .configuration_hfgpt import HfGptConfig
+from .errors import HfGptError
+
+ARCHITECTURE = "architecture"  # the run's model config.json, so `continue` rebuilds the same model
+TOKENIZER = "tokenizer"
+
+# What `continue` may change: how long to train, how to log, save and evaluate, where the data is
+# (the data itself is checked by fingerprint), and the peak learning rate (with a warning).
+CONTINUE_MAY_CHANGE = frozenset({
+    "max_steps", "lr", "lr_head", "log_every", "log_samples", "trackers", "progress_bar", "sample_prompt",
+    "sample_tokens",
+    "ckpt_every", "keep_last", "save_best", "eval_every", "eval_batches", "early_stopping", "patience",
+    "early_stopping_min_delta", "max_bad_steps", "stop_at_step", "deterministic", "cpu_threads", "device",
+    "num_proc", "cache_dir", "datadir", "train", "valid", "meta", "rundir", "run_name",
+})
+_ONE_OFF = ("stop_at_step", "reset", "overwrite")  # switches for one launch, not part of a run
+_USAGE = {
+    "continue": "usage: hfgpt continue RUN_DIR [--max-steps N] [--FLAG VALUE ...]",
+    "fork": "usage: hfgpt fork SOURCE [--config PRESET|FILE] [--flagsfile FILE] [--FLAG VALUE ...]",
+}
+
+
+@dataclass
+class RunSetup:
+    """What `hfgpt.trainer.run` needs besides the config; None where the mode builds it afresh."""
+
+    mode: str  # train, continue or fork
+    cfg: TrainConfig
+    run_dir: Path | None = None  # continue: the run being continued
+    tokenizer: PreTrainedTokenizerFast | None = None  # continue, fork: the tokenizer to keep
+    model_config: PretrainedConfig | None = None  # continue: the architecture to rebuild
+    model: PreTrainedModel | None = None  # fork: the model whose weights the run starts from
+    parent: dict[str, Any] | None = None  # fork: where the weights came from
+
+
+def train_setup(argv: Sequence[str]) -> RunSetup:
+    return RunSetup("train", build_config(argv, "hfgpt train"))
+
+
+def _positional(argv: Sequence[str], mode: str, what: str) -> tuple[str, list[str]]:
+    if not argv or argv[0] in ("-h", "--help"):
+        if argv:
+            build_config(argv, f"hfgpt {mode}", usage=_USAGE[mode])
+        raise HfGptError(f"hfgpt {mode} needs {what} as its first argument: {_USAGE[mode][7:]}")
+    return argv[0], list(argv[1:])
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def continue_setup(argv: Sequence[str]) -> RunSetup:
+    """`continue RUN_DIR [flags]`: the run's saved config, with the flags that may change applied."""
+    where, flags = _positional(argv, "continue", "the run directory to continue")
+    run_dir = Path(where)
+    config_file = run_dir / "config.toml"
+    if not config_file.is_file() or not (run_dir / TOKENIZER).is_dir():
+        raise HfGptError(
+            f"{run_dir} is not an hfgpt run directory (it has no config.toml and tokenizer/). `hfgpt continue` "
+            "takes the folder that `hfgpt train` made, <rundir>/<run-name>; to train on from a saved model "
+            "instead, start a new run with `hfgpt fork SOURCE`.")
+    try:
+        saved = config_from_dict(tomllib.loads(config_file.read_text(encoding="utf-8")), str(config_file))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise HfGptError(f"{config_file} is not valid TOML ({error}); restore it from a copy.") from None
+    base = {name: value for name, value in config_values(saved).items() if name not in _ONE_OFF}
+    cfg = build_config(flags, "hfgpt continue", base=base, usage=_USAGE["continue"])
+    cfg.checkpoint.rundir, cfg.checkpoint.run_name = str(run_dir.parent), run_dir.name
+    changes = {name: (base.get(name, FIELDS[name].default), value)
+               for name, value in config_values(cfg).items() if value != base.get(name, FIELDS[name].default)}
+    allowed = CONTINUE_MAY_CHANGE | set(_ONE_OFF)
+    refused = {name: change for name, change in changes.items() if name not in allowed}
+    if refused:
+        listed = ", ".join(f"{_flag(name)} ({old!r} -> {new!r})" for name, (old, new) in refused.items())
+        forked = " ".join(f"{_flag(name)} {new}" for name, (_, new) in refused.items())
+        raise HfGptError(
+            f"`hfgpt continue` cannot change {listed}: that would change the math of the run in {run_dir}, "
+            "so it would no longer be the same run. Continue without it, or start a new run from this one's "
+            f"weights: hfgpt fork {run_dir} {forked}")
+    for name in ("lr", "lr_head"):
+        if name in changes:
+            old, new = changes[name]
+            warnings.warn(f"{_flag(name)} changes from {old} to {new}: the schedule goes on from the checkpoint's "
+                          "step with the new peak rate, so this run no longer matches an uninterrupted one.",
+                          stacklevel=2)
+    architecture = run_dir / ARCHITECTURE
+    return RunSetup(
+        "continue", cfg, run_dir=run_dir, tokenizer=PreTrainedTokenizerFast.from_pretrained(run_dir / TOKENIZER),
+        model_config=AutoConfig.from_pretrained(architecture) if (architecture / "config.json").is_file() else None,
+    )
+
+
+def fork_setup(argv: Sequence[str]) -> RunSetup:
+    """`fork SOURCE [flags]`: a new run (fresh optimizer and schedule) from SOURCE's weights and tokenizer."""
+    source, flags = _positional(argv, "fork", "the model to start from (a run, a checkpoint, a folder or a Hub id)")
+    cfg = build_config(flags, "hfgpt fork", usage=_USAGE["fork"])
+    model, tokenizer, parent = load_fork_source(source)
+    if tokenizer.eos_token_id is None:
+        raise HfGptError(f"The tokenizer of {source} has no end-of-text token, which hfgpt puts between "
+                         "documents; give it one (tokenizer.eos_token) and save it again.")
+    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        tokenizer.add_special_tokens({"pad_token": "<|pad|>"})  # padding is masked, EOS must stay a target
+        model.resize_token_embeddings(len(tokenizer))
+        model.config.pad_token_id = tokenizer.pad_token_id
+    if isinstance(model.config, HfGptConfig):
+        cfg.model = _model_section(model.config, cfg.model)
+    context = getattr(model.config, "max_position_embeddings", None)
+    if context is not None and cfg.seq_len > context:
+        raise HfGptError(f"--seq-len {cfg.seq_len} is longer than the context of {source} ({context} tokens); "
+                         f"use --seq-len {context} or less.")
+    if cfg.data.seq_len == 0 and context is not None:
+        cfg.data.seq_len = min(context, cfg.model.max_position_embeddings)
+    return RunSetup("fork", cfg.validate(), tokenizer=tokenizer, model=model, parent=parent)
+
+
+def _model_section(config: HfGptConfig, asked: ModelSection) -> ModelSection:
+    """The model section that describes `config`; a different shape asked for on the command line is ignored."""
+    shape = {f.name: getattr(config, f.name) for f in dataclasses.fields(ModelSection) if hasattr(config, f.name)}
+    ignored = [name for name, value in shape.items() if getattr(asked, name) not in (value, FIELDS[name].default)]
+    if ignored:
+        warnings.warn(f"fork takes the model from its source, so {', '.join(map(_flag, ignored))} "
+                      "is ignored.", stacklevel=3)
+    return dataclasses.replace(asked, **shape)
+
+
+def load_fork_source(source: str) -> tuple[PreTrainedModel, PreTrainedTokenizerFast, dict[str, Any]]:
+    """The model and tokenizer to fork from: a run directory (its final/, best/ or newest checkpoint),
+    one checkpoint of a run, a save_pretrained folder, or a Hub id."""
+    path = Path(source)
+    if (path / "config.toml").is_file() and (path / TOKENIZER).is_dir():  # a run directory
+        for saved in (path / "final", path / "best"):
+            if (saved / "config.json").is_file():
+                return *_from_pretrained(str(saved)), {"source": str(saved.resolve()), "run": str(path.resolve())}
+        usable = [c for c in reversed(complete_checkpoints(path)) if not checkpoint_problem(c)]
+        if not usable:
+            raise HfGptError(f"The run {path} has no final/, no best/ and no complete checkpoint to fork from.")
+        path = usable[0]
+    if (path / "trainer_state.json").is_file() and path.parent.name == "checkpoints":  # one checkpoint
+        return _from_checkpoint(path)
+    try:
+        return *_from_pretrained(source), {"source": str(path.resolve()) if path.exists() else source}
+    except (OSError, ValueError) as error:
+        raise HfGptError(
+            f"Cannot load a model to fork from {source!r} ({str(error).splitlines()[0]}). Give a run directory, "
+            "one of its checkpoints, a save_pretrained folder, or a Hub model id (which needs the internet "
+            "once).") from None
+
+
+def _from_pretrained(source: str) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    return AutoModelForCausalLM.from_pretrained(source), AutoTokenizer.from_pretrained(source)
+
+
+def _from_checkpoint(folder: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerFast, dict[str, Any]]:
+    problem = checkpoint_problem(folder)
+    run_dir = folder.parent.parent
+    if problem:
+        raise HfGptError(f"Cannot fork from the checkpoint {folder}: {problem}. Pick another checkpoint of "
+                         f"{run_dir}, or the run itself to use its newest good one.")
+    weights = folder / "model.safetensors"
+    if not weights.is_file() or not (run_dir / ARCHITECTURE / "config.json").is_file():
+        raise HfGptError(f"The checkpoint {folder} holds no model.safetensors (a DeepSpeed checkpoint keeps "
+                         f"sharded weights) or its run has no {ARCHITECTURE}/; fork from {run_dir / 'final'} "
+                         "or best/ instead.")
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(run_dir / ARCHITECTURE))
+    load_model(model, weights)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(run_dir / TOKENIZER)
+    return model, tokenizer, {"source": str(folder.resolve()), "run": str(run_dir.resolve()),
+                              "step": checkpoint_step(folder)}

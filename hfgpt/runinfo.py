@@ -1,0 +1,68 @@
+"""`run.json`: what a run is, where it came from, and how it ended, for people and for scripts.
+
+    {"status": "running" | "completed" | "stopped early" | "interrupted" | "failed",
+     "mode": "train" | "fork", "parent": null | {"source": ..., ...}, "config": {...},
+     "versions": {"hfgpt": ..., "torch": ...}, "created": ..., "updated": ..., "world_size": 2,
+     "sessions": [{"mode": "train", "started": ..., "start_step": 0, "end_step": 500, "status": ...}],
+     "wandb_id": "..."}
+
+Written by the main process only, atomically (a temporary file renamed over the old one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+import uuid
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+RUN_INFO = "run.json"
+RUNNING, COMPLETED, STOPPED_EARLY, INTERRUPTED, FAILED = "running", "completed", "stopped early", "interrupted", \
+    "failed"
+_PACKAGES = ("hfgpt", "torch", "transformers", "accelerate", "datasets", "tokenizers", "safetensors", "deepspeed")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def read_run_info(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / RUN_INFO).read_text())
+
+
+def write_run_info(run_dir: Path, info: dict[str, Any]) -> None:
+    info["updated"] = _now()
+    temporary = run_dir / f".{RUN_INFO}.tmp"
+    temporary.write_text(json.dumps(info, indent=2) + "\n")
+    os.replace(temporary, run_dir / RUN_INFO)
+
+
+def new_run_info(mode: str, config: dict[str, Any], world_size: int, parent: dict[str, Any] | None) -> dict[str, Any]:
+    return {"status": RUNNING, "mode": mode, "parent": parent, "config": config, "versions": package_versions(),
+            "created": _now(), "world_size": world_size, "wandb_id": uuid.uuid4().hex[:12], "sessions": []}
+
+
+def begin_session(info: dict[str, Any], mode: str, start_step: int, config: dict[str, Any]) -> None:
+    """Mark the run running again and open a session entry (one per train/continue launch)."""
+    info.update(status=RUNNING, config=config, versions=package_versions())
+    info["sessions"].append({"mode": mode, "started": _now(), "start_step": start_step, "pid": os.getpid()})
+
+
+def end_session(info: dict[str, Any], status: str, end_step: int, reason: str = "") -> None:
+    info["status"] = status
+    info["sessions"][-1].update(ended=_now(), end_step=end_step, status=status, **({"reason": reason} if reason
+                                                                                     else {}))

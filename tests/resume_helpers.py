@@ -1,0 +1,107 @@
+"""Runs that are stopped, killed and continued, and the bitwise comparison of how they end.
+
+Shared by test_resume.py and by `python tests/kill_resume.py`, which runs many random kills.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from helpers import REPO, run_hfgpt
+from safetensors.torch import load_file
+
+MAX_STEPS = 12
+SEQ, BATCH = 32, 8
+TRAIN_BLOCKS = 24  # the corpus is exactly 24 blocks: an epoch is 3 steps of 8 sequences
+
+
+def write_exact_corpus(folder: Path) -> tuple[Path, Path]:
+    """Train text of exactly TRAIN_BLOCKS x SEQ tokens (with its EOS) and a separate validation text."""
+    rng = random.Random(0)
+    alphabet = "abcdefghij klmnop\n"
+    folder.mkdir(parents=True, exist_ok=True)
+    train, valid = folder / "train.txt", folder / "valid.txt"
+    train.write_text("".join(rng.choice(alphabet) for _ in range(TRAIN_BLOCKS * SEQ - 1)))
+    valid.write_text("".join(rng.choice(alphabet) for _ in range(6 * SEQ - 1)))
+    return train, valid
+
+
+def exact_flags(root: Path, name: str, ckpt_every: int = 4) -> list[str]:
+    """A tiny run with dropout (so the RNG matters), deterministic kernels and every step logged."""
+    train, valid = write_exact_corpus(root / "data")
+    return ["--dim", "32", "--heads", "2", "--layers", "2", "--seq", str(SEQ), "--batch", str(BATCH),
+            "--lr", "3e-3", "--warmup-steps", "2", "--dropout", "0.1", "--deterministic", "--log-every", "1",
+            "--log-samples", "--eval-every", "4", "--eval-batches", "2", "--no-progress-bar", "--sample-tokens", "0",
+            "--trackers", "none", "--train", str(train), "--valid", str(valid), "--max-steps", str(MAX_STEPS),
+            "--ckpt-every", str(ckpt_every), "--rundir", str(root / "runs"), "--run-name", name,
+            "--cache-dir", str(root / "cache"), "--cpu-threads", "1"]
+
+
+def checked(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    """The result of a launch that must succeed; on failure, the ranks' errors (before the launcher's)."""
+    assert result.returncode == 0, result.stdout[-2000:] + "\n".join(
+        line for line in result.stderr.splitlines() if "Error" in line or "rank" in line)[-12000:]
+    return result
+
+
+def log_records(run_dir: Path, name: str = "train_log.jsonl") -> list[dict]:
+    """The records of a run's log without the fields that measure time."""
+    records = [json.loads(line) for line in (run_dir / name).read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in ("time", "tokens_per_s", "ms_per_step")} for r in records]
+
+
+def final_state(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """The model weights and optimizer state of a run's last checkpoint."""
+    last = run_dir / "checkpoints" / f"step_{MAX_STEPS:08d}"
+    return load_file(last / "model.safetensors"), torch.load(last / "optimizer.bin", weights_only=True)
+
+
+def assert_same_run(run: Path, reference: Path) -> None:
+    """Bitwise-equal model and optimizer, equal per-step logs and the same sample ids at every step."""
+    weights, optimizer = final_state(run)
+    ref_weights, ref_optimizer = final_state(reference)
+    assert weights.keys() == ref_weights.keys()
+    for name, tensor in ref_weights.items():
+        assert torch.equal(weights[name], tensor), f"{run.name}: weight {name} differs"
+    assert optimizer["param_groups"] == ref_optimizer["param_groups"]
+    for index, state in ref_optimizer["state"].items():
+        for key, value in state.items():
+            assert torch.equal(optimizer["state"][index][key], value), f"{run.name}: optimizer {index}.{key} differs"
+    assert log_records(run) == log_records(reference)
+    assert log_records(run, "samples.jsonl") == log_records(reference, "samples.jsonl")
+
+
+def kill_and_continue(root: Path, name: str, seed: int, kills: int = 1, ckpt_every: int = 1) -> tuple[Path, int]:
+    """Start a run, SIGKILL it at random moments `kills` times (continuing after each), then let it finish;
+    returns the run directory and how many kills struck a live process (a run may finish first)."""
+    rng = random.Random(seed)
+    flags = exact_flags(root, name, ckpt_every)
+    run_dir = root / "runs" / name
+    command = [sys.executable, str(REPO / "recipes" / "train.py")]
+    struck = 0
+    for attempt in range(kills + 1):
+        if (run_dir / "run.json").is_file() and json.loads((run_dir / "run.json").read_text())["status"] == "completed":
+            return run_dir, struck  # it finished before the kill
+        resumable = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("step_*"))
+        args = ["continue", str(run_dir), "--cpu-threads", "1"] if resumable else ["train", *flags, "--overwrite"]
+        if attempt == kills:
+            checked(run_hfgpt(args, cwd=root))
+            return run_dir, struck
+        log = run_dir / "train_log.jsonl"
+        logged = log.read_text().count("\n") if log.is_file() else 0
+        process = subprocess.Popen(command + args, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        started = time.monotonic()
+        while process.poll() is None and time.monotonic() - started < 120 \
+                and not (log.is_file() and log.read_text().count("\n") > logged):
+            time.sleep(0.005)  # wait until this attempt has trained a step (and is saving every step)
+        time.sleep(rng.uniform(0.0, 0.3))
+        struck += process.poll() is None
+        process.kill()
+        process.wait()
+    return run_dir, struck

@@ -1,0 +1,203 @@
+"""Checkpoints: atomic saves with a verified manifest, the latest pointer, safe pruning, and resuming
+from the newest usable checkpoint when newer ones are truncated, bit-flipped, deleted or planted."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate import Accelerator
+
+from hfgpt.checkpoint import (
+    MANIFEST,
+    checkpoint_problem,
+    clear_leftovers,
+    complete_checkpoints,
+    load_newest_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from hfgpt.configuration_hfgpt import HfGptConfig
+from hfgpt.errors import HfGptError
+from hfgpt.modeling_hfgpt import HfGptForCausalLM
+
+
+def tiny_model(hidden: int = 16) -> HfGptForCausalLM:
+    return HfGptForCausalLM(HfGptConfig(vocab_size=40, hidden_size=hidden, num_hidden_layers=1,
+                                        num_attention_heads=2, max_position_embeddings=16))
+
+
+@pytest.fixture
+def trained(tmp_path):
+    """A prepared model and optimizer that step between saves, so each checkpoint differs."""
+    accelerator = Accelerator(cpu=True)
+    model = tiny_model()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    def step_and_save(step: int) -> Path:
+        loss = model(input_ids=torch.arange(8).view(1, 8), labels=torch.arange(8).view(1, 8)).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        return save_checkpoint(accelerator, tmp_path, step, {"note": step})
+
+    return accelerator, model, optimizer, step_and_save
+
+
+def test_save_writes_a_complete_verified_checkpoint_and_moves_latest(trained, tmp_path):
+    _, _, _, step_and_save = trained
+    first = step_and_save(1)
+    second = step_and_save(2)
+    checkpoints = tmp_path / "checkpoints"
+    assert [p.name for p in complete_checkpoints(tmp_path)] == ["step_00000001", "step_00000002"]
+    assert checkpoint_problem(first) == checkpoint_problem(second) == ""
+    manifest = json.loads((second / MANIFEST).read_text())
+    assert {"model.safetensors", "optimizer.bin", "trainer_state.json"} <= set(manifest["files"])
+    assert (checkpoints / "latest.txt").read_text().strip() == second.name
+    assert (checkpoints / "latest").resolve() == second.resolve()
+    assert not list(checkpoints.glob(".*")), "no temporary folder is left behind"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "bitflip", "delete"])
+@pytest.mark.parametrize("victim", ["model.safetensors", "optimizer.bin", "random_states_0.pkl",
+                                    "trainer_state.json", MANIFEST])
+def test_every_damaged_file_is_detected(trained, victim, damage):
+    _, _, _, step_and_save = trained
+    folder = step_and_save(1)
+    path = folder / victim
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "bitflip":
+        middle = len(data) // 2
+        path.write_bytes(data[:middle] + bytes([data[middle] ^ 0x10]) + data[middle + 1 :])
+    else:
+        path.unlink()
+    assert checkpoint_problem(folder) != ""
+
+
+def state_of(model, optimizer):
+    return ({k: v.clone() for k, v in model.state_dict().items()},
+            {i: {k: v.clone() for k, v in s.items()} for i, s in optimizer.state_dict()["state"].items()})
+
+
+def test_continue_skips_a_corrupt_newest_checkpoint_with_a_warning(trained, tmp_path):
+    accelerator, model, optimizer, step_and_save = trained
+    step_and_save(1)
+    weights, moments = state_of(model, optimizer)
+    newest = step_and_save(2)
+    data = (newest / "optimizer.bin").read_bytes()
+    (newest / "optimizer.bin").write_bytes(data[:100])
+    warnings = []
+    folder, state = load_newest_checkpoint(accelerator, tmp_path, model, warn=warnings.append)
+    assert folder.name == "step_00000001" and state == {"step": 1, "note": 1}
+    assert len(warnings) == 1 and "step_00000002" in warnings[0] and "optimizer.bin" in warnings[0]
+    assert (tmp_path / "checkpoints" / "step_00000002.unusable").is_dir(), "set aside, not deleted"
+    restored_weights, restored_moments = state_of(model, optimizer)
+    assert all(torch.equal(restored_weights[k], v) for k, v in weights.items())
+    assert all(torch.equal(restored_moments[i][k], v) for i, s in moments.items() for k, v in s.items())
+
+
+class Payload:
+    """Unpickling this would create a file: the proof that a pickle ran code."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_planted_pickle_is_refused_not_run(trained, tmp_path):
+    accelerator, model, _, step_and_save = trained
+    step_and_save(1)
+    newest = step_and_save(2)
+    marker = tmp_path / "pwned"
+    with open(newest / "optimizer.bin", "wb") as handle:
+        pickle.dump({"state": Payload(str(marker))}, handle)
+    # Re-seal the manifest, as an attacker who can write the folder could: only the loader stands in the way.
+    manifest = json.loads((newest / MANIFEST).read_text())
+    os.remove(newest / MANIFEST)
+    from hfgpt.checkpoint import _write_manifest
+    _write_manifest(newest, manifest["step"])
+    assert checkpoint_problem(newest) == ""
+    warnings = []
+    folder, _ = load_newest_checkpoint(accelerator, tmp_path, model, warn=warnings.append)
+    assert folder.name == "step_00000001"
+    assert not marker.exists(), "the pickle payload ran"
+    assert "failed to load" in warnings[0]
+
+
+def test_a_checkpoint_of_another_shape_is_named_and_skipped(trained, tmp_path):
+    accelerator, model, _, step_and_save = trained
+    step_and_save(1)
+    other = Accelerator(cpu=True)
+    foreign = other.prepare(tiny_model(hidden=32))
+    save_checkpoint(other, tmp_path, 5, {})
+    warnings = []
+    folder, _ = load_newest_checkpoint(accelerator, tmp_path, model, warn=warnings.append)
+    assert folder.name == "step_00000001"
+    assert "shape" in warnings[0] and "step_00000005" in warnings[0]
+    del foreign
+
+
+def test_no_usable_checkpoint_is_one_clear_error(trained, tmp_path):
+    accelerator, model, _, step_and_save = trained
+    folder = step_and_save(1)
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(HfGptError, match=r"no checkpoint to continue from.*model\.safetensors is missing"):
+        load_newest_checkpoint(accelerator, tmp_path, model, warn=lambda message: None)
+
+
+def test_pruning_keeps_the_newest_the_best_and_the_resume_point(trained, tmp_path):
+    _, _, _, step_and_save = trained
+    for step in range(1, 7):
+        step_and_save(step)
+    pruned = prune_checkpoints(tmp_path, keep_last=2, protected=(2, 3))
+    assert [p.name for p in pruned] == ["step_00000001", "step_00000004"]
+    assert [p.name for p in complete_checkpoints(tmp_path)] == \
+        ["step_00000002", "step_00000003", "step_00000005", "step_00000006"]
+    assert prune_checkpoints(tmp_path, keep_last=0) == []
+
+
+def test_keep_last_one_always_leaves_a_complete_checkpoint(trained, tmp_path):
+    """Pruning runs only after the new checkpoint is renamed into place and pointed at."""
+    _, _, _, step_and_save = trained
+    for step in range(1, 4):
+        step_and_save(step)
+        assert all(checkpoint_problem(p) == "" for p in complete_checkpoints(tmp_path))
+        prune_checkpoints(tmp_path, keep_last=1)
+        assert [p.name for p in complete_checkpoints(tmp_path)] == [f"step_{step:08d}"]
+
+
+def test_a_full_disk_leaves_the_previous_checkpoint_intact(trained, tmp_path, monkeypatch):
+    _, _, _, step_and_save = trained
+    first = step_and_save(1)
+    import accelerate.checkpointing
+
+    real_save = accelerate.checkpointing.save
+
+    def fill_the_disk(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        Path(f).write_bytes(Path(f).read_bytes()[:10])  # the write got this far
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(f))
+
+    monkeypatch.setattr(accelerate.checkpointing, "save", fill_the_disk)
+    with pytest.raises(OSError, match="No space left on device"):
+        step_and_save(2)
+    assert [p.name for p in complete_checkpoints(tmp_path)] == [first.name]
+    assert checkpoint_problem(first) == ""
+    assert (tmp_path / "checkpoints" / "latest.txt").read_text().strip() == first.name
+    assert not list((tmp_path / "checkpoints").glob(".step_*")), "the partial save was removed"
+
+
+def test_leftovers_of_an_interrupted_save_are_cleared(tmp_path):
+    (tmp_path / "checkpoints" / ".step_00000009.tmp").mkdir(parents=True)
+    assert [p.name for p in clear_leftovers(tmp_path)] == [".step_00000009.tmp"]
+    assert not (tmp_path / "checkpoints" / ".step_00000009.tmp").exists()
