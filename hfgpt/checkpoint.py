@@ -31,6 +31,7 @@ from accelerate.utils import broadcast_object_list, gather_object
 from safetensors import safe_open
 
 from .errors import HfGptError
+from .rundir import replace_text
 
 TRAINER_STATE = "trainer_state.json"
 MANIFEST = "checkpoint.json"
@@ -71,9 +72,7 @@ def _write_manifest(folder: Path, step: int) -> None:
 
 
 def _point_latest(checkpoints: Path, name: str) -> None:
-    pointer_text = checkpoints / "latest.txt.tmp"
-    pointer_text.write_text(name + "\n")
-    os.replace(pointer_text, checkpoints / "latest.txt")
+    replace_text(checkpoints / "latest.txt", name + "\n")
     link = checkpoints / "latest.tmp"
     link.unlink(missing_ok=True)
     try:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from accelerate import Accelerator
 from tqdm.auto import tqdm
+
+from .rundir import replace_text
 
 TRAIN_LOG = "train_log.jsonl"
 SAMPLES_LOG = "samples.jsonl"
@@ -27,9 +28,7 @@ def truncate_jsonl(path: Path, step: int) -> None:
                 kept.append(line + "\n")
         except (ValueError, KeyError, TypeError):
             continue  # a line cut short by the crash
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text("".join(kept), encoding="utf-8")
-    os.replace(temporary, path)
+    replace_text(path, "".join(kept))
 
 
 def format_record(record: dict[str, Any], max_steps: int) -> str:

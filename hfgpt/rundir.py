@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 import shutil
 import time
 from pathlib import Path
@@ -33,6 +34,14 @@ def default_run_name() -> str:
     except (KeyError, OSError):
         user = "user"
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{user}"
+
+
+def replace_text(path: Path, text: str) -> None:
+    """Write `path` through a hidden temporary file and a rename: a crash leaves the old text or the new,
+    never half of one."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def create_run_dir(checkpoint: CheckpointSection, state: PartialState) -> Path:

@@ -20,6 +20,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .rundir import replace_text
+
 RUN_INFO = "run.json"
 RUNNING, COMPLETED, STOPPED_EARLY, INTERRUPTED, FAILED = "running", "completed", "stopped early", "interrupted", \
     "failed"
@@ -46,9 +48,7 @@ def read_run_info(run_dir: Path) -> dict[str, Any]:
 
 def write_run_info(run_dir: Path, info: dict[str, Any]) -> None:
     info["updated"] = _now()
-    temporary = run_dir / f".{RUN_INFO}.tmp"
-    temporary.write_text(json.dumps(info, indent=2) + "\n")
-    os.replace(temporary, run_dir / RUN_INFO)
+    replace_text(run_dir / RUN_INFO, json.dumps(info, indent=2) + "\n")
 
 
 def new_run_info(mode: str, config: dict[str, Any], world_size: int, parent: dict[str, Any] | None) -> dict[str, Any]:

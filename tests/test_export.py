@@ -1,0 +1,51 @@
+"""final/ and best/: save_pretrained folders replaced whole, and put back when a swap was cut short."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+from accelerate import Accelerator
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import hfgpt  # noqa: F401  (registers the model with the Auto classes)
+from hfgpt.configuration_hfgpt import HfGptConfig
+from hfgpt.export import export_model, exported_step, recover_exports
+from hfgpt.modeling_hfgpt import HfGptForCausalLM
+from hfgpt.tokenization import char_tokenizer
+
+
+def test_an_export_loads_with_from_pretrained_and_names_its_step(tmp_path):
+    accelerator = Accelerator(cpu=True)
+    tokenizer = char_tokenizer(list("abc"))
+    model = HfGptForCausalLM(HfGptConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1,
+                                         num_attention_heads=2, max_position_embeddings=16))
+    export_model(accelerator, model, tokenizer, tmp_path / "final", metrics={"step": 3})
+    with torch.no_grad():
+        model.lm_head.weight.add_(1.0)
+    export_model(accelerator, model, tokenizer, tmp_path / "final", metrics={"step": 7})
+
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "final")
+    assert torch.equal(loaded.lm_head.weight, model.lm_head.weight)
+    assert AutoTokenizer.from_pretrained(tmp_path / "final").decode([0, 1, 2]) == tokenizer.decode([0, 1, 2])
+    assert exported_step(tmp_path / "final") == 7
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]  # no staging or old copy left
+
+
+def test_exported_step_is_zero_without_metrics(tmp_path):
+    (tmp_path / "final").mkdir()
+    assert exported_step(tmp_path / "final") == 0
+    (tmp_path / "final" / "metrics.json").write_text("{cut sho")
+    assert exported_step(tmp_path / "final") == 0
+
+
+def test_a_swap_cut_between_its_renames_is_put_back(tmp_path):
+    """A crash after final/ became .final.old but before the new one was renamed in."""
+    (tmp_path / ".final.old").mkdir()
+    (tmp_path / ".final.old" / "metrics.json").write_text(json.dumps({"step": 5}))
+    (tmp_path / ".final.tmp").mkdir()  # the half-written replacement
+    (tmp_path / "best").mkdir()
+    recover_exports(tmp_path)
+    assert exported_step(tmp_path / "final") == 5
+    assert sorted(os.listdir(tmp_path)) == ["best", "final"]
