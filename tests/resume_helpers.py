@@ -19,6 +19,8 @@ from safetensors.torch import load_file
 MAX_STEPS = 12
 SEQ, BATCH = 32, 8
 TRAIN_BLOCKS = 24  # the corpus is exactly 24 blocks: an epoch is 3 steps of 8 sequences
+EVAL_EVERY = 4
+LOG_LINES = MAX_STEPS + MAX_STEPS // EVAL_EVERY  # a train record per step and a valid one per evaluation
 
 
 def write_exact_corpus(folder: Path) -> tuple[Path, Path]:
@@ -37,7 +39,7 @@ def exact_flags(root: Path, name: str, ckpt_every: int = 4) -> list[str]:
     train, valid = write_exact_corpus(root / "data")
     return ["--dim", "32", "--heads", "2", "--layers", "2", "--seq", str(SEQ), "--batch", str(BATCH),
             "--lr", "3e-3", "--warmup-steps", "2", "--dropout", "0.1", "--deterministic", "--log-every", "1",
-            "--log-samples", "--eval-every", "4", "--eval-batches", "2", "--no-progress-bar", "--sample-tokens", "0",
+            "--log-samples", "--eval-every", str(EVAL_EVERY), "--eval-batches", "2", "--no-progress-bar", "--sample-tokens", "0",
             "--trackers", "none", "--train", str(train), "--valid", str(valid), "--max-steps", str(MAX_STEPS),
             "--ckpt-every", str(ckpt_every), "--rundir", str(root / "runs"), "--run-name", name,
             "--cache-dir", str(root / "cache"), "--cpu-threads", "1"]
@@ -97,10 +99,11 @@ def kill_and_continue(root: Path, name: str, seed: int, kills: int = 1, ckpt_eve
         logged = log.read_text().count("\n") if log.is_file() else 0
         process = subprocess.Popen(command + args, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         started = time.monotonic()
+        target = logged + rng.randint(1, max(1, LOG_LINES - logged))  # the last one strikes the run's ending
         while process.poll() is None and time.monotonic() - started < 120 \
-                and not (log.is_file() and log.read_text().count("\n") > logged):
-            time.sleep(0.005)  # wait until this attempt has trained a step (and is saving every step)
-        time.sleep(rng.uniform(0.0, 0.3))
+                and not (log.is_file() and log.read_text().count("\n") >= target):
+            time.sleep(0.002)  # wait until this attempt has logged up to its target (saving every step)
+        time.sleep(rng.uniform(0.0, 0.05))
         struck += process.poll() is None
         process.kill()
         process.wait()
