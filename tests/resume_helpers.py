@@ -39,7 +39,8 @@ def exact_flags(root: Path, name: str, ckpt_every: int = 4) -> list[str]:
     train, valid = write_exact_corpus(root / "data")
     return ["--dim", "32", "--heads", "2", "--layers", "2", "--seq", str(SEQ), "--batch", str(BATCH),
             "--lr", "3e-3", "--warmup-steps", "2", "--dropout", "0.1", "--deterministic", "--log-every", "1",
-            "--log-samples", "--eval-every", str(EVAL_EVERY), "--eval-batches", "2", "--no-progress-bar", "--sample-tokens", "0",
+            "--log-samples", "--eval-every", str(EVAL_EVERY), "--eval-batches", "2", "--no-progress-bar",
+            "--sample-tokens", "0",
             "--trackers", "none", "--train", str(train), "--valid", str(valid), "--max-steps", str(MAX_STEPS),
             "--ckpt-every", str(ckpt_every), "--rundir", str(root / "runs"), "--run-name", name,
             "--cache-dir", str(root / "cache"), "--cpu-threads", "1"]
