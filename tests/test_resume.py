@@ -1,15 +1,59 @@
-"""Exact resume: runs stopped at step k (or killed at random) and continued in a fresh process end bitwise
-equal to an uninterrupted run, with the same per-step losses and the same sample ids."""
+"""Resuming: what `continue` refuses, and exactness: runs stopped at step k (or killed at random) and
+continued in a fresh process end bitwise equal to an uninterrupted run, with the same per-step losses and
+the same sample ids."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+import torch
 from helpers import run_hfgpt
 from resume_helpers import MAX_STEPS, assert_same_run, checked, exact_flags, kill_and_continue
 
-pytestmark = pytest.mark.slow
+from hfgpt.config import TrainingSection
+from hfgpt.errors import HfGptError
+from hfgpt.optim import build_scheduler, lr_factor
+from hfgpt.resume import apply_peak_lr, check_resumable, check_steps_left
+
+SAVED = {"world_size": 2, "global_batch": 16, "seq_len": 32, "tokenizer": "aa", "data": "bb"}
+
+
+@pytest.mark.parametrize(("key", "fix"), [("world_size", "--num_processes"), ("global_batch", "batch settings"),
+                                          ("seq_len", "sequence length"), ("tokenizer", "tokenizer/"),
+                                          ("data", "--train")])
+def test_a_continue_that_would_change_the_math_names_what_changed(tmp_path, key, fix):
+    check_resumable(SAVED, dict(SAVED), tmp_path)
+    with pytest.raises(HfGptError, match=rf"checkpoint has {key} .* but this launch has .*{fix}"):
+        check_resumable(SAVED, {**SAVED, key: "other"}, tmp_path)
+
+
+def test_a_run_with_no_steps_left_is_refused_unless_it_still_has_to_write_final(tmp_path):
+    check_steps_left(tmp_path, 7, 8)
+    check_steps_left(tmp_path, 8, 8)  # killed after its last checkpoint, before final/: it only finishes
+    (tmp_path / "final").mkdir()
+    (tmp_path / "final" / "metrics.json").write_text(json.dumps({"step": 8}))
+    with pytest.raises(HfGptError, match=r"already trained for 8 steps .*larger --max-steps"):
+        check_steps_left(tmp_path, 8, 8)
+    check_steps_left(tmp_path, 8, 12)
+    with pytest.raises(HfGptError, match="already trained for 9 steps"):
+        check_steps_left(tmp_path, 9, 8)
+
+
+def test_a_new_peak_lr_takes_over_from_the_restored_schedule_at_its_step():
+    training = TrainingSection(max_steps=100, warmup_steps=10)
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=1e-3)
+    scheduler = build_scheduler(optimizer, training)
+    for _ in range(40):
+        optimizer.step()
+        scheduler.step()
+    apply_peak_lr(optimizer, scheduler, [1e-3], training)  # the same peak: nothing to do
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * lr_factor(40, training))
+    apply_peak_lr(optimizer, scheduler, [5e-4], training)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(5e-4 * lr_factor(40, training))
+    optimizer.step()
+    scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(5e-4 * lr_factor(41, training))
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +74,7 @@ STOPS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", list(STOPS))
 def test_stopped_and_continued_run_is_bitwise_the_uninterrupted_one(reference, where):
     root, k = reference, STOPS[where]
@@ -47,6 +92,7 @@ def test_stopped_and_continued_run_is_bitwise_the_uninterrupted_one(reference, w
         [("train", 0, k), ("continue", k, MAX_STEPS)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_runs_killed_at_random_moments_resume_bitwise(reference, seed):
     """SIGKILL (no chance to clean up), often in the middle of writing a checkpoint, twice per run."""

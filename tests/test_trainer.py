@@ -1,7 +1,6 @@
 """End to end: a real `accelerate launch recipes/train.py` run on tiny data, and the folder it leaves."""
 
 import json
-import os
 
 import pytest
 import tomllib
@@ -11,7 +10,6 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import hfgpt  # noqa: F401  (registers the Auto classes)
 from hfgpt.config_sources import config_from_dict
-from hfgpt.trainer import cpu_threads, start_processes
 
 pytestmark = pytest.mark.slow
 
@@ -107,18 +105,3 @@ def test_fp16_and_cuda_on_a_cpu_machine_warn_once_and_train_in_fp32(tmp_path):
 def test_bf16_autocast_trains_on_the_cpu(tmp_path):
     _, records = short_run(tmp_path, "bf16", "--precision", "bf16")
     assert records[-1]["loss"] < records[0]["loss"]
-
-
-def test_cpu_threads_share_the_cores_unless_asked(monkeypatch):
-    cores = os.cpu_count()
-    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
-    assert cpu_threads(0, num_processes=1) == cores
-    assert cpu_threads(3, num_processes=1) == 3
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(2 * cores))
-    assert cpu_threads(0, num_processes=4) == 1
-
-
-def test_fsdp_without_cuda_says_it_trains_as_ddp(monkeypatch):
-    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
-    with pytest.warns(UserWarning, match="FSDP needs CUDA GPUs"):
-        start_processes(use_cpu=True)
