@@ -194,6 +194,16 @@ def _shape_problem(folder: Path, model: torch.nn.Module) -> str:
     return ""
 
 
+def _aside_name(folder: Path) -> Path:
+    """`step_N.unusable`, or `step_N.unusable.2`, ... where a step was set aside before (a run that resumed
+    from an older checkpoint writes step N again)."""
+    aside, copy = folder.with_name(f"{folder.name}.unusable"), 1
+    while aside.exists():
+        copy += 1
+        aside = folder.with_name(f"{folder.name}.unusable.{copy}")
+    return aside
+
+
 def load_newest_checkpoint(accelerator: Accelerator, run_dir: Path, model: torch.nn.Module,
                            warn: Callable[[str], None]) -> tuple[Path, dict[str, Any]]:
     """Restore the newest usable checkpoint of `run_dir` into the prepared objects; every process calls it.
@@ -217,11 +227,12 @@ def load_newest_checkpoint(accelerator: Accelerator, run_dir: Path, model: torch
         if not problem[0]:
             return folder, read_trainer_state(folder)
         reasons.append(f"{folder.name}: {problem[0]}")
-        warn(f"skipping checkpoint {folder}: {problem[0]}; it is set aside as {folder.name}.unusable and the one "
+        aside = _aside_name(folder)
+        warn(f"skipping checkpoint {folder}: {problem[0]}; it is set aside as {aside.name} and the one "
              "before is tried.")
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            os.replace(folder, folder.with_name(f"{folder.name}.unusable"))
+            os.replace(folder, aside)
     listed = "; ".join(reasons) or "there are none"
     raise HfGptError(f"{run_dir} has no checkpoint to continue from ({listed}). Start again with `hfgpt train "
                      f"--run-name {run_dir.name} --overwrite`, or `hfgpt fork` from its final/ or best/ model.")

@@ -38,7 +38,7 @@ def main() -> int:
             except AssertionError as error:
                 failures += 1
                 outcome = f"DIFFERENT: {error}"
-            unusable = len(list((run_dir / "checkpoints").glob("*.unusable")))
+            unusable = len(list((run_dir / "checkpoints").glob("*.unusable*")))
             print(f"run {index}: {struck} of {args.kills} kills struck a live run, {unusable} unusable "
                   "checkpoints set aside, "
                   f"{time.monotonic() - started:.1f} s: {outcome}", flush=True)

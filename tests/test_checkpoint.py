@@ -155,6 +155,23 @@ def test_no_usable_checkpoint_is_one_clear_error(trained, tmp_path):
         load_newest_checkpoint(accelerator, tmp_path, model, warn=lambda message: None)
 
 
+def test_a_step_set_aside_twice_keeps_both_copies(trained, tmp_path):
+    """A run resumed from step 1 after step 2 was set aside writes step 2 again; if that one breaks too,
+    both broken copies are kept and the error still comes as one clear message."""
+    accelerator, model, _, step_and_save = trained
+    step_and_save(1)
+    (step_and_save(2) / "model.safetensors").write_bytes(b"broken")
+    assert load_newest_checkpoint(accelerator, tmp_path, model, warn=lambda message: None)[0].name == "step_00000001"
+    (step_and_save(2) / "model.safetensors").unlink()
+    (tmp_path / "checkpoints" / "step_00000001" / "model.safetensors").unlink()
+    warnings = []
+    with pytest.raises(HfGptError, match="no checkpoint to continue from"):
+        load_newest_checkpoint(accelerator, tmp_path, model, warn=warnings.append)
+    assert "set aside as step_00000002.unusable.2" in warnings[0]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith("step_")) == [
+        "step_00000001.unusable", "step_00000002.unusable", "step_00000002.unusable.2"]
+
+
 def test_pruning_keeps_the_newest_the_best_and_the_resume_point(trained, tmp_path):
     _, _, _, step_and_save = trained
     for step in range(1, 7):
