@@ -233,6 +233,8 @@ def load_newest_checkpoint(accelerator: Accelerator, run_dir: Path, model: torch
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             os.replace(folder, aside)
-    listed = "; ".join(reasons) or "there are none"
+    set_aside = sorted(p.name for p in (run_dir / "checkpoints").glob("step_*.unusable*")) if not reasons else []
+    listed = "; ".join(reasons) or (f"earlier launches set aside every one as unusable: {', '.join(set_aside)}"
+                                    if set_aside else "there are none")
     raise HfGptError(f"{run_dir} has no checkpoint to continue from ({listed}). Start again with `hfgpt train "
                      f"--run-name {run_dir.name} --overwrite`, or `hfgpt fork` from its final/ or best/ model.")

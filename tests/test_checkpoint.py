@@ -168,6 +168,8 @@ def test_a_step_set_aside_twice_keeps_both_copies(trained, tmp_path):
     with pytest.raises(HfGptError, match="no checkpoint to continue from"):
         load_newest_checkpoint(accelerator, tmp_path, model, warn=warnings.append)
     assert "set aside as step_00000002.unusable.2" in warnings[0]
+    with pytest.raises(HfGptError, match=r"set aside every one as unusable: step_00000001\.unusable, "):
+        load_newest_checkpoint(accelerator, tmp_path, model, warn=warnings.append)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith("step_")) == [
         "step_00000001.unusable", "step_00000002.unusable", "step_00000002.unusable.2"]
 
