@@ -31,7 +31,7 @@ from accelerate.utils import broadcast_object_list, gather_object
 from safetensors import safe_open
 
 from .errors import HfGptError
-from .rundir import replace_text
+from .rundir import aside_name, replace_text
 
 TRAINER_STATE = "trainer_state.json"
 MANIFEST = "checkpoint.json"
@@ -194,16 +194,6 @@ def _shape_problem(folder: Path, model: torch.nn.Module) -> str:
     return ""
 
 
-def _aside_name(folder: Path) -> Path:
-    """`step_N.unusable`, or `step_N.unusable.2`, ... where a step was set aside before (a run that resumed
-    from an older checkpoint writes step N again)."""
-    aside, copy = folder.with_name(f"{folder.name}.unusable"), 1
-    while aside.exists():
-        copy += 1
-        aside = folder.with_name(f"{folder.name}.unusable.{copy}")
-    return aside
-
-
 def load_newest_checkpoint(accelerator: Accelerator, run_dir: Path, model: torch.nn.Module,
                            warn: Callable[[str], None]) -> tuple[Path, dict[str, Any]]:
     """Restore the newest usable checkpoint of `run_dir` into the prepared objects; every process calls it.
@@ -227,7 +217,7 @@ def load_newest_checkpoint(accelerator: Accelerator, run_dir: Path, model: torch
         if not problem[0]:
             return folder, read_trainer_state(folder)
         reasons.append(f"{folder.name}: {problem[0]}")
-        aside = _aside_name(folder)
+        aside = aside_name(folder, "unusable")  # a resumed run may write and break step N again
         warn(f"skipping checkpoint {folder}: {problem[0]}; it is set aside as {aside.name} and the one "
              "before is tried.")
         accelerator.wait_for_everyone()

@@ -84,9 +84,11 @@ def continue_setup(argv: Sequence[str]) -> RunSetup:
     where, flags = _positional(argv, "continue", "the run directory to continue")
     run_dir = Path(where)
     config_file = run_dir / "config.toml"
-    if not config_file.is_file() or not (run_dir / TOKENIZER).is_dir():
+    missing = [name for name, present in (("config.toml", config_file.is_file()),
+                                          (f"{TOKENIZER}/", (run_dir / TOKENIZER).is_dir())) if not present]
+    if missing:
         raise HfGptError(
-            f"{run_dir} is not an hfgpt run directory (it has no config.toml and tokenizer/). `hfgpt continue` "
+            f"{run_dir} is not an hfgpt run directory (it has no {' and no '.join(missing)}). `hfgpt continue` "
             "takes the folder that `hfgpt train` made, <rundir>/<run-name>; to train on from a saved model "
             "instead, start a new run with `hfgpt fork SOURCE`.")
     try:

@@ -44,6 +44,16 @@ def replace_text(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
+def aside_name(path: Path, label: str) -> Path:
+    """Where to set a broken file or folder aside, never over an earlier one: `NAME.label`, then
+    `NAME.label.2`, ..."""
+    aside, copy = path.with_name(f"{path.name}.{label}"), 1
+    while aside.exists():
+        copy += 1
+        aside = path.with_name(f"{path.name}.{label}.{copy}")
+    return aside
+
+
 def create_run_dir(checkpoint: CheckpointSection, state: PartialState) -> Path:
     """Create a fresh run directory on the main process; every process gets the same path."""
     chosen = [None]

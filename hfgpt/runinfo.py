@@ -16,11 +16,12 @@ import os
 import platform
 import time
 import uuid
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .rundir import replace_text
+from .rundir import aside_name, replace_text
 
 RUN_INFO = "run.json"
 RUNNING, COMPLETED, STOPPED_EARLY, INTERRUPTED, FAILED = "running", "completed", "stopped early", "interrupted", \
@@ -42,8 +43,24 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def read_run_info(run_dir: Path) -> dict[str, Any]:
-    return json.loads((run_dir / RUN_INFO).read_text())
+def read_run_info(run_dir: Path) -> dict[str, Any] | None:
+    """The saved record; None if there is none or it cannot be read. An unreadable one is set aside (kept,
+    with a warning), so that the caller's new record never overwrites it."""
+    path = run_dir / RUN_INFO
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(info, dict) and isinstance(info.get("sessions"), list):
+            return info
+        problem = "it does not hold a run record"
+    except (UnicodeDecodeError, ValueError) as error:
+        problem = str(error)
+    aside = aside_name(path, "unreadable")
+    os.replace(path, aside)
+    warnings.warn(f"{path} cannot be read ({problem}); it is set aside as {aside.name} and a new run record is "
+                  "started, so the earlier sessions are listed only in the set-aside file.", stacklevel=2)
+    return None
 
 
 def write_run_info(run_dir: Path, info: dict[str, Any]) -> None:

@@ -197,8 +197,7 @@ def _open_session(accelerator: Accelerator, setup: RunSetup, run_dir: Path, star
     if not accelerator.is_main_process:
         return {}
     cfg = setup.cfg
-    resumed = setup.mode == "continue" and (run_dir / "run.json").is_file()
-    info = read_run_info(run_dir) if resumed else \
+    info = (read_run_info(run_dir) if setup.mode == "continue" else None) or \
         new_run_info(setup.mode, cfg.to_dict(), accelerator.num_processes, setup.parent)
     begin_session(info, setup.mode, start_step, cfg.to_dict())
     write_run_info(run_dir, info)

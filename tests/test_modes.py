@@ -45,7 +45,10 @@ def test_continue_refuses_a_change_of_the_math_by_name(run_copy, flags, named):
 
 
 def test_continue_on_a_folder_that_is_not_a_run(tmp_path):
-    with pytest.raises(HfGptError, match="is not an hfgpt run directory"):
+    with pytest.raises(HfGptError, match=r"is not an hfgpt run directory \(it has no config.toml and no tokenizer/\)"):
+        continue_setup([str(tmp_path)])
+    (tmp_path / "config.toml").write_text("")
+    with pytest.raises(HfGptError, match=r"\(it has no tokenizer/\)"):
         continue_setup([str(tmp_path)])
     with pytest.raises(HfGptError, match="needs the run directory"):
         continue_setup([])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from hfgpt.runinfo import (
     COMPLETED,
     INTERRUPTED,
@@ -39,3 +41,14 @@ def test_sessions_record_each_launch_and_the_status_follows_the_last(tmp_path):
 def test_package_versions_name_the_stack():
     versions = package_versions()
     assert {"python", "torch", "transformers", "accelerate", "hfgpt"} <= versions.keys()
+
+
+def test_an_unreadable_record_is_set_aside_never_overwritten(tmp_path):
+    assert read_run_info(tmp_path) is None
+    for broken in ("{", "[]"):
+        (tmp_path / "run.json").write_text(broken)
+        with pytest.warns(UserWarning, match="run.json cannot be read .* set aside as run.json.unreadable"):
+            assert read_run_info(tmp_path) is None
+        assert not (tmp_path / "run.json").exists()
+    assert (tmp_path / "run.json.unreadable").read_text() == "{"
+    assert (tmp_path / "run.json.unreadable.2").read_text() == "[]"
