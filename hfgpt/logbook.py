@@ -22,7 +22,7 @@ def truncate_jsonl(path: Path, step: int) -> None:
     if not path.is_file():
         return
     kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():  # damage only fails json
         try:
             if json.loads(line)["step"] <= step:
                 kept.append(line + "\n")

@@ -117,9 +117,20 @@ def continue_setup(argv: Sequence[str]) -> RunSetup:
                           stacklevel=2)
     architecture = run_dir / ARCHITECTURE
     return RunSetup(
-        "continue", cfg, run_dir=run_dir, tokenizer=PreTrainedTokenizerFast.from_pretrained(run_dir / TOKENIZER),
-        model_config=AutoConfig.from_pretrained(architecture) if (architecture / "config.json").is_file() else None,
+        "continue", cfg, run_dir=run_dir, tokenizer=_load_saved(PreTrainedTokenizerFast, run_dir / TOKENIZER),
+        model_config=_load_saved(AutoConfig, architecture) if (architecture / "config.json").is_file() else None,
     )
+
+
+def _load_saved(loader: Any, folder: Path) -> Any:
+    """`loader.from_pretrained(folder)` for a folder a run saved at its start; a damaged one is named."""
+    try:
+        return loader.from_pretrained(folder)
+    except Exception as error:  # tokenizers raises a bare Exception for a malformed tokenizer.json
+        raise HfGptError(
+            f"{folder} cannot be loaded ({type(error).__name__}: {str(error).splitlines()[0][:200]}); the run "
+            f"saved it at its start and it has been damaged since. Restore it from a copy: the run's final/ and "
+            "best/ folders hold the same tokenizer files and config.json.") from None
 
 
 def fork_setup(argv: Sequence[str]) -> RunSetup:
@@ -193,8 +204,8 @@ def _from_checkpoint(folder: Path) -> tuple[PreTrainedModel, PreTrainedTokenizer
         raise HfGptError(f"The checkpoint {folder} holds no model.safetensors (a DeepSpeed checkpoint keeps "
                          f"sharded weights) or its run has no {ARCHITECTURE}/; fork from {run_dir / 'final'} "
                          "or best/ instead.")
-    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(run_dir / ARCHITECTURE))
+    model = AutoModelForCausalLM.from_config(_load_saved(AutoConfig, run_dir / ARCHITECTURE))
     load_model(model, weights)
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(run_dir / TOKENIZER)
+    tokenizer = _load_saved(PreTrainedTokenizerFast, run_dir / TOKENIZER)
     return model, tokenizer, {"source": str(folder.resolve()), "run": str(run_dir.resolve()),
                               "step": checkpoint_step(folder)}

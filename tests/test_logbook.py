@@ -21,6 +21,8 @@ def train_record(step: int) -> dict:
 def test_truncate_drops_later_steps_and_lines_cut_short(tmp_path):
     path = tmp_path / TRAIN_LOG
     path.write_text("".join(json.dumps({"step": s}) + "\n" for s in (1, 2, 3, 4)) + '{"step": 5, "lo')
+    with open(path, "ab") as log:
+        log.write(b"\n\xff\xfe{garbage\n")  # bytes that are not even UTF-8
     truncate_jsonl(path, 3)
     assert records(path) == [{"step": 1}, {"step": 2}, {"step": 3}]
     truncate_jsonl(tmp_path / "absent.jsonl", 3)  # a run that never logged: nothing to cut

@@ -54,6 +54,13 @@ def test_continue_on_a_folder_that_is_not_a_run(tmp_path):
         continue_setup([])
 
 
+@pytest.mark.parametrize(("folder", "file"), [("tokenizer", "tokenizer.json"), ("architecture", "config.json")])
+def test_a_damaged_tokenizer_or_architecture_is_named_with_where_a_copy_is(run_copy, folder, file):
+    (run_copy / folder / file).write_text("{not json")
+    with pytest.raises(HfGptError, match=rf"{folder} cannot be loaded .* final/ and best/ folders hold the same"):
+        continue_setup([str(run_copy)])
+
+
 def test_fork_sources_a_run_a_checkpoint_and_a_saved_folder(trained_run):
     for source, expected in [(trained_run, "final"), (trained_run / "checkpoints" / "step_00000030", "step_00000030"),
                              (trained_run / "final", "final")]:
