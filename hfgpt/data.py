@@ -25,6 +25,7 @@ import math
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -112,8 +113,13 @@ def prepare_data(cfg: DataSection, seq_len: int, log: Callable[[str], None] = pr
     })
     folder = root / "packed" / key
     if folder.is_dir() and not cfg.reset:
-        log(f"reusing packed data from {folder}")
-        return _open(folder, tokenizer, reused=True)
+        try:
+            data = _open(folder, tokenizer, reused=True)
+            log(f"reusing packed data from {folder}")
+            return data
+        except Exception as error:  # datasets and pyarrow raise many kinds; a cache is rebuilt, never trusted
+            warnings.warn(f"the packed data cached in {folder} cannot be read ({type(error).__name__}: "
+                          f"{str(error).splitlines()[0][:200]}); building it again.", stacklevel=2)
 
     log(f"{'packing' if shards else 'tokenizing and packing'} {train.origin} into blocks of {seq_len} tokens ...")
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +127,7 @@ def prepare_data(cfg: DataSection, seq_len: int, log: Callable[[str], None] = pr
     try:
         facts = _build(work, train, valid, tokenizer.pad_token_id, cfg.valid_fraction, seq_len)
         (work / "out" / "facts.json").write_text(json.dumps(facts))
-        if cfg.reset and folder.is_dir():
+        if folder.is_dir():  # --reset, or a damaged cache
             shutil.rmtree(folder)
         try:
             os.rename(work / "out", folder)  # atomic: a crash never leaves a folder that looks complete

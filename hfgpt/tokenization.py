@@ -20,6 +20,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -147,8 +148,14 @@ def load_or_train_tokenizer(
     key = hashlib.sha256(f"{_RECIPE_VERSION}|{kind}|{size}|{fingerprint}".encode()).hexdigest()[:16]
     folder = Path(cache_dir) / f"{kind}-{size}-{key}"
     if folder.is_dir() and not reset:
-        log(f"reusing {kind} tokenizer from {folder}")
-        return PreTrainedTokenizerFast.from_pretrained(folder)
+        try:
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
+            log(f"reusing {kind} tokenizer from {folder}")
+            return tokenizer
+        except Exception as error:  # tokenizers raises a bare Exception for a malformed tokenizer.json
+            warnings.warn(f"the tokenizer cached in {folder} cannot be read ({type(error).__name__}: "
+                          f"{str(error).splitlines()[0][:200]}); training it again.", stacklevel=2)
+            reset = True
 
     log(f"training {kind} tokenizer" + ("" if kind == "char" else f" (vocab {vocab_size})") + " ...")
     tokenizer = train_tokenizer(kind, texts(), vocab_size)

@@ -63,6 +63,24 @@ def test_reset_and_changed_inputs_rebuild(tmp_path) -> None:
     assert not changed.reused and changed.cache_dir != first.cache_dir
 
 
+@pytest.mark.parametrize("damage", ["truncated arrow", "broken tokenizer"])
+def test_a_damaged_cache_is_rebuilt_with_a_warning(tmp_path, damage) -> None:
+    write_jsonl(tmp_path / "data" / "docs.jsonl", make_docs(30))
+    cfg = section(tmp_path, train="docs.jsonl")
+    first, _ = run(cfg)
+    if damage == "truncated arrow":
+        arrow = next((first.cache_dir / "train").glob("*.arrow"))
+        head = arrow.read_bytes()[:200]
+        arrow.unlink()  # a new file: `first` keeps reading its memory map of the old one
+        arrow.write_bytes(head)
+    else:
+        next((tmp_path / "cache" / "tokenizers").glob("*/tokenizer.json")).write_text("{")
+    with pytest.warns(UserWarning, match="cannot be read .* again"):
+        again, _ = run(cfg)
+    assert stream(again) == stream(first)
+    assert run(cfg)[0].reused  # and the rebuilt cache serves the next run
+
+
 def test_holdout_is_the_contiguous_tail_of_the_stream(tmp_path) -> None:
     text = "".join(make_docs(50))
     write_txt(tmp_path / "data" / "book.txt", text)
