@@ -45,7 +45,7 @@ from .processes import (
     whole_parameters,
 )
 from .resume import resume
-from .rundir import create_run_dir
+from .rundir import claim_run_dir
 from .runinfo import FAILED, INTERRUPTED, begin_session, end_session, new_run_info, read_run_info, write_run_info
 from .sources import short_hash
 from .stopping import Progress, StopSignals
@@ -116,9 +116,15 @@ def run(setup: RunSetup) -> Path:
     with state.main_process_first():  # the main process builds the caches, the others then read them
         data_cfg = dataclasses.replace(cfg.data, reset=cfg.data.reset and state.is_main_process)
         data = prepare_data(data_cfg, cfg.seq_len, log=state.print, tokenizer=setup.tokenizer)
-    run_dir = setup.run_dir or create_run_dir(cfg.checkpoint, state)
-    layout = resolve_layout(cfg.training, cfg.seq_len, state.num_processes)
+    with claim_run_dir(cfg.checkpoint, setup.run_dir, state) as run_dir:
+        return _train(setup, data, run_dir, resolve_layout(cfg.training, cfg.seq_len, state.num_processes),
+                      use_cpu, precision)
 
+
+def _train(setup: RunSetup, data: PreparedData, run_dir: Path, layout: BatchLayout, use_cpu: bool,
+           precision: str) -> Path:
+    """Everything from the Accelerator to final/, in the run directory this launch holds."""
+    cfg = setup.cfg
     accelerator = Accelerator(
         cpu=use_cpu and not using_deepspeed(), mixed_precision=precision,
         gradient_accumulation_steps=layout.grad_accum_steps,
