@@ -35,7 +35,8 @@ def _training(mode: str):
 
 def _generate(argv: Sequence[str]) -> None:
     parser = argparse.ArgumentParser(prog="hfgpt generate", description="Sample text with the KV cache.")
-    parser.add_argument("model", help="a run directory, its final/ folder, or any save_pretrained folder")
+    parser.add_argument("model", help="a run directory (its final/, else best/, else newest checkpoint), one "
+                                         "checkpoint, any save_pretrained folder, or a Hub id")
     parser.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
     parser.add_argument("--max-new-tokens", type=int, default=200)
     parser.add_argument("--temperature", type=float, default=0.8, help="0 means greedy decoding")
@@ -48,7 +49,8 @@ def _generate(argv: Sequence[str]) -> None:
 
     from .generation import generate_text, load_model
 
-    model, tokenizer = load_model(args.model, args.device)
+    model, tokenizer, origin = load_model(args.model, args.device)
+    print(f"generating from {origin}", file=sys.stderr)
     for index in range(args.num_samples):
         if index:
             print("-" * 40)

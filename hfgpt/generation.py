@@ -5,28 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .errors import HfGptError
-
-
-def resolve_model_dir(path: str | Path) -> Path:
-    """Accept a save_pretrained folder or a run directory (whose `final/` is used)."""
-    path = Path(path)
-    for candidate in (path, path / "final"):
-        if (candidate / "config.json").is_file():
-            return candidate
-    raise HfGptError(
-        f"{path} holds no model: expected a folder with config.json (a run's final/ folder, or any "
-        "save_pretrained folder) or a run directory that has one in final/. Point the command at it."
-    )
+from .saved_models import load_saved_model
 
 
-def load_model(path: str | Path, device: str = "cpu") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    model_dir = resolve_model_dir(path)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir).to(device).eval()
-    return model, tokenizer
+def load_model(source: str | Path, device: str = "cpu") -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
+    """The model to sample from, ready on `device`, and the folder it came from: a run's final/, else its
+    best/, else its newest good checkpoint (so a run can be sampled while it trains), or any saved model."""
+    model, tokenizer, origin = load_saved_model(str(source), "generate from")
+    return model.to(device).eval(), tokenizer, origin["source"]
 
 
 @torch.no_grad()

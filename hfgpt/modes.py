@@ -15,24 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import tomllib
-from safetensors.torch import load_model
 from transformers import (
     AutoConfig,
-    AutoModelForCausalLM,
-    AutoTokenizer,
     PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerFast,
 )
 
-from .checkpoint import checkpoint_problem, checkpoint_step, complete_checkpoints
 from .config import ModelSection, TrainConfig
 from .config_sources import FIELDS, build_config, config_from_dict, config_values
 from .configuration_hfgpt import HfGptConfig
 from .errors import HfGptError
-
-ARCHITECTURE = "architecture"  # the run's model config.json, so `continue` rebuilds the same model
-TOKENIZER = "tokenizer"
+from .rundir import ARCHITECTURE, TOKENIZER
+from .saved_models import load_saved, load_saved_model
 
 # What `continue` may change: how long to train, how to log, save and evaluate, where the data is
 # (the data itself is checked by fingerprint), and the peak learning rate (with a warning).
@@ -117,27 +112,16 @@ def continue_setup(argv: Sequence[str]) -> RunSetup:
                           stacklevel=2)
     architecture = run_dir / ARCHITECTURE
     return RunSetup(
-        "continue", cfg, run_dir=run_dir, tokenizer=_load_saved(PreTrainedTokenizerFast, run_dir / TOKENIZER),
-        model_config=_load_saved(AutoConfig, architecture) if (architecture / "config.json").is_file() else None,
+        "continue", cfg, run_dir=run_dir, tokenizer=load_saved(PreTrainedTokenizerFast, run_dir / TOKENIZER),
+        model_config=load_saved(AutoConfig, architecture) if (architecture / "config.json").is_file() else None,
     )
-
-
-def _load_saved(loader: Any, folder: Path) -> Any:
-    """`loader.from_pretrained(folder)` for a folder a run saved at its start; a damaged one is named."""
-    try:
-        return loader.from_pretrained(folder)
-    except Exception as error:  # tokenizers raises a bare Exception for a malformed tokenizer.json
-        raise HfGptError(
-            f"{folder} cannot be loaded ({type(error).__name__}: {str(error).splitlines()[0][:200]}); the run "
-            f"saved it at its start and it has been damaged since. Restore it from a copy: the run's final/ and "
-            "best/ folders hold the same tokenizer files and config.json.") from None
 
 
 def fork_setup(argv: Sequence[str]) -> RunSetup:
     """`fork SOURCE [flags]`: a new run (fresh optimizer and schedule) from SOURCE's weights and tokenizer."""
     source, flags = _positional(argv, "fork", "the model to start from (a run, a checkpoint, a folder or a Hub id)")
     cfg = build_config(flags, "hfgpt fork", usage=_USAGE["fork"])
-    model, tokenizer, parent = load_fork_source(source)
+    model, tokenizer, parent = load_saved_model(source, "fork from")
     if tokenizer.eos_token_id is None:
         raise HfGptError(f"The tokenizer of {source} has no end-of-text token, which hfgpt puts between "
                          "documents; give it one (tokenizer.eos_token) and save it again.")
@@ -164,48 +148,3 @@ def _model_section(config: HfGptConfig, asked: ModelSection) -> ModelSection:
         warnings.warn(f"fork takes the model from its source, so {', '.join(map(_flag, ignored))} "
                       "is ignored.", stacklevel=3)
     return dataclasses.replace(asked, **shape)
-
-
-def load_fork_source(source: str) -> tuple[PreTrainedModel, PreTrainedTokenizerFast, dict[str, Any]]:
-    """The model and tokenizer to fork from: a run directory (its final/, best/ or newest checkpoint),
-    one checkpoint of a run, a save_pretrained folder, or a Hub id."""
-    path = Path(source)
-    if (path / "config.toml").is_file() and (path / TOKENIZER).is_dir():  # a run directory
-        for saved in (path / "final", path / "best"):
-            if (saved / "config.json").is_file():
-                return *_from_pretrained(str(saved)), {"source": str(saved.resolve()), "run": str(path.resolve())}
-        usable = [c for c in reversed(complete_checkpoints(path)) if not checkpoint_problem(c)]
-        if not usable:
-            raise HfGptError(f"The run {path} has no final/, no best/ and no complete checkpoint to fork from.")
-        path = usable[0]
-    if (path / "trainer_state.json").is_file() and path.parent.name == "checkpoints":  # one checkpoint
-        return _from_checkpoint(path)
-    try:
-        return *_from_pretrained(source), {"source": str(path.resolve()) if path.exists() else source}
-    except (OSError, ValueError) as error:
-        raise HfGptError(
-            f"Cannot load a model to fork from {source!r} ({str(error).splitlines()[0]}). Give a run directory, "
-            "one of its checkpoints, a save_pretrained folder, or a Hub model id (which needs the internet "
-            "once).") from None
-
-
-def _from_pretrained(source: str) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
-    return AutoModelForCausalLM.from_pretrained(source), AutoTokenizer.from_pretrained(source)
-
-
-def _from_checkpoint(folder: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerFast, dict[str, Any]]:
-    problem = checkpoint_problem(folder)
-    run_dir = folder.parent.parent
-    if problem:
-        raise HfGptError(f"Cannot fork from the checkpoint {folder}: {problem}. Pick another checkpoint of "
-                         f"{run_dir}, or the run itself to use its newest good one.")
-    weights = folder / "model.safetensors"
-    if not weights.is_file() or not (run_dir / ARCHITECTURE / "config.json").is_file():
-        raise HfGptError(f"The checkpoint {folder} holds no model.safetensors (a DeepSpeed checkpoint keeps "
-                         f"sharded weights) or its run has no {ARCHITECTURE}/; fork from {run_dir / 'final'} "
-                         "or best/ instead.")
-    model = AutoModelForCausalLM.from_config(_load_saved(AutoConfig, run_dir / ARCHITECTURE))
-    load_model(model, weights)
-    tokenizer = _load_saved(PreTrainedTokenizerFast, run_dir / TOKENIZER)
-    return model, tokenizer, {"source": str(folder.resolve()), "run": str(run_dir.resolve()),
-                              "step": checkpoint_step(folder)}

@@ -37,6 +37,9 @@ try:
 except ImportError:  # Windows
     fcntl = None
 
+ARCHITECTURE = "architecture"  # the run's model config.json, so `continue` rebuilds the same model
+TOKENIZER = "tokenizer"
+
 
 def default_run_name() -> str:
     """date-time-user, so runs sort by start time and tell who started them."""

@@ -32,7 +32,7 @@ from .loop import TrainingLoop
 from .memory import MemoryEstimate, estimate_memory, strategy_of
 from .metrics import TokenMetrics
 from .modeling_hfgpt import HfGptForCausalLM
-from .modes import ARCHITECTURE, TOKENIZER, RunSetup
+from .modes import RunSetup
 from .optim import build_optimizer, build_scheduler
 from .processes import (
     broadcast_value,
@@ -45,7 +45,7 @@ from .processes import (
     whole_parameters,
 )
 from .resume import resume
-from .rundir import claim_run_dir
+from .rundir import ARCHITECTURE, TOKENIZER, claim_run_dir
 from .runinfo import FAILED, INTERRUPTED, begin_session, end_session, new_run_info, read_run_info, write_run_info
 from .sources import short_hash
 from .stopping import Progress, StopSignals

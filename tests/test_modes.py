@@ -11,7 +11,7 @@ from helpers import TINY_MODEL_FLAGS, run_hfgpt, write_corpus
 from transformers import AutoTokenizer
 
 from hfgpt.errors import HfGptError
-from hfgpt.modes import continue_setup, fork_setup, load_fork_source
+from hfgpt.modes import continue_setup, fork_setup
 
 
 @pytest.fixture
@@ -59,16 +59,6 @@ def test_a_damaged_tokenizer_or_architecture_is_named_with_where_a_copy_is(run_c
     (run_copy / folder / file).write_text("{not json")
     with pytest.raises(HfGptError, match=rf"{folder} cannot be loaded .* final/ and best/ folders hold the same"):
         continue_setup([str(run_copy)])
-
-
-def test_fork_sources_a_run_a_checkpoint_and_a_saved_folder(trained_run):
-    for source, expected in [(trained_run, "final"), (trained_run / "checkpoints" / "step_00000030", "step_00000030"),
-                             (trained_run / "final", "final")]:
-        model, tokenizer, parent = load_fork_source(str(source))
-        assert parent["source"].endswith(expected)
-        assert model.config.hidden_size == 32 and tokenizer.eos_token_id is not None
-    with pytest.raises(HfGptError, match="Cannot load a model to fork from"):
-        load_fork_source(str(trained_run / "nothing-here"))
 
 
 def test_fork_takes_the_model_shape_from_its_source(trained_run):
