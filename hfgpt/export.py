@@ -29,6 +29,7 @@ def export_model(accelerator: Accelerator, model: torch.nn.Module, tokenizer: Pr
         if metrics is not None:
             (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         if folder.exists():
+            shutil.rmtree(old, ignore_errors=True)  # left by a swap that completed but was cut before its clean-up
             os.replace(folder, old)
         os.replace(staging, folder)
         shutil.rmtree(old, ignore_errors=True)
@@ -44,9 +45,11 @@ def exported_step(folder: Path) -> int:
 
 
 def recover_exports(run_dir: Path) -> None:
-    """Put back a previous final/ or best/ whose replacement was cut short between its two renames."""
+    """Put back a previous final/ or best/ whose replacement was cut short between its two renames, and
+    clear what a cut-short save or clean-up left."""
     for name in EXPORTS:
         old = run_dir / f".{name}.old"
         if old.is_dir() and not (run_dir / name).exists():
             os.replace(old, run_dir / name)
+        shutil.rmtree(old, ignore_errors=True)  # still there: the new copy was in place, this one is stale
         shutil.rmtree(run_dir / f".{name}.tmp", ignore_errors=True)

@@ -16,11 +16,16 @@ from hfgpt.modeling_hfgpt import HfGptForCausalLM
 from hfgpt.tokenization import char_tokenizer
 
 
-def test_an_export_loads_with_from_pretrained_and_names_its_step(tmp_path):
-    accelerator = Accelerator(cpu=True)
+def tiny_model_and_tokenizer():
     tokenizer = char_tokenizer(list("abc"))
     model = HfGptForCausalLM(HfGptConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1,
                                          num_attention_heads=2, max_position_embeddings=16))
+    return model, tokenizer
+
+
+def test_an_export_loads_with_from_pretrained_and_names_its_step(tmp_path):
+    accelerator = Accelerator(cpu=True)
+    model, tokenizer = tiny_model_and_tokenizer()
     export_model(accelerator, model, tokenizer, tmp_path / "final", metrics={"step": 3})
     with torch.no_grad():
         model.lm_head.weight.add_(1.0)
@@ -49,3 +54,18 @@ def test_a_swap_cut_between_its_renames_is_put_back(tmp_path):
     recover_exports(tmp_path)
     assert exported_step(tmp_path / "final") == 5
     assert sorted(os.listdir(tmp_path)) == ["best", "final"]
+
+
+def test_a_swap_cut_before_its_clean_up_leaves_the_new_copy_and_later_saves_work(tmp_path):
+    """A crash after the new best/ was in place but before .best.old was removed."""
+    accelerator = Accelerator(cpu=True)
+    model, tokenizer = tiny_model_and_tokenizer()
+    export_model(accelerator, model, tokenizer, tmp_path / "best", metrics={"step": 4})
+    (tmp_path / ".best.old").mkdir()
+    (tmp_path / ".best.old" / "metrics.json").write_text(json.dumps({"step": 2}))
+    export_model(accelerator, model, tokenizer, tmp_path / "best", metrics={"step": 6})  # a live run goes on
+    assert exported_step(tmp_path / "best") == 6 and sorted(os.listdir(tmp_path)) == ["best"]
+
+    (tmp_path / ".best.old").mkdir()  # a resumed run cleans it up first
+    recover_exports(tmp_path)
+    assert exported_step(tmp_path / "best") == 6 and sorted(os.listdir(tmp_path)) == ["best"]
