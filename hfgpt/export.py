@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import gather_object
 from transformers import PreTrainedTokenizerBase
 
 EXPORTS = ("final", "best")
@@ -21,19 +22,27 @@ def export_model(accelerator: Accelerator, model: torch.nn.Module, tokenizer: Pr
     """Save the model and tokenizer to `folder` (plus `metrics.json`); every process calls it, since
     ZeRO-3 gathers the weights from all of them."""
     state_dict = accelerator.get_state_dict(model)
+    failure = ""
     if accelerator.is_main_process:
         staging, old = folder.with_name(f".{folder.name}.tmp"), folder.with_name(f".{folder.name}.old")
-        shutil.rmtree(staging, ignore_errors=True)
-        accelerator.unwrap_model(model).save_pretrained(staging, state_dict=state_dict)
-        tokenizer.save_pretrained(staging)
-        if metrics is not None:
-            (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        if folder.exists():
-            shutil.rmtree(old, ignore_errors=True)  # left by a swap that completed but was cut before its clean-up
-            os.replace(folder, old)
-        os.replace(staging, folder)
-        shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
+        try:
+            shutil.rmtree(staging, ignore_errors=True)
+            accelerator.unwrap_model(model).save_pretrained(staging, state_dict=state_dict)
+            tokenizer.save_pretrained(staging)
+            if metrics is not None:
+                (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+            if folder.exists():
+                shutil.rmtree(old, ignore_errors=True)  # left by a swap that completed but was cut before its clean-up
+                os.replace(folder, old)
+            os.replace(staging, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        except OSError as error:
+            shutil.rmtree(staging, ignore_errors=True)
+            failure = f"{error.strerror or error} ({error.filename or staging})"
+    failures = [f for f in gather_object([failure]) if f]  # every process learns of a failure, none waits alone
+    if failures:
+        raise OSError(f"could not write {folder.name}/: {failures[0]}; the previous {folder.name}/, if any, is "
+                      "intact")
 
 
 def exported_step(folder: Path) -> int:

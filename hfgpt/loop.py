@@ -147,7 +147,7 @@ class TrainingLoop:
         if p.bad_steps_in_a_row >= limit:
             raise HfGptError(
                 f"{limit} steps in a row (up to step {done}) had a non-finite loss or gradient, so training "
-                f"stopped (--max-bad-steps {limit}); the model was not updated by them. {self._newest()} "
+                f"stopped (--max-bad-steps {limit}); the model was not updated by them. {self.newest_checkpoint()} "
                 "Usual causes: a learning rate too high for this model "
                 "(lower --lr or raise --warmup-steps), fp16 overflow (use --precision bf16), or no gradient "
                 "clipping (--max-grad-norm 1). Then resume with `hfgpt continue`.")
@@ -159,11 +159,20 @@ class TrainingLoop:
         improved = self.progress.observe_eval(result["loss"], done, t.early_stopping_min_delta)
         logbook.record({"step": done, "split": "valid", **result, "best_loss": self.progress.best_loss})
         if improved and self.cfg.checkpoint.save_best:
-            export_model(self.accelerator, self.model, self.data.tokenizer, self.run_dir / "best",
-                         metrics={"step": done, **result})
+            try:
+                export_model(self.accelerator, self.model, self.data.tokenizer, self.run_dir / "best",
+                             metrics={"step": done, **result})
+            except OSError as error:
+                raise self.write_failure(error) from None
         return t.early_stopping and self.progress.evals_without_improvement >= t.patience
 
-    def _newest(self) -> str:
+    def write_failure(self, error: OSError) -> HfGptError:
+        """A failed save (a full disk, permissions) as one paragraph: what is still intact, and what to do."""
+        return HfGptError(f"{error}. {self.newest_checkpoint()} Free some space (or fix the folder's permissions) "
+                          f"and resume with `hfgpt continue {self.run_dir}`.")
+
+    def newest_checkpoint(self) -> str:
+        """Which checkpoint a failure leaves to resume from, in words."""
         if not self.last_saved:
             return "No checkpoint had been saved yet."
         return f"The newest checkpoint, from step {self.last_saved}, is intact."
@@ -176,8 +185,7 @@ class TrainingLoop:
         try:
             save_checkpoint(self.accelerator, self.run_dir, done, state)
         except OSError as error:
-            raise HfGptError(f"{error}. Nothing earlier was touched: {self._newest()} Free some space (or fix "
-                             f"the folder's permissions) and resume with `hfgpt continue {self.run_dir}`.") from None
+            raise self.write_failure(error) from None
         self.last_saved = done
         if self.accelerator.is_main_process:
             prune_checkpoints(self.run_dir, self.cfg.checkpoint.keep_last,

@@ -168,6 +168,8 @@ def _train(setup: RunSetup, data: PreparedData, run_dir: Path, layout: BatchLayo
     try:
         with StopSignals() as signals:
             status, done, reason = loop.train(signals)
+        if status != INTERRUPTED:  # within the try: a final/ that cannot be written fails the run
+            _save_final(accelerator, model, tokenizer, loop, status, done, reason)
     except BaseException as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         done = loop.done
@@ -180,8 +182,8 @@ def _train(setup: RunSetup, data: PreparedData, run_dir: Path, layout: BatchLayo
 
     if status == INTERRUPTED:
         accelerator.print(f"stopped after step {done} ({reason}); resume with: hfgpt continue {run_dir}")
-    else:
-        _save_final(accelerator, model, tokenizer, cfg, run_dir, status, done, reason)
+    elif cfg.logging.sample_tokens:
+        _print_sample(accelerator, model, tokenizer, cfg)
     finish_processes(accelerator)
     return run_dir
 
@@ -226,18 +228,24 @@ def _announce(accelerator: Accelerator, model: torch.nn.Module, data: PreparedDa
 
 
 def _save_final(accelerator: Accelerator, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
-                cfg: TrainConfig, run_dir: Path, status: str, done: int, reason: str) -> None:
-    """final/ (its metrics.json names the step, so `continue` knows the run finished), then a sample."""
-    export_model(accelerator, model, tokenizer, run_dir / "final",
-                 metrics={"step": done, "status": status, **({"reason": reason} if reason else {})})
-    accelerator.print(f"{status}: saved the model and tokenizer to {run_dir / 'final'}"
-                      + (f" ({reason})" if reason else ""))
-    if cfg.logging.sample_tokens:
-        unwrapped = accelerator.unwrap_model(model).eval()
-        with whole_parameters(accelerator, unwrapped):  # every process samples alike; the main one prints
-            sample = generate_text(unwrapped, tokenizer, cfg.logging.sample_prompt,
-                                   max_new_tokens=cfg.logging.sample_tokens, seed=cfg.training.seed)
-        accelerator.print(f"sample:\n{sample}")
+                loop: TrainingLoop, status: str, done: int, reason: str) -> None:
+    """final/, whose metrics.json names the step, so that `continue` knows whether the run finished."""
+    final = loop.run_dir / "final"
+    try:
+        export_model(accelerator, model, tokenizer, final,
+                     metrics={"step": done, "status": status, **({"reason": reason} if reason else {})})
+    except OSError as error:
+        raise loop.write_failure(error) from None
+    accelerator.print(f"{status}: saved the model and tokenizer to {final}" + (f" ({reason})" if reason else ""))
+
+
+def _print_sample(accelerator: Accelerator, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
+                  cfg: TrainConfig) -> None:
+    unwrapped = accelerator.unwrap_model(model).eval()
+    with whole_parameters(accelerator, unwrapped):  # every process samples alike; the main one prints
+        sample = generate_text(unwrapped, tokenizer, cfg.logging.sample_prompt,
+                               max_new_tokens=cfg.logging.sample_tokens, seed=cfg.training.seed)
+    accelerator.print(f"sample:\n{sample}")
 
 
 def train(cfg: TrainConfig) -> Path:

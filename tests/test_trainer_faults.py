@@ -104,6 +104,37 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint_and_says_so(tmp_
     assert resumed.returncode == 0 and "(step 2)" in resumed.stdout, resumed.stderr[-3000:]
 
 
+@pytest.mark.parametrize("export", ["best", "final"])
+def test_a_full_disk_while_writing_best_or_final_keeps_the_old_copy_and_continue_recovers(
+        tmp_path, monkeypatch, export):
+    real_save = HfGptForCausalLM.save_pretrained
+    failed = []
+
+    def full_disk(self, folder, *args, **kwargs):
+        real_save(self, folder, *args, **kwargs)
+        if f".{export}.tmp" in str(folder) and (export == "final" or os.path.isdir(tmp_path / "runs" / "x" / "best")):
+            failed.append(folder)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder))
+
+    monkeypatch.setattr(HfGptForCausalLM, "save_pretrained", full_disk)
+    with pytest.raises(HfGptError, match=rf"could not write {export}/: No space left .*checkpoint, from step "):
+        run(train_setup(flags(tmp_path, "x", "--max-steps", "4", "--ckpt-every", "2", "--eval-every", "2",
+                              "--lr", "1e-3")))
+    run_dir = tmp_path / "runs" / "x"
+    assert failed and not (run_dir / f".{export}.tmp").exists()
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
+    if export == "best":
+        assert json.loads((run_dir / "best" / "metrics.json").read_text())["step"] == 2  # the old copy
+    else:
+        assert not (run_dir / "final").exists() and [p.name for p in complete_checkpoints(run_dir)][-1] == \
+            "step_00000004"
+    monkeypatch.setattr(HfGptForCausalLM, "save_pretrained", real_save)
+    resumed = run_hfgpt(["continue", str(run_dir)], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((run_dir / "final" / "metrics.json").read_text())["step"] == 4
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
+
+
 def test_sigterm_finishes_the_step_checkpoints_and_exits_cleanly(tmp_path):
     args = flags(tmp_path, "preempted", "--max-steps", "100000", "--ckpt-every", "0", "--eval-every", "0")
     process = subprocess.Popen([sys.executable, str(REPO / "recipes" / "train.py"), *args], cwd=tmp_path,
