@@ -117,7 +117,8 @@ def _lock(run_dir: Path) -> IO[str] | None:
         raise HfGptError(
             f"The run directory {run_dir} is in use by another hfgpt launch ({holder}). Two launches on one run "
             "would overwrite each other's checkpoints; wait for that one to end or stop it, or choose another "
-            "--run-name.") from None
+            "--run-name. (If that machine crashed, a network filesystem frees its lock within a few minutes.)"
+        ) from None
     handle.seek(0)
     handle.truncate()
     handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
