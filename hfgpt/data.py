@@ -96,6 +96,7 @@ def prepare_data(cfg: DataSection, seq_len: int, log: Callable[[str], None] = pr
         raise HfGptError(f"--seq-len must be at least 1 token, got {seq_len}.")
     root = cache_root(cfg.cache_dir)
     shards = find_shards(cfg)
+    given_for_text = tokenizer is not None and shards is None  # may not know every character of the text
     if shards is None:
         tokenizer, train, valid = _text_splits(cfg, root, tokenizer, log)
     else:
@@ -139,7 +140,24 @@ def prepare_data(cfg: DataSection, seq_len: int, log: Callable[[str], None] = pr
         shutil.rmtree(work, ignore_errors=True)
     data = _open(folder, tokenizer, reused=False)
     log(f"packed {data.summary()}")
+    if given_for_text:
+        _warn_of_unknown_tokens(data)
     return data
+
+
+def _warn_of_unknown_tokens(data: PreparedData) -> None:
+    """A forked or continued run's tokenizer maps what it never saw to unk; say how much of the text that is."""
+    unk = data.tokenizer.unk_token_id
+    if unk is None or not data.train_tokens:
+        return
+    ids = pc.list_flatten(data.train.data.column("input_ids"))
+    unknown = pc.sum(pc.equal(ids, unk)).as_py() or 0
+    if unknown > data.train_tokens / 1000:
+        warnings.warn(
+            f"{unknown:,} of the {data.train_tokens:,} training tokens ({unknown / data.train_tokens:.1%}) are "
+            f"{data.tokenizer.unk_token}: the text holds characters that the given tokenizer (of the run or model "
+            "it starts from) never saw, so the model can neither learn nor write them. Train a new run with its "
+            "own tokenizer if they matter.", stacklevel=2)
 
 
 def _text_splits(cfg: DataSection, root: Path, tokenizer: PreTrainedTokenizerFast | None,

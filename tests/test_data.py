@@ -81,6 +81,14 @@ def test_a_damaged_cache_is_rebuilt_with_a_warning(tmp_path, damage) -> None:
     assert run(cfg)[0].reused  # and the rebuilt cache serves the next run
 
 
+def test_text_that_a_given_tokenizer_cannot_spell_is_counted_in_a_warning(tmp_path) -> None:
+    write_txt(tmp_path / "data" / "new.txt", "abc abc xyz\n" * 20)
+    tokenizer = train_tokenizer("char", ["abc "])  # knows a, b, c and the space; not x, y, z or the newline
+    with pytest.warns(UserWarning, match=r"of the 240 training tokens \(.*\) are <\|unk\|>"):
+        prepare_data(section(tmp_path, train="new.txt", valid_fraction=0.0), 16, log=lambda line: None,
+                     tokenizer=tokenizer)
+
+
 def test_holdout_is_the_contiguous_tail_of_the_stream(tmp_path) -> None:
     text = "".join(make_docs(50))
     write_txt(tmp_path / "data" / "book.txt", text)
