@@ -27,10 +27,11 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list, gather_object
+from accelerate.utils import broadcast_object_list
 from safetensors import safe_open
 
-from .errors import HfGptError
+from .errors import HfGptError, error_summary, os_error_text
+from .processes import first_failure
 from .rundir import aside_name, replace_text
 
 TRAINER_STATE = "trainer_state.json"
@@ -102,7 +103,7 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, trainer_
     try:
         accelerator.save_state(str(staging))
     except OSError as error:
-        failure = f"{error.strerror or error} ({error.filename or staging})"
+        failure = os_error_text(error, staging)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process and not failure:
         try:
@@ -111,12 +112,12 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, trainer_
             os.replace(staging, final)
             _point_latest(checkpoints, final.name)
         except OSError as error:
-            failure = f"{error.strerror or error} ({error.filename or staging})"
-    failures = [f for f in gather_object([failure]) if f]  # every process learns of any failure
-    if failures:
+            failure = os_error_text(error, staging)
+    failure = first_failure(failure)
+    if failure:
         if accelerator.is_main_process:
             shutil.rmtree(staging, ignore_errors=True)
-        raise OSError(f"could not write checkpoint {final.name}: {failures[0]}")
+        raise OSError(f"could not write checkpoint {final.name}: {failure}")
     return final
 
 
@@ -212,8 +213,8 @@ def load_newest_checkpoint(accelerator: Accelerator, run_dir: Path, model: torch
             try:
                 accelerator.load_state(str(folder))
             except Exception as error:  # any failure to load means: do not trust this checkpoint
-                problem = [f"it failed to load ({type(error).__name__}: {str(error).splitlines()[0][:300]})"]
-            problem = [p for p in gather_object(problem) if p][:1] or [""]
+                problem = [f"it failed to load ({error_summary(error, limit=300)})"]
+            problem = [first_failure(problem[0])]
         if not problem[0]:
             return folder, read_trainer_state(folder)
         reasons.append(f"{folder.name}: {problem[0]}")

@@ -38,7 +38,7 @@ from datasets import Dataset, DatasetDict, Features, List, Value, load_from_disk
 from transformers import PreTrainedTokenizerFast
 
 from .config import DataSection
-from .errors import HfGptError
+from .errors import HfGptError, error_summary
 from .shards import Shards, find_shards, shard_fingerprint, shard_ids, shard_tokenizer
 from .sources import Source, find_sources, fingerprint, load_source, short_hash, texts
 from .tokenization import check_tokenizer_kind, load_or_train_tokenizer
@@ -119,8 +119,8 @@ def prepare_data(cfg: DataSection, seq_len: int, log: Callable[[str], None] = pr
             log(f"reusing packed data from {folder}")
             return data
         except Exception as error:  # datasets and pyarrow raise many kinds; a cache is rebuilt, never trusted
-            warnings.warn(f"the packed data cached in {folder} cannot be read ({type(error).__name__}: "
-                          f"{str(error).splitlines()[0][:200]}); building it again.", stacklevel=2)
+            warnings.warn(f"the packed data cached in {folder} cannot be read ({error_summary(error)}); "
+                          "building it again.", stacklevel=2)
 
     log(f"{'packing' if shards else 'tokenizing and packing'} {train.origin} into blocks of {seq_len} tokens ...")
     folder.parent.mkdir(parents=True, exist_ok=True)

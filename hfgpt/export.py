@@ -11,8 +11,10 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import gather_object
 from transformers import PreTrainedTokenizerBase
+
+from .errors import os_error_text
+from .processes import first_failure
 
 EXPORTS = ("final", "best")
 
@@ -38,11 +40,10 @@ def export_model(accelerator: Accelerator, model: torch.nn.Module, tokenizer: Pr
             shutil.rmtree(old, ignore_errors=True)
         except OSError as error:
             shutil.rmtree(staging, ignore_errors=True)
-            failure = f"{error.strerror or error} ({error.filename or staging})"
-    failures = [f for f in gather_object([failure]) if f]  # every process learns of a failure, none waits alone
-    if failures:
-        raise OSError(f"could not write {folder.name}/: {failures[0]}; the previous {folder.name}/, if any, is "
-                      "intact")
+            failure = os_error_text(error, staging)
+    failure = first_failure(failure)
+    if failure:
+        raise OSError(f"could not write {folder.name}/: {failure}; the previous {folder.name}/, if any, is intact")
 
 
 def exported_step(folder: Path) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator, PartialState
-from accelerate.utils import broadcast_object_list
+from accelerate.utils import broadcast_object_list, gather_object
 
 from .batches import BatchLayout
 from .config import TrainConfig
@@ -84,6 +84,12 @@ def broadcast_value(value: Any) -> Any:
     holder = [value]
     broadcast_object_list(holder)
     return holder[0]
+
+
+def first_failure(failure: str) -> str:
+    """The first non-empty `failure` of any process, on every process (a collective: all must call it), so
+    that they all raise together and none waits alone for the others."""
+    return next((message for message in gather_object([failure]) if message), "")
 
 
 def finish_processes(accelerator: Accelerator) -> None:

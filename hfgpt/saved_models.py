@@ -12,7 +12,7 @@ from safetensors.torch import load_model
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerFast
 
 from .checkpoint import checkpoint_problem, checkpoint_step, complete_checkpoints
-from .errors import HfGptError
+from .errors import HfGptError, error_summary
 from .rundir import ARCHITECTURE, TOKENIZER
 
 
@@ -45,7 +45,7 @@ def load_saved(loader: Any, folder: Path) -> Any:
         return loader.from_pretrained(folder)
     except Exception as error:  # tokenizers raises a bare Exception for a malformed tokenizer.json
         raise HfGptError(
-            f"{folder} cannot be loaded ({type(error).__name__}: {str(error).splitlines()[0][:200]}); the run "
+            f"{folder} cannot be loaded ({error_summary(error)}); the run "
             f"saved it at its start and it has been damaged since. Restore it from a copy: the run's final/ and "
             "best/ folders hold the same tokenizer files and config.json.") from None
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from .errors import HfGptError
+from .errors import HfGptError, error_summary
 
 EOS_TOKEN = "<|endoftext|>"
 BOS_TOKEN = EOS_TOKEN  # GPT-2 convention: one token both starts and separates documents
@@ -153,8 +153,8 @@ def load_or_train_tokenizer(
             log(f"reusing {kind} tokenizer from {folder}")
             return tokenizer
         except Exception as error:  # tokenizers raises a bare Exception for a malformed tokenizer.json
-            warnings.warn(f"the tokenizer cached in {folder} cannot be read ({type(error).__name__}: "
-                          f"{str(error).splitlines()[0][:200]}); training it again.", stacklevel=2)
+            warnings.warn(f"the tokenizer cached in {folder} cannot be read ({error_summary(error)}); "
+                          "training it again.", stacklevel=2)
             reset = True
 
     log(f"training {kind} tokenizer" + ("" if kind == "char" else f" (vocab {vocab_size})") + " ...")
