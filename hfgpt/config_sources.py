@@ -79,6 +79,11 @@ def _dashed(name: str) -> str:
     return name.replace("_", "-")
 
 
+def flag_of(name: str) -> str:
+    """The command-line flag of a field: `max_steps` -> `--max-steps`."""
+    return f"--{_dashed(name)}"
+
+
 def _kind(field: Field) -> str:
     return {int: "an integer", float: "a number", bool: "true or false", str: "text"}.get(
         field.type, "a comma-separated list (none for an empty one)")
@@ -126,7 +131,7 @@ def _flag_spellings(dotted: bool) -> dict[str, str]:
         return shown | {alias: shown[_dashed(name)] for alias, name in ALIASES.items()}
     names = [flag[2:] for flag in _SOURCE_FLAGS] + [_dashed(name) for name in FIELDS]
     names += [f"no-{_dashed(name)}" for name, f in FIELDS.items() if f.type is bool]
-    return {name: f"--{name}" for name in names} | {a: f"--{_dashed(name)}" for a, name in ALIASES.items()}
+    return {name: f"--{name}" for name in names} | {a: flag_of(name) for a, name in ALIASES.items()}
 
 
 def _resolve_flag(flag: str, where: str) -> tuple[Field, bool]:
@@ -165,7 +170,7 @@ def _parse_text(field: Field, text: str, flag: str, where: str) -> Any:
         items = [item.strip() for item in text.split(",") if item.strip()]
         return [] if [item.lower() for item in items] == ["none"] else items
     except (KeyError, ValueError):
-        example = f"--{_dashed(field.name)} / --no-{_dashed(field.name)}" if field.type is bool \
+        example = f"{flag_of(field.name)} / --no-{_dashed(field.name)}" if field.type is bool \
             else f"{flag} {_cli_value(field.default)}"
         raise HfGptError(f"{flag} {where} expects {_kind(field)}, got {text!r}; "
                          f"for example {example}.") from None
@@ -185,7 +190,7 @@ def _parse_flags(tokens: Sequence[str], where: str) -> _Flags:
         flag, has_value, text = token.partition("=")
         field, negated = (None, False) if flag in _SOURCE_FLAGS else _resolve_flag(flag, where)
         if negated and has_value:
-            positive = f"--{_dashed(field.name)}"
+            positive = flag_of(field.name)
             raise HfGptError(f"{flag} {where} takes no value; write {flag} or {positive}={text}.")
         if field is not None and field.type is bool and not has_value:
             # A bare boolean flag means true, unless a boolean word follows it.
@@ -421,7 +426,7 @@ def format_help(prog: str = "hfgpt train", usage: str = "") -> str:
             if f.section != section:
                 continue
             spec = f"--[no-]{_dashed(name)}" if f.type is bool else \
-                f"--{_dashed(name)}{metavar.get(f.type, ' LIST')}"
+                f"{flag_of(name)}{metavar.get(f.type, ' LIST')}"
             text = f"{f.help} Default: {_cli_value(f.default)}."
             if name in aliases:
                 text += f" Aliases: {', '.join(aliases[name])}."

@@ -23,11 +23,12 @@ from transformers import (
 )
 
 from .config import ModelSection, TrainConfig
-from .config_sources import FIELDS, build_config, config_from_dict, config_values
+from .config_sources import FIELDS, build_config, config_from_dict, config_values, flag_of
 from .configuration_hfgpt import HfGptConfig
 from .errors import HfGptError
 from .rundir import ARCHITECTURE, TOKENIZER
 from .saved_models import load_saved, load_saved_model
+from .tokenization import ensure_pad_token
 
 # What `continue` may change: how long to train, how to log, save and evaluate, where the data is
 # (the data itself is checked by fingerprint), and the peak learning rate (with a warning).
@@ -70,10 +71,6 @@ def _positional(argv: Sequence[str], mode: str, what: str) -> tuple[str, list[st
     return argv[0], list(argv[1:])
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
 def continue_setup(argv: Sequence[str]) -> RunSetup:
     """`continue RUN_DIR [flags]`: the run's saved config, with the flags that may change applied."""
     where, flags = _positional(argv, "continue", "the run directory to continue")
@@ -98,8 +95,8 @@ def continue_setup(argv: Sequence[str]) -> RunSetup:
     allowed = CONTINUE_MAY_CHANGE | set(_ONE_OFF)
     refused = {name: change for name, change in changes.items() if name not in allowed}
     if refused:
-        listed = ", ".join(f"{_flag(name)} ({old!r} -> {new!r})" for name, (old, new) in refused.items())
-        forked = " ".join(f"{_flag(name)} {new}" for name, (_, new) in refused.items())
+        listed = ", ".join(f"{flag_of(name)} ({old!r} -> {new!r})" for name, (old, new) in refused.items())
+        forked = " ".join(f"{flag_of(name)} {new}" for name, (_, new) in refused.items())
         raise HfGptError(
             f"`hfgpt continue` cannot change {listed}: that would change the math of the run in {run_dir}, "
             "so it would no longer be the same run. Continue without it, or start a new run from this one's "
@@ -107,7 +104,7 @@ def continue_setup(argv: Sequence[str]) -> RunSetup:
     for name in ("lr", "lr_head"):
         if name in changes:
             old, new = changes[name]
-            warnings.warn(f"{_flag(name)} changes from {old} to {new}: the schedule goes on from the checkpoint's "
+            warnings.warn(f"{flag_of(name)} changes from {old} to {new}: the schedule goes on from the checkpoint's "
                           "step with the new peak rate, so this run no longer matches an uninterrupted one.",
                           stacklevel=2)
     architecture = run_dir / ARCHITECTURE
@@ -125,8 +122,7 @@ def fork_setup(argv: Sequence[str]) -> RunSetup:
     if tokenizer.eos_token_id is None:
         raise HfGptError(f"The tokenizer of {source} has no end-of-text token, which hfgpt puts between "
                          "documents; give it one (tokenizer.eos_token) and save it again.")
-    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
-        tokenizer.add_special_tokens({"pad_token": "<|pad|>"})  # padding is masked, EOS must stay a target
+    if ensure_pad_token(tokenizer):
         model.resize_token_embeddings(len(tokenizer))
         model.config.pad_token_id = tokenizer.pad_token_id
     if isinstance(model.config, HfGptConfig):
@@ -145,6 +141,6 @@ def _model_section(config: HfGptConfig, asked: ModelSection) -> ModelSection:
     shape = {f.name: getattr(config, f.name) for f in dataclasses.fields(ModelSection) if hasattr(config, f.name)}
     ignored = [name for name, value in shape.items() if getattr(asked, name) not in (value, FIELDS[name].default)]
     if ignored:
-        warnings.warn(f"fork takes the model from its source, so {', '.join(map(_flag, ignored))} "
+        warnings.warn(f"fork takes the model from its source, so {', '.join(map(flag_of, ignored))} "
                       "is ignored.", stacklevel=3)
     return dataclasses.replace(asked, **shape)

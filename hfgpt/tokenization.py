@@ -75,8 +75,15 @@ def ensure_special_tokens(tokenizer: PreTrainedTokenizerFast) -> None:
         tokenizer.add_special_tokens({"eos_token": EOS_TOKEN})
     if tokenizer.bos_token is None:
         tokenizer.add_special_tokens({"bos_token": tokenizer.eos_token})
-    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
-        tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
+    ensure_pad_token(tokenizer)
+
+
+def ensure_pad_token(tokenizer: PreTrainedTokenizerFast) -> bool:
+    """Add a pad token distinct from EOS (padding is masked, EOS must stay a target); True if one was added."""
+    if tokenizer.pad_token is not None and tokenizer.pad_token_id != tokenizer.eos_token_id:
+        return False
+    tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
+    return True
 
 
 def check_tokenizer_kind(kind: str) -> None:

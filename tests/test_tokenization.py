@@ -12,6 +12,7 @@ from hfgpt.tokenization import (
     SPECIAL_TOKENS,
     UNK_TOKEN,
     char_tokenizer,
+    ensure_pad_token,
     ensure_special_tokens,
     load_or_train_tokenizer,
     train_tokenizer,
@@ -84,6 +85,13 @@ def test_ensure_special_tokens_appends_what_is_missing(tmp_path) -> None:
     bare.add_special_tokens({"pad_token": EOS_TOKEN})  # pad = EOS, as many published tokenizers have it
     ensure_special_tokens(bare)
     assert bare.pad_token_id == 1 and bare.eos_token_id == 0
+
+
+def test_ensure_pad_token_says_whether_it_added_one() -> None:
+    tokenizer = train_tokenizer("char", TRAIN)
+    assert not ensure_pad_token(tokenizer)  # its own pad token differs from EOS
+    tokenizer.add_special_tokens({"pad_token": EOS_TOKEN})
+    assert ensure_pad_token(tokenizer) and tokenizer.pad_token == PAD_TOKEN != tokenizer.eos_token
 
 
 def test_save_and_load_through_autotokenizer(trained, tmp_path) -> None:
