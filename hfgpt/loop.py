@@ -80,7 +80,8 @@ class TrainingLoop:
             read: list[int] = []
             for micro_step in range(self.layout.grad_accum_steps):
                 block_ids = self.order.micro_blocks(step, micro_step, accelerator.process_index)
-                read += block_ids.tolist()
+                if cfg.logging.log_samples:
+                    read += block_ids.tolist()
                 batch = to_device(fetch_blocks(self.data.train, block_ids, pad_id), accelerator.device)
                 with accelerator.accumulate(model):
                     output = model(**batch, use_cache=False)
