@@ -34,7 +34,7 @@ class HfGptConfig(PreTrainedConfig):
     """
 
     model_type = "hfgpt"
-    keys_to_ignore_at_inference: ClassVar[list[str]] = ["past_key_values"]
+    keys_to_ignore_at_inference: ClassVar[list[str]] = ["cache", "past_key_values"]  # the name since 5.24, before
 
     def __init__(
         self,

@@ -12,6 +12,7 @@ References: Radford et al. 2019, "Language Models are Unsupervised Multitask Lea
 transformers' llama and gpt2 modeling files for the class ladder and the attention/cache/mask APIs.
 """
 
+import inspect
 import math
 from collections.abc import Callable
 from typing import ClassVar
@@ -28,6 +29,18 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
 
 from .configuration_hfgpt import HfGptConfig
+
+# transformers 5.24 renamed the KV cache from `past_key_values` to `cache`: in `forward`, in `create_causal_mask`
+# and in the output classes, and its generate() passes `cache=`. This file speaks the installed release's name,
+# so that a saved folder's copy works under the releases before and after the rename.
+CACHE_NAME = "cache" if "cache" in inspect.signature(create_causal_mask).parameters else "past_key_values"
+
+
+def _one_cache(cache: Cache | None, past_key_values: Cache | None) -> Cache | None:
+    """The cache a caller passed under either name (generate() uses the installed release's)."""
+    if cache is not None and past_key_values is not None:
+        raise ValueError("Pass the KV cache as `cache` or as `past_key_values`, not both")
+    return cache if cache is not None else past_key_values
 
 
 def eager_attention_forward(
@@ -73,9 +86,9 @@ class HfGptAttention(nn.Module):
         self,
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
-        past_key_values: Cache | None = None,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        cache: Cache | None = kwargs.pop(CACHE_NAME, None)
         batch_size, seq_len, _ = hidden_states.shape
         head_shape = (batch_size, seq_len, -1, self.head_dim)
         query, key, value = self.c_attn(hidden_states).split(self.hidden_size, dim=-1)  # 3 x (B, T, C)
@@ -83,9 +96,9 @@ class HfGptAttention(nn.Module):
         key = key.view(head_shape).transpose(1, 2)
         value = value.view(head_shape).transpose(1, 2)
 
-        if past_key_values is not None:
+        if cache is not None:
             # append this step's keys/values and get the whole history back: (B, nh, S, hs)
-            key, value = past_key_values.update(key, value, self.layer_idx)
+            key, value = cache.update(key, value, self.layer_idx)
 
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
@@ -133,14 +146,11 @@ class HfGptDecoderLayer(GradientCheckpointingLayer):
         self,
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
-        past_key_values: Cache | None = None,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        # hidden_states comes positionally and the cache by keyword: GradientCheckpointingLayer
-        # checkpoints the positional inputs and drops the cache while it recomputes.
-        attn_output, attn_weights = self.attn(
-            self.ln_1(hidden_states), attention_mask=attention_mask, past_key_values=past_key_values, **kwargs
-        )
+        # hidden_states comes positionally and the cache by keyword, under the installed release's name:
+        # GradientCheckpointingLayer checkpoints the positional inputs and drops the cache while it recomputes.
+        attn_output, attn_weights = self.attn(self.ln_1(hidden_states), attention_mask=attention_mask, **kwargs)
         hidden_states = hidden_states + attn_output
         hidden_states = hidden_states + self.mlp(self.ln_2(hidden_states))
         return hidden_states, attn_weights
@@ -154,7 +164,7 @@ class HfGptPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     supports_gradient_checkpointing = True
     _no_split_modules: ClassVar[list[str]] = ["HfGptDecoderLayer"]
-    _skip_keys_device_placement: ClassVar[list[str]] = ["past_key_values"]
+    _skip_keys_device_placement: ClassVar[list[str]] = [CACHE_NAME]
     _supports_sdpa = True
     _supports_flash_attn = True
 
@@ -201,15 +211,19 @@ class HfGptModel(HfGptPreTrainedModel):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         cache_position: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast | tuple:
+        r"""`cache` (also accepted as `past_key_values`, its name before transformers 5.24) holds the keys and
+        values of earlier positions; `cache_position`, which older callers pass, gives the new positions."""
+        cache = _one_cache(cache, past_key_values)
         if output_attentions is None:
             output_attentions = self.config.output_attentions
         if output_hidden_states is None:
@@ -221,13 +235,13 @@ class HfGptModel(HfGptPreTrainedModel):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
             inputs_embeds = self.wte(input_ids)  # (B, T, C)
-        if use_cache and past_key_values is None:
-            past_key_values = DynamicCache(config=self.config)
+        if use_cache and cache is None:
+            cache = DynamicCache(config=self.config)
 
         if position_ids is None:
             # generate() passes position_ids (from the padding mask); otherwise continue after the cache
             if cache_position is None:
-                past_seen = past_key_values.get_seq_length() if past_key_values is not None else 0
+                past_seen = cache.get_seq_length() if cache is not None else 0
                 cache_position = torch.arange(
                     past_seen, past_seen + inputs_embeds.shape[1], device=inputs_embeds.device
                 )
@@ -239,8 +253,8 @@ class HfGptModel(HfGptPreTrainedModel):
             config=self.config,
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
-            past_key_values=past_key_values,
             position_ids=position_ids,
+            **{CACHE_NAME: cache},
         )
 
         hidden_states = self.drop(inputs_embeds + self.wpe(position_ids))  # (B, T, C)
@@ -252,8 +266,8 @@ class HfGptModel(HfGptPreTrainedModel):
             hidden_states, attn_weights = layer(
                 hidden_states,
                 attention_mask=causal_mask,
-                past_key_values=past_key_values,
                 output_attentions=output_attentions,
+                **{CACHE_NAME: cache},
                 **kwargs,
             )
             # like transformers: only eager returns weights (sdpa and flash warn), so the tuple stays empty
@@ -265,9 +279,9 @@ class HfGptModel(HfGptPreTrainedModel):
 
         output = BaseModelOutputWithPast(
             last_hidden_state=hidden_states,
-            past_key_values=past_key_values if use_cache else None,
             hidden_states=all_hidden_states,
             attentions=all_attentions,
+            **{CACHE_NAME: cache if use_cache else None},
         )
         return output if return_dict else output.to_tuple()
 
@@ -301,7 +315,7 @@ class HfGptForCausalLM(HfGptPreTrainedModel, GenerationMixin):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
@@ -309,19 +323,21 @@ class HfGptForCausalLM(HfGptPreTrainedModel, GenerationMixin):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        past_key_values: Cache | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast | tuple:
         r"""`labels` (B, T) are the input ids themselves (the shift happens inside); -100 is ignored.
         `logits_to_keep`: an int N computes logits for the last N positions only (0: all), a 1D tensor
-        for those positions. `cache_position` is accepted through `kwargs`; it is deliberately not in
-        this signature, because generate() warns about remote-code models whose forward names it.
+        for those positions. `cache` may also be given as `past_key_values`, its name before transformers 5.24.
+        `cache_position` is accepted through `kwargs`; it is deliberately not in this signature, because
+        generate() warns about remote-code models whose forward names it.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         outputs: BaseModelOutputWithPast = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=_one_cache(cache, past_key_values),
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             output_attentions=output_attentions,
@@ -342,9 +358,9 @@ class HfGptForCausalLM(HfGptPreTrainedModel, GenerationMixin):
         output = CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
+            **{CACHE_NAME: getattr(outputs, CACHE_NAME)},
         )
         return output if return_dict else output.to_tuple()
 

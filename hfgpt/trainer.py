@@ -66,6 +66,13 @@ def build_model(cfg: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> HfGptFo
     return HfGptForCausalLM(config)
 
 
+def enable_activation_checkpointing(model: PreTrainedModel, **options: Any) -> None:
+    """Recompute activations in the backward pass; transformers 5.23 renamed `gradient_checkpointing_enable`
+    (since then a deprecated alias) to `activation_checkpointing_enable`."""
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable(options or None)
+
+
 def setup_model(setup: RunSetup, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
     """The model each mode starts from: fresh for train, the saved architecture for continue, the source's
     weights for fork."""
@@ -78,7 +85,7 @@ def setup_model(setup: RunSetup, tokenizer: PreTrainedTokenizerBase) -> PreTrain
     else:
         model = build_model(cfg, tokenizer)
     if cfg.model.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        enable_activation_checkpointing(model)
     return model
 
 

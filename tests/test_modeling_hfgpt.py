@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHea
 import hfgpt  # noqa: F401  (registers model_type "hfgpt" with the Auto classes)
 from hfgpt.configuration_hfgpt import HfGptConfig
 from hfgpt.modeling_hfgpt import HfGptForCausalLM, HfGptModel
+from hfgpt.trainer import enable_activation_checkpointing
 
 VOCAB, HIDDEN, LAYERS, HEADS, MAX_POS = 97, 32, 2, 4, 64
 PAD = 0
@@ -36,7 +38,7 @@ def random_ids(batch: int = 2, length: int = 10, seed: int = 1) -> torch.Tensor:
 
 
 def greedy(model: HfGptForCausalLM, input_ids: torch.Tensor, **kwargs) -> torch.Tensor:
-    return model.generate(input_ids, max_new_tokens=8, do_sample=False, pad_token_id=PAD, **kwargs)
+    return model.generate(input_ids, **{"max_new_tokens": 8, "do_sample": False, "pad_token_id": PAD, **kwargs})
 
 
 def test_default_attention_is_sdpa():
@@ -96,14 +98,56 @@ def test_incremental_decoding_matches_full_forward():
     torch.testing.assert_close(step.logits, full[:, 7:], atol=1e-5, rtol=1e-5)
 
 
+def left_padded(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of different lengths as one batch padded on the left, and its attention mask."""
+    width = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), width), PAD)
+    attention_mask = torch.zeros_like(input_ids)
+    for i, row in enumerate(rows):
+        input_ids[i, width - len(row):] = row
+        attention_mask[i, width - len(row):] = 1
+    return input_ids, attention_mask
+
+
 @pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
-def test_generate_with_cache_equals_without(attn_implementation):
-    model = tiny_model(attn_implementation)
-    input_ids = random_ids(length=5)
-    with_cache = greedy(model, input_ids)
-    without_cache = greedy(model, input_ids, use_cache=False)
-    assert with_cache.shape == (2, 13)
+def test_200_greedy_tokens_with_cache_equal_those_without(attn_implementation):
+    # transformers 5.24's generate() passes the cache as `cache=`: a forward that only knew `past_key_values`
+    # silently ran without it and drifted from the uncached tokens.
+    model = tiny_model(attn_implementation, max_position_embeddings=256)
+    input_ids, attention_mask = left_padded([random_ids(1, 9, seed=2)[0], random_ids(1, 4, seed=3)[0]])
+    options = {"attention_mask": attention_mask, "max_new_tokens": 200, "min_new_tokens": 200}
+    with_cache = greedy(model, input_ids, **options)
+    without_cache = greedy(model, input_ids, use_cache=False, **options)
+    assert with_cache.shape == (2, 9 + 200)
     assert torch.equal(with_cache, without_cache)
+
+
+def forward_lengths(model: HfGptForCausalLM, **generate_options) -> list[int]:
+    """The number of positions each forward pass of the decoder computed during one greedy generation."""
+    lengths: list[int] = []
+    hook = model.model.register_forward_pre_hook(lambda _, args, kwargs: lengths.append(
+        kwargs["input_ids"].shape[1]), with_kwargs=True)
+    try:
+        greedy(model, random_ids(1, 8), **generate_options)
+    finally:
+        hook.remove()
+    return lengths
+
+
+def test_generation_reuses_the_cache_and_is_at_least_twice_as_fast():
+    model = tiny_model(hidden_size=256, num_hidden_layers=4, max_position_embeddings=256)
+    options = {"max_new_tokens": 200, "min_new_tokens": 200}
+    # with the cache only the prompt is computed in full, then one new position per token
+    assert forward_lengths(model, **options) == [8] + [1] * 199
+    assert forward_lengths(model, use_cache=False, **options) == list(range(8, 208))
+
+    seconds: dict[bool, float] = {True: math.inf, False: math.inf}
+    for _ in range(3):  # interleaved, best of three: a busy machine slows both alike
+        for use_cache in seconds:
+            start = time.perf_counter()
+            greedy(model, random_ids(1, 8), use_cache=use_cache, **options)
+            seconds[use_cache] = min(seconds[use_cache], time.perf_counter() - start)
+    assert seconds[False] >= 2 * seconds[True], seconds
 
 
 def test_sdpa_and_eager_agree():
@@ -122,17 +166,11 @@ def test_sdpa_and_eager_agree():
 def test_left_padded_batch_generation_equals_unpadded_rows(attn_implementation):
     model = tiny_model(attn_implementation)
     rows = [random_ids(1, 7, seed=2)[0], random_ids(1, 4, seed=3)[0]]
-    width = max(len(row) for row in rows)
-    input_ids = torch.full((len(rows), width), PAD)
-    attention_mask = torch.zeros_like(input_ids)
-    for i, row in enumerate(rows):
-        input_ids[i, width - len(row):] = row
-        attention_mask[i, width - len(row):] = 1
-
+    input_ids, attention_mask = left_padded(rows)
     batched = greedy(model, input_ids, attention_mask=attention_mask)
     for i, row in enumerate(rows):
         alone = greedy(model, row[None])
-        assert torch.equal(batched[i, width:], alone[0, len(row):]), f"row {i} differs"
+        assert torch.equal(batched[i, input_ids.shape[1]:], alone[0, len(row):]), f"row {i} differs"
 
 
 def test_hidden_states_and_attentions():
@@ -194,8 +232,7 @@ def gradients(checkpointing: bool, use_reentrant: bool) -> tuple[dict[str, torch
     """Parameter gradients of one training step, and how often the first block's ln_1 ran."""
     model = tiny_model(bias=True).train()
     if checkpointing:
-        # transformers 5.x renamed gradient_checkpointing_enable (now a deprecated alias) to this
-        model.activation_checkpointing_enable({"use_reentrant": use_reentrant})
+        enable_activation_checkpointing(model, use_reentrant=use_reentrant)
     calls = []
     model.model.layers[0].ln_1.register_forward_hook(lambda *_: calls.append(1))
     input_ids = random_ids()

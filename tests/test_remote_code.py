@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from packaging.version import Version
+from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
 import hfgpt  # noqa: F401  (marks the classes for register_for_auto_class)
 from hfgpt.configuration_hfgpt import HfGptConfig
@@ -48,7 +51,8 @@ BLOCK_HFGPT = textwrap.dedent(
 MODEL_CHILD = textwrap.dedent(
     """
     import torch
-    from transformers import AutoModelForCausalLM
+    from packaging.version import Version
+from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
     model_dir, expected_path = sys.argv[1], sys.argv[2]
     expected = torch.load(expected_path)
@@ -124,3 +128,31 @@ def test_a_trained_run_loads_and_generates_through_pipeline_without_hfgpt(traine
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     assert "REMOTE RUN OK transformers_modules." in result.stdout
 
+
+
+SAVED_FOLDERS = sorted((REPO / "tests" / "fixtures").glob("saved-with-transformers-*"))
+
+
+@pytest.mark.parametrize("folder", SAVED_FOLDERS, ids=lambda folder: folder.name)
+def test_a_folder_saved_under_another_transformers_release_generates_with_its_cache(folder, tmp_path, monkeypatch):
+    # The folders were saved under the oldest and the newest transformers that pyproject allows
+    # (tests/fixtures/save_tiny_model.py); CI runs this under both, so each is loaded by the other release.
+    # The folder's own copy of the model code is loaded as trust_remote_code loads it; this process has imported
+    # hfgpt, whose registered classes from_pretrained would otherwise prefer.
+    monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "hf_modules"))
+    expected = json.loads((folder / "expected.json").read_text())
+    remote_class = get_class_from_dynamic_module("modeling_hfgpt.HfGptForCausalLM", str(folder))
+    model = remote_class.from_pretrained(folder).eval()
+    assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
+    prompt, new_tokens = torch.tensor(expected["prompt"]), len(expected["generated"][0]) - len(expected["prompt"][0])
+    options = {"max_new_tokens": new_tokens, "min_new_tokens": new_tokens, "do_sample": False, "pad_token_id": 0}
+    with_cache = model.generate(prompt, use_cache=True, **options)
+    without_cache = model.generate(prompt, use_cache=False, **options)
+    assert with_cache.tolist() == without_cache.tolist() == expected["generated"]
+
+
+def test_both_ends_of_the_transformers_range_have_a_saved_folder():
+    # pyproject's lower bound and the newest release seen: a new bound needs a folder saved under it
+    versions = {Version(folder.name.removeprefix("saved-with-transformers-")) for folder in SAVED_FOLDERS}
+    lower = Version(re.search(r'"transformers>=([\d.]+)', (REPO / "pyproject.toml").read_text()).group(1))
+    assert lower in versions, (lower, versions)
