@@ -12,19 +12,14 @@ import dataclasses
 import difflib
 import math
 import shlex
-import sys
 import textwrap
+import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, get_type_hints
 
 from .config import TrainConfig
 from .errors import HfGptError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
 
 
 class Field(NamedTuple):

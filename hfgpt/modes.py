@@ -8,13 +8,13 @@ run's math (model, tokenizer, data, batch, seed, schedule shape) and refuses a c
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tomllib
 from transformers import (
     AutoConfig,
     PretrainedConfig,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -20,11 +20,6 @@ from hfgpt.config_sources import (
     preset_names,
 )
 from hfgpt.errors import HfGptError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "recipes" / "configs"
 

@@ -1,9 +1,9 @@
 """End to end: a real `accelerate launch recipes/train.py` run on tiny data, and the folder it leaves."""
 
 import json
+import tomllib
 
 import pytest
-import tomllib
 import torch
 from helpers import TINY_MODEL_FLAGS, run_hfgpt, write_corpus
 from transformers import AutoModelForCausalLM, AutoTokenizer
