@@ -74,7 +74,7 @@ RUN_CHILD = textwrap.dedent(
     from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
     final_dir = sys.argv[1]
-    tokenizer = AutoTokenizer.from_pretrained(final_dir)
+    tokenizer = AutoTokenizer.from_pretrained(final_dir, trust_remote_code=True)
     model = AutoModelForCausalLM.from_pretrained(final_dir, trust_remote_code=True)
     assert "hfgpt" not in sys.modules
     generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
