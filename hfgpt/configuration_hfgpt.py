@@ -1,7 +1,8 @@
 """The hfgpt model configuration: `HfGptConfig`, saved as the model folder's `config.json`.
 
 It holds the architecture hyperparameters of the GPT-2 style decoder in `modeling_hfgpt.py`, under the
-standard transformers field names. Training settings live elsewhere.
+standard transformers field names. Training settings live elsewhere. Like transformers' own configs it accepts
+any combination, since tools build configs field by field; the model checks what it needs when it is built.
 """
 
 from typing import ClassVar
@@ -56,11 +57,6 @@ class HfGptConfig(PreTrainedConfig):
         pad_token_id: int | None = None,
         **kwargs,
     ) -> None:
-        if hidden_size % num_attention_heads != 0:
-            raise ValueError(
-                f"hidden_size ({hidden_size}) must be divisible by "
-                f"num_attention_heads ({num_attention_heads})"
-            )
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.intermediate_size = intermediate_size if intermediate_size is not None else 4 * hidden_size

@@ -70,6 +70,9 @@ class HfGptAttention(nn.Module):
 
     def __init__(self, config: HfGptConfig, layer_idx: int) -> None:
         super().__init__()
+        if config.hidden_size % config.num_attention_heads != 0:
+            raise ValueError(f"hidden_size ({config.hidden_size}) must be divisible by num_attention_heads "
+                             f"({config.num_attention_heads})")
         self.config = config
         self.layer_idx = layer_idx  # the KV cache slot this layer reads and writes
         self.hidden_size = config.hidden_size

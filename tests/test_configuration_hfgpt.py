@@ -7,6 +7,7 @@ from transformers import AutoConfig
 
 import hfgpt  # noqa: F401  (registers model_type "hfgpt" with AutoConfig)
 from hfgpt.configuration_hfgpt import HfGptConfig
+from hfgpt.modeling_hfgpt import HfGptForCausalLM
 
 
 def test_defaults():
@@ -24,9 +25,13 @@ def test_intermediate_size_resolves_from_hidden_size():
     assert HfGptConfig(hidden_size=64, intermediate_size=100).intermediate_size == 100
 
 
-def test_heads_must_divide_hidden_size():
+def test_a_config_is_built_step_by_step_and_checked_where_a_model_is_built():
+    # transformers' convention: a config accepts any combination; tools set fields one at a time
+    config = HfGptConfig(hidden_size=30, num_attention_heads=4)
     with pytest.raises(ValueError, match="divisible by num_attention_heads"):
-        HfGptConfig(hidden_size=30, num_attention_heads=4)
+        HfGptForCausalLM(config)
+    config.num_attention_heads = 5
+    assert HfGptForCausalLM(config).config.num_attention_heads == 5
 
 
 def test_save_and_reload(tmp_path):
