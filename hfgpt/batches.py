@@ -20,6 +20,7 @@ import torch
 from datasets import Dataset
 
 from .config import TrainingSection
+from .criterion import IGNORE_INDEX
 from .errors import HfGptError
 
 
@@ -121,7 +122,7 @@ def fetch_blocks(dataset: Dataset, block_ids: np.ndarray, pad_token_id: int | No
     input_ids = torch.from_numpy(np.asarray(dataset[block_ids.tolist()]["input_ids"], dtype=np.int64))
     labels = input_ids.clone()
     if pad_token_id is not None:
-        labels[input_ids == pad_token_id] = -100
+        labels[input_ids == pad_token_id] = IGNORE_INDEX
     return {"input_ids": input_ids, "labels": labels}
 
 

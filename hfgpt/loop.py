@@ -17,6 +17,7 @@ from accelerate.utils import gather_object
 from .batches import BatchLayout, BlockOrder, eval_blocks, fetch_blocks
 from .checkpoint import prune_checkpoints, save_checkpoint
 from .config import TrainConfig
+from .criterion import next_token_loss
 from .data import PreparedData
 from .errors import HfGptError
 from .export import export_model
@@ -42,9 +43,9 @@ def evaluate(model: torch.nn.Module, data: PreparedData, cfg: TrainConfig, layou
     for block_ids, counted in eval_blocks(len(data.valid), cfg.training.eval_batches, layout,
                                           accelerator.process_index):
         batch = to_device(fetch_blocks(data.valid, block_ids, data.tokenizer.pad_token_id), accelerator.device)
-        output = model(**batch, use_cache=False)
+        logits = model(input_ids=batch["input_ids"], use_cache=False).logits
         if counted:
-            metrics.add(metrics.measure(output.logits, batch["labels"], output.loss))
+            metrics.add(metrics.measure(logits, batch["labels"], next_token_loss(logits, batch["labels"])[0]))
     model.train()
     return metrics.read(accelerator)
 
@@ -84,10 +85,11 @@ class TrainingLoop:
                     read += block_ids.tolist()
                 batch = to_device(fetch_blocks(self.data.train, block_ids, pad_id), accelerator.device)
                 with accelerator.accumulate(model):
-                    output = model(**batch, use_cache=False)
-                    accelerator.backward(output.loss)
-                    loss_sum += output.loss.detach()
-                    step_sums += TokenMetrics.measure(output.logits, batch["labels"], output.loss)
+                    logits = model(input_ids=batch["input_ids"], use_cache=False).logits
+                    loss, _ = next_token_loss(logits, batch["labels"])
+                    accelerator.backward(loss)
+                    loss_sum += loss.detach()
+                    step_sums += TokenMetrics.measure(logits, batch["labels"], loss)
                     if accelerator.sync_gradients:
                         grad_norm = accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm or float("inf"))
                         nonfinite, stop = step_flags(accelerator, loss_sum, grad_norm, signals.received)

@@ -7,6 +7,8 @@ import math
 import torch
 from accelerate import Accelerator
 
+from .criterion import IGNORE_INDEX
+
 
 class TokenMetrics:
     """Token-weighted sums of loss and correct predictions since the last `read`.
@@ -22,7 +24,7 @@ class TokenMetrics:
     def measure(logits: torch.Tensor, labels: torch.Tensor, mean_loss: torch.Tensor) -> torch.Tensor:
         """The sums of one micro-batch, to `add` once its step is known to count."""
         targets = labels[:, 1:]  # (B, T-1): the model predicts token t+1 at position t
-        counted = targets != -100
+        counted = targets != IGNORE_INDEX
         tokens = counted.sum()
         correct = ((logits[:, :-1].argmax(dim=-1) == targets) & counted).sum()
         return torch.stack([mean_loss.detach().double() * tokens, correct.double(), tokens.double()])

@@ -8,6 +8,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 
+from hfgpt.criterion import next_token_loss
 from hfgpt.metrics import TokenMetrics
 
 
@@ -50,3 +51,23 @@ def test_a_huge_loss_gives_a_finite_perplexity():
     metrics = TokenMetrics(torch.device("cpu"))
     metrics.add(torch.tensor([1e6, 0.0, 1.0], dtype=torch.float64))
     assert math.isfinite(metrics.read(Accelerator(cpu=True))["ppl"])
+
+
+def test_a_batch_without_targets_counts_zero_tokens_not_nan():
+    # the last packed block may hold one real token: no position has a next token to predict
+    labels = torch.tensor([[7, -100, -100, -100]])
+    logits = torch.randn(1, 4, 9)
+    loss, count = next_token_loss(logits, labels)
+    assert (loss.item(), count.item()) == (0.0, 0)
+    assert TokenMetrics.measure(logits, labels, loss).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_next_token_loss_is_the_mean_cross_entropy_of_the_shifted_targets():
+    labels = torch.tensor([[0, 1, 2, 3], [0, 2, 1, -100]])
+    logits = torch.randn(2, 4, 5, generator=torch.Generator().manual_seed(0))
+    loss, count = next_token_loss(logits, labels)
+    targets = labels[:, 1:]
+    kept = targets != -100
+    expected = torch.nn.functional.cross_entropy(logits[:, :-1][kept], targets[kept])
+    assert count.item() == 5
+    torch.testing.assert_close(loss, expected)

@@ -1,6 +1,7 @@
 """End to end: a real `accelerate launch recipes/train.py` run on tiny data, and the folder it leaves."""
 
 import json
+import math
 import tomllib
 
 import pytest
@@ -10,6 +11,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import hfgpt  # noqa: F401  (registers the Auto classes)
 from hfgpt.config_sources import config_from_dict
+from hfgpt.modes import train_setup
+from hfgpt.trainer import run
 
 pytestmark = pytest.mark.slow
 
@@ -105,3 +108,18 @@ def test_fp16_and_cuda_on_a_cpu_machine_warn_once_and_train_in_fp32(tmp_path):
 def test_bf16_autocast_trains_on_the_cpu(tmp_path):
     _, records = short_run(tmp_path, "bf16", "--precision", "bf16")
     assert records[-1]["loss"] < records[0]["loss"]
+
+
+def test_a_validation_block_without_targets_leaves_the_result_finite(tmp_path):
+    # 384 characters + EOS = 12 full blocks of 32 and one block holding a single token, alone in the last
+    # evaluation batch of 4: its mean loss was 0/0, which made the whole validation loss NaN and best/ unwritten
+    valid = tmp_path / "valid.txt"
+    valid.write_text(("abcdefghijklmnop" * 24)[:384])
+    corpus = write_corpus(tmp_path / "corpus", documents=10)
+    run(train_setup([*TINY_MODEL_FLAGS, "--train", str(corpus), "--valid", str(valid), "--batch-size", "4",
+                     "--eval-batches", "100", "--max-steps", "4", "--eval-every", "2", "--trackers", "none",
+                     "--sample-tokens", "0", "--rundir", str(tmp_path / "runs"), "--run-name", "v",
+                     "--cache-dir", str(tmp_path / "cache")]))
+    valid_records = [r for r in read_log(tmp_path / "runs" / "v") if r["split"] == "valid"]
+    assert len(valid_records) == 2 and all(math.isfinite(r["loss"]) for r in valid_records), valid_records
+    assert json.loads((tmp_path / "runs" / "v" / "best" / "metrics.json").read_text())["step"] in (2, 4)

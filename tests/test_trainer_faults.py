@@ -36,7 +36,7 @@ def flags(root, name, *extra):
 
 
 def poison_training_steps(monkeypatch, bad_calls):
-    """Make the loss of chosen training forward passes NaN, as a numerical blow-up would."""
+    """Make the logits, and so the loss, of chosen training forward passes NaN, as a numerical blow-up would."""
     real_forward = HfGptForCausalLM.forward
     calls = {"n": 0}
 
@@ -45,7 +45,7 @@ def poison_training_steps(monkeypatch, bad_calls):
         if self.training:
             calls["n"] += 1
             if calls["n"] in bad_calls:
-                output.loss = output.loss * float("nan")
+                output.logits = output.logits * float("nan")
         return output
 
     monkeypatch.setattr(HfGptForCausalLM, "forward", forward)
