@@ -14,6 +14,7 @@ from accelerate import Accelerator
 from transformers import PreTrainedTokenizerBase
 
 from .errors import os_error_text
+from .files import strict_json
 from .processes import first_failure
 
 EXPORTS = ("final", "best")
@@ -32,7 +33,7 @@ def export_model(accelerator: Accelerator, model: torch.nn.Module, tokenizer: Pr
             accelerator.unwrap_model(model).save_pretrained(staging, state_dict=state_dict)
             tokenizer.save_pretrained(staging)
             if metrics is not None:
-                (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+                (staging / "metrics.json").write_text(strict_json(metrics, indent=2) + "\n")
             if folder.exists():
                 shutil.rmtree(old, ignore_errors=True)  # left by a swap that completed but was cut before its clean-up
                 os.replace(folder, old)

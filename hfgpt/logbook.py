@@ -10,6 +10,7 @@ from typing import Any
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
+from .files import strict_json
 from .rundir import replace_text
 
 TRAIN_LOG = "train_log.jsonl"
@@ -66,13 +67,13 @@ class Logbook:
 
     def record(self, record: dict[str, Any], line: str = "") -> None:
         """Log one record everywhere (numbers are plain floats, already synced) and print `line`, by default
-        the record's metrics."""
+        the record's metrics. In train_log.jsonl a number that is not finite is null."""
         record = {**record, "time": round(time.time(), 3)}
         self.accelerator.log({f"{record['split']}/{k}": v for k, v in record.items()
                               if isinstance(v, (int, float)) and k not in ("step", "time")}, step=record["step"])
         if self.main:
             with open(self.log_path, "a", encoding="utf-8") as log_file:
-                log_file.write(json.dumps(record) + "\n")
+                log_file.write(strict_json(record) + "\n")
             self.print(line or format_record(record, self.max_steps))
 
     def samples(self, step: int, blocks_per_process: list[list[int]]) -> None:

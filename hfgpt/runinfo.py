@@ -21,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .files import strict_json
 from .rundir import aside_name, replace_text
 
 RUN_INFO = "run.json"
@@ -65,7 +66,7 @@ def read_run_info(run_dir: Path) -> dict[str, Any] | None:
 
 def write_run_info(run_dir: Path, info: dict[str, Any]) -> None:
     info["updated"] = _now()
-    replace_text(run_dir / RUN_INFO, json.dumps(info, indent=2) + "\n")
+    replace_text(run_dir / RUN_INFO, strict_json(info, indent=2) + "\n")
 
 
 def new_run_info(mode: str, config: dict[str, Any], world_size: int, parent: dict[str, Any] | None) -> dict[str, Any]:

@@ -57,3 +57,12 @@ def test_records_print_one_line_and_a_custom_line_replaces_it(tmp_path, capsys):
 def test_validation_lines_leave_out_the_training_figures():
     line = format_record({"step": 10, "split": "valid", "loss": 1.5, "ppl": 4.48, "acc": 0.5}, 10)
     assert line == "step 10/10 | valid | loss 1.5000 | ppl 4.48 | acc 50.0%"
+
+
+def test_a_number_that_is_not_finite_is_logged_as_null(tmp_path):
+    logbook = Logbook(Accelerator(cpu=True), tmp_path, max_steps=6, start_step=0, progress_bar=False)
+    logbook.record({**train_record(1), "grad_norm": float("nan"), "ppl": float("inf")})
+    logbook.close()
+    line = (tmp_path / TRAIN_LOG).read_text()
+    assert "NaN" not in line and "Infinity" not in line
+    assert json.loads(line)["grad_norm"] is None and json.loads(line)["ppl"] is None
