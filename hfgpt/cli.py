@@ -7,10 +7,13 @@ A run stopped by SIGTERM/SIGINT checkpoints and exits with status 0; its run.jso
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
+import platform
 import sys
 import warnings
 from collections.abc import Sequence
+from importlib import metadata
 
 from .errors import HfGptError
 
@@ -21,6 +24,8 @@ commands:
   continue RUN_DIR [flags] resume a run from its newest complete checkpoint, exactly where it stopped
   fork SOURCE [flags]      a new run from a run, checkpoint, save_pretrained folder or Hub id's weights
   generate MODEL [opts]    sample text from a run directory or a saved model folder
+
+  hfgpt COMMAND --help     the options of one command; hfgpt --version: the versions in use
 """
 
 
@@ -44,12 +49,13 @@ def _generate(argv: Sequence[str]) -> None:
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold")
     parser.add_argument("--num-samples", type=int, default=1)
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="auto: cuda where there is a GPU, else cpu")
     args = parser.parse_args(argv)
 
-    from .generation import generate_text, load_model
+    from .generation import generate_text, load_model, pick_device
 
-    model, tokenizer, origin = load_model(args.model, args.device)
+    model, tokenizer, origin = load_model(args.model, pick_device(args.device))
     print(f"generating from {origin}", file=sys.stderr)
     for index in range(args.num_samples):
         if index:
@@ -66,11 +72,35 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"hfgpt: warning: {message}\n"
 
 
+def version_line() -> str:
+    """hfgpt's version and those of the stack it runs on, read from package metadata (nothing is imported)."""
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+    stack = ", ".join(f"{name} {version(name)}" for name in ("torch", "transformers", "accelerate", "datasets"))
+    return f"hfgpt {version('hfgpt')} ({stack}, python {platform.python_version()})"
+
+
+def _unknown_command(name: str) -> str:
+    close = difflib.get_close_matches(name, list(COMMANDS), n=1, cutoff=0.5)
+    hint = f" Did you mean `hfgpt {close[0]}`?" if close else ""
+    return (f"unknown command {name!r}.{hint} The commands are {', '.join(COMMANDS)}; `hfgpt --help` says what "
+            "each does.")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print(USAGE, file=sys.stdout if argv and argv[0] in ("-h", "--help") else sys.stderr)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE, file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        print(version_line())
+        return 0
+    if argv[0] not in COMMANDS:
+        print(f"hfgpt: error: {_unknown_command(argv[0])}", file=sys.stderr)
+        return 2
     warnings.formatwarning = _one_line_warning
     # DeepSpeed still calls collectives that torch has renamed; that is not the user's to fix.
     warnings.filterwarnings("ignore", message=r"`torch\.distributed\.\w+` is deprecated")

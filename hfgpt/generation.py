@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .saved_models import load_saved_model
+
+
+def pick_device(asked: str) -> str:
+    """`auto` is cuda where there is a GPU; cuda asked for where there is none warns and uses the CPU."""
+    if asked == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if asked == "cuda" and not torch.cuda.is_available():
+        warnings.warn("--device cuda was asked for but CUDA is not available here: generating on the CPU.",
+                      stacklevel=2)
+        return "cpu"
+    return asked
 
 
 def load_model(source: str | Path, device: str = "cpu") -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
@@ -29,7 +41,7 @@ def generate_text(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pr
     if seed is not None:
         torch.manual_seed(seed)
     context = model.config.max_position_embeddings
-    ids = tokenizer(prompt, return_tensors="pt")["input_ids"] if prompt else torch.empty(1, 0, dtype=torch.long)
+    ids = _encode_prompt(tokenizer, prompt)
     if ids.shape[1] == 0:
         ids = torch.tensor([[tokenizer.bos_token_id]])
     ids = ids.to(model.device)
@@ -48,3 +60,18 @@ def generate_text(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pr
         if continuation.shape[1] < new or continuation[0, -1].item() == tokenizer.eos_token_id:
             break  # the model ended its text
     return tokenizer.decode(ids[0], skip_special_tokens=True)
+
+
+def _encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str) -> torch.Tensor:
+    """The prompt's ids (1, T); warns when some of its text is unknown to the tokenizer (a char tokenizer
+    knows only the characters of its training text), since the model then reads `unk` in its place."""
+    if not prompt:
+        return torch.empty(1, 0, dtype=torch.long)
+    encoding = tokenizer(prompt, return_offsets_mapping=True)
+    unknown = [prompt[start:end] for token, (start, end) in zip(encoding["input_ids"], encoding["offset_mapping"],
+                                                                strict=True) if token == tokenizer.unk_token_id]
+    if unknown:
+        listed = ", ".join(repr(text) for text in dict.fromkeys(unknown))
+        warnings.warn(f"the prompt holds text that the model's tokenizer never saw in training ({listed}); the model "
+                      f"reads {tokenizer.unk_token} in its place.", stacklevel=3)
+    return torch.tensor([encoding["input_ids"]])

@@ -5,10 +5,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import REPO, run_hfgpt
 from transformers import pipeline
 
-import hfgpt  # noqa: F401  (registers the Auto classes)
+import hfgpt  # registers the Auto classes
 from hfgpt.cli import main
 
 
@@ -47,3 +48,35 @@ def test_console_script_is_installed():
     script = Path(sys.executable).parent / "hfgpt"
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0 and "train" in result.stdout and "generate" in result.stdout
+
+
+def test_an_unknown_command_is_named_with_the_closest_one(capsys):
+    assert main(["genrate", "runs/x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hfgpt: error: unknown command 'genrate'. Did you mean `hfgpt generate`?")
+    assert main(["eval"]) == 2
+    assert "unknown command 'eval'" in capsys.readouterr().err
+
+
+def test_version_names_hfgpt_and_its_stack(capsys):
+    assert main(["--version"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"hfgpt {hfgpt.__version__} (torch {torch.__version__}, transformers ")
+
+
+@pytest.mark.slow
+def test_generate_asked_for_cuda_on_a_cpu_machine_warns_and_uses_the_cpu(trained_run):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = subprocess.run([str(Path(sys.executable).parent / "hfgpt"), "generate", str(trained_run), "--device",
+                             "cuda", "--max-new-tokens", "5"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    warning = "hfgpt: warning: --device cuda was asked for but CUDA is not available here: generating on the CPU."
+    assert warning in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_a_prompt_with_characters_the_tokenizer_never_saw_warns(trained_run):
+    with pytest.warns(UserWarning, match=r"the prompt holds text that the model's tokenizer never saw in training "
+                                         r"\('€', '¥'\)"):
+        assert main(["generate", str(trained_run), "--prompt", "Pack my €uro ¥", "--max-new-tokens", "3"]) == 0
