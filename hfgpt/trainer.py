@@ -49,6 +49,7 @@ from .rundir import ARCHITECTURE, TOKENIZER, claim_run_dir
 from .runinfo import FAILED, INTERRUPTED, begin_session, end_session, new_run_info, read_run_info, write_run_info
 from .sources import short_hash
 from .stopping import Progress, StopSignals
+from .trackers import check_trackers
 
 
 def build_model(cfg: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> HfGptForCausalLM:
@@ -113,6 +114,7 @@ def run(setup: RunSetup) -> Path:
     """Train as `setup` says (a new run, a continued one, or a fork); returns the run directory."""
     logging.getLogger("accelerate.utils.other").addFilter(_TiedWeightsNotice())
     cfg = setup.cfg
+    check_trackers(cfg.logging.trackers)  # before any data is read: a typo costs nothing
     use_cpu, precision = choose_device_and_precision(cfg)
     state = start_processes(use_cpu)
     if use_cpu:
@@ -135,7 +137,7 @@ def _train(setup: RunSetup, data: PreparedData, run_dir: Path, layout: BatchLayo
     accelerator = Accelerator(
         cpu=use_cpu and not using_deepspeed(), mixed_precision=precision,
         gradient_accumulation_steps=layout.grad_accum_steps,
-        log_with=[t for t in cfg.logging.trackers if t != "none"] or None,
+        log_with=check_trackers(cfg.logging.trackers) or None,
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
     )
     configure_deepspeed(accelerator, layout, cfg)
