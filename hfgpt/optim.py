@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import nn
@@ -45,6 +46,10 @@ def parameter_groups(model: nn.Module, training: TrainingSection, global_batch: 
     ]
     if head_params:
         groups.append({"params": head_params, "weight_decay": training.weight_decay, "lr": lr_head})
+    elif training.lr_head and training.lr_head != training.lr:
+        warnings.warn(f"--lr-head {training.lr_head} is ignored: the output head of this model is tied to the input "
+                      "embedding, so it trains at --lr; train with --no-tie-word-embeddings to give the head a "
+                      "rate of its own.", stacklevel=2)
     return [group for group in groups if group["params"]]
 
 

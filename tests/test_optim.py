@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import pytest
 import torch
@@ -16,7 +17,13 @@ def tiny_model(tied: bool) -> HfGptForCausalLM:
 @pytest.mark.parametrize("tied", [True, False])
 def test_no_decay_on_norms_biases_embeddings_and_head_lr(tied):
     model = tiny_model(tied)
-    groups = parameter_groups(model, TrainingSection(lr=1e-3, lr_head=5e-3, weight_decay=0.1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        groups = parameter_groups(model, TrainingSection(lr=1e-3, lr_head=5e-3, weight_decay=0.1))
+    # a tied head trains with the embedding: the head's own rate is ignored, and the user is told how to untie it
+    assert [str(w.message) for w in caught] == ([
+        "--lr-head 0.005 is ignored: the output head of this model is tied to the input embedding, so it trains at "
+        "--lr; train with --no-tie-word-embeddings to give the head a rate of its own."] if tied else [])
     names = {id(p): n for n, p in model.named_parameters()}
     decayed = {names[id(p)] for g in groups if g["weight_decay"] > 0 and g["lr"] == 1e-3 for p in g["params"]}
     undecayed = {names[id(p)] for g in groups if g["weight_decay"] == 0 for p in g["params"]}
