@@ -64,14 +64,19 @@ class DataSection:
 @dataclass
 class TrainingSection:
     max_steps: int = setting(2000, "Optimizer steps to train for.")
-    batch_size: int = setting(12, "Sequences per device per optimizer step (split into micro-batches by the caps).")
-    token_batch_size: int = setting(0, "Tokens per optimizer step across all devices; wins over batch_size, and "
-                                       "keeps the effective batch the same on any number of devices. 0: off.")
+    # One optimizer step = micro-batch x accumulation x processes; see resolve_layout in hfgpt/batches.py.
+    batch_size: int = setting(12, "Sequences per device in one micro-batch (one forward pass); an optimizer step "
+                                  "takes batch_size x grad_accum_steps of them per device. A cap below batch_size "
+                                  "splits them into more, smaller micro-batches of the same total.")
+    token_batch_size: int = setting(0, "Tokens per optimizer step across all devices; replaces batch_size x "
+                                       "grad_accum_steps x processes, so that a step is the same on any number of "
+                                       "devices (the accumulation adapts). 0: off.")
     max_tokens_per_device: int = setting(0, "Cap on the tokens of one micro-batch; accumulation makes up the "
                                             "rest. 0: no cap.")
     max_sentences_per_device: int = setting(0, "Cap on the sequences of one micro-batch. 0: no cap.")
-    grad_accum_steps: int = setting(0, "Micro-batches accumulated into one optimizer step; 0: derived from the "
-                                       "batch and the caps (1 without caps).")
+    grad_accum_steps: int = setting(0, "Micro-batches accumulated into one optimizer step (batch_size x "
+                                       "grad_accum_steps sequences per device); 0: one, or as many as the caps "
+                                       "need.")
     lr_scaling: str = setting("none", "Scale lr (and lr_head) from base_batch_size to the global batch: "
                                       "none, linear or sqrt.")
     base_batch_size: int = setting(0, "Global batch in sequences that lr was tuned for (used by lr_scaling).")

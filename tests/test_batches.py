@@ -6,6 +6,7 @@ from datasets import Dataset, Features, Sequence, Value
 
 from hfgpt.batches import BatchLayout, BlockOrder, eval_blocks, fetch_blocks, resolve_layout
 from hfgpt.config import TrainingSection
+from hfgpt.config_sources import FIELDS
 from hfgpt.errors import HfGptError
 
 
@@ -81,6 +82,19 @@ def test_batch_size_is_per_device_and_caps_split_it_into_equal_micro_batches():
     assert layout_of(1, batch_size=12, grad_accum_steps=3) == (12, 3, 36)
     assert layout_of(1, batch_size=12, max_sentences_per_device=5) == (4, 3, 12)  # 12 = 3 x 4, not 5 + 5 + 2
     assert layout_of(1, batch_size=7, max_sentences_per_device=2) == (1, 7, 7)
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+@pytest.mark.parametrize("accum", [0, 1, 3])
+@pytest.mark.parametrize("cap", [0, 2, 5, 64])
+def test_a_step_takes_what_the_batch_help_says(world, accum, cap):
+    # --batch-size's documented meaning: batch_size x grad_accum_steps sequences per device per step, in
+    # micro-batches of at most the cap
+    layout = resolve_layout(TrainingSection(batch_size=12, grad_accum_steps=accum, max_sentences_per_device=cap),
+                            seq_len=128, world_size=world)
+    assert layout.global_batch == 12 * max(accum, 1) * world
+    assert layout.micro_batch <= (cap or 12) and layout.grad_accum_steps >= max(accum, 1)
+    assert "batch_size x grad_accum_steps" in FIELDS["batch_size"].help
 
 
 def test_explicit_accumulation_with_a_token_batch_must_split_evenly():
