@@ -53,8 +53,10 @@ def _generate(argv: Sequence[str]) -> None:
                         help="auto: cuda where there is a GPU, else cpu")
     args = parser.parse_args(argv)
 
+    from .console import quiet_libraries
     from .generation import generate_text, load_model, pick_device
 
+    quiet_libraries()
     model, tokenizer, origin = load_model(args.model, pick_device(args.device))
     print(f"generating from {origin}", file=sys.stderr)
     for index in range(args.num_samples):

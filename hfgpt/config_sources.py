@@ -368,16 +368,17 @@ def config_to_toml(cfg: TrainConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-def format_config(cfg: TrainConfig) -> str:
-    """A readable dump of every setting, by section."""
-    width = max(map(len, FIELDS))
-    lines = []
-    for section in SECTIONS:
-        values = getattr(cfg, section)
-        lines.append(f"[{section}]")
-        lines += [f"  {name:<{width}} = {_toml_value(getattr(values, name))}"
-                  for name, f in FIELDS.items() if f.section == section]
-    return "\n".join(lines)
+def describe_settings(cfg: TrainConfig) -> str:
+    """The settings that differ from the defaults, as the flags that would set them (a config's essence)."""
+    changed = [f"{flag_of(name)} {_shell_value(value)}" for name, value in config_values(cfg).items()
+               if value != FIELDS[name].default]
+    return " ".join(changed) if changed else "the defaults"
+
+
+def _shell_value(value: Any) -> str:
+    """A value as a shell would take it back; text that is not printable (a newline) in TOML's quotes."""
+    text = _cli_value(value) if not isinstance(value, str) else value
+    return shlex.quote(text) if text.isprintable() else _toml_string(text)
 
 
 def _cli_value(value: Any) -> str:

@@ -38,6 +38,7 @@ from datasets import Dataset, DatasetDict, Features, List, Value, load_from_disk
 from transformers import PreTrainedTokenizerFast
 
 from .config import DataSection
+from .console import datasets_bars_off
 from .errors import HfGptError, error_summary
 from .shards import Shards, find_shards, shard_fingerprint, shard_ids, shard_tokenizer
 from .sources import Source, find_sources, fingerprint, load_source, short_hash, texts
@@ -232,7 +233,8 @@ def _build(work: Path, train_split: _Split, valid_split: _Split | None, pad_id: 
         # The held-out blocks are the tail of the stream: contiguous, and sharing no block with train.
         train, valid = train.select(range(n_train)), train.select(range(n_train, n_blocks))
         train_tokens, valid_tokens = n_train * seq_len, train_tokens - n_train * seq_len
-    DatasetDict(train=train, valid=valid).save_to_disk(str(work / "out"))  # single process: see PITFALLS
+    with datasets_bars_off():  # the packing line says what was saved
+        DatasetDict(train=train, valid=valid).save_to_disk(str(work / "out"))  # single process: see PITFALLS
     return {"seq_len": seq_len, "train_tokens": train_tokens, "valid_tokens": valid_tokens,
             "padded_tokens": padded}
 

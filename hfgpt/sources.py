@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from datasets import Dataset, Value, concatenate_datasets, load_dataset
 
 from .config import DataSection
+from .console import datasets_bars_off
 from .corpus import default_corpus_files
 from .errors import HfGptError
 
@@ -184,8 +185,9 @@ def load_source(src: Source, text_column: str, cache_dir: Path) -> Dataset:
         parts = []
         for builder, group in itertools.groupby(src.files, key=_builder):
             options = {"sample_by": "document"} if builder == "text" else {}  # a .txt file is one document
-            dataset = load_dataset(builder, data_files=[str(p) for p in group], split="train",
-                                   cache_dir=str(cache_dir), **options)
+            with datasets_bars_off():  # local files: no download to show
+                dataset = load_dataset(builder, data_files=[str(p) for p in group], split="train",
+                                       cache_dir=str(cache_dir), **options)
             parts.append(_text_column(dataset, "text" if builder == "text" else text_column, src.origin))
     dataset = concatenate_datasets(parts) if len(parts) > 1 else parts[0]
     if len(dataset) == 0:

@@ -10,7 +10,6 @@ the run ended in run.json.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,9 @@ from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokeni
 from .batches import BatchLayout, resolve_layout
 from .checkpoint import clear_leftovers
 from .config import TrainConfig
-from .config_sources import config_to_toml, format_config
+from .config_sources import config_to_toml, describe_settings
 from .configuration_hfgpt import HfGptConfig
+from .console import quiet_libraries
 from .data import PreparedData, prepare_data
 from .export import export_model, recover_exports
 from .generation import generate_text
@@ -102,18 +102,10 @@ def describe_batch(layout: BatchLayout, seq_len: int) -> str:
             f"{layout.global_batch * seq_len:,} tokens per optimizer step")
 
 
-class _TiedWeightsNotice(logging.Filter):
-    """accelerate warns at every save that safetensors drops the tied lm_head copy; the resume tests prove
-    it comes back, so the notice is noise."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Removed shared tensor" not in record.getMessage()
-
-
 def run(setup: RunSetup) -> Path:
     """Train as `setup` says (a new run, a continued one, or a fork); returns the run directory."""
-    logging.getLogger("accelerate.utils.other").addFilter(_TiedWeightsNotice())
     cfg = setup.cfg
+    quiet_libraries(cfg.logging.progress_bar)
     check_trackers(cfg.logging.trackers)  # before any data is read: a typo costs nothing
     use_cpu, precision = choose_device_and_precision(cfg)
     state = start_processes(use_cpu)
@@ -150,7 +142,7 @@ def _train(setup: RunSetup, data: PreparedData, run_dir: Path, layout: BatchLayo
     model = setup_model(setup, tokenizer)
     if accelerator.is_main_process:
         _prepare_run_dir(setup, run_dir, tokenizer, model)
-    accelerator.print(format_config(cfg))
+    accelerator.print(f"config: {describe_settings(cfg)}; every setting is in {run_dir / 'config.toml'}")
     optimizer = build_optimizer(model, cfg.training, layout.global_batch)
     scheduler = build_scheduler(optimizer, cfg.training)
     # The schedule is stepped by hand once per optimizer step (a prepared scheduler steps once per process),
@@ -226,6 +218,10 @@ def _announce(accelerator: Accelerator, model: torch.nn.Module, data: PreparedDa
               cfg: TrainConfig, peak_lr: float, run_dir: Path) -> None:
     """Print the model and data sizes, the batch layout, the memory estimate and where the run goes."""
     n_params = sum(getattr(p, "ds_numel", p.numel()) for p in accelerator.unwrap_model(model).parameters())
+    threads = f", {torch.get_num_threads()} threads each" if accelerator.device.type == "cpu" else ""
+    precision = {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision)
+    accelerator.print(f"device: {accelerator.device.type}, {accelerator.num_processes} process(es){threads}; "
+                      f"precision {precision}")
     accelerator.print(f"model: {n_params:,} parameters; data: {len(data.train):,} train and "
                       f"{len(data.valid):,} validation blocks of {cfg.seq_len} tokens")
     accelerator.print(describe_batch(layout, cfg.seq_len))

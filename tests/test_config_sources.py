@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import tomllib
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from hfgpt.config_sources import (
     build_config,
     config_from_dict,
     config_to_toml,
-    format_config,
+    describe_settings,
     preset_names,
 )
 from hfgpt.errors import HfGptError
@@ -314,11 +315,13 @@ def test_toml_round_trip(tmp_path):
     assert 'sample_prompt = "\\n"' in config_to_toml(TrainConfig())
 
 
-def test_format_config_shows_every_setting():
-    text = format_config(build_config(["--lr", "3e-4"]))
-    assert all(f"[{section}]" in text for section in SECTIONS)
-    assert all(name in text for name in FIELDS)
-    assert "0.0003" in text
+def test_describe_settings_names_only_what_differs_from_the_defaults_as_flags():
+    assert describe_settings(build_config([])) == "the defaults"
+    flags = ["--lr", "3e-4", "--no-progress-bar", "--trackers", "none", "--sample-prompt", "Once upon"]
+    text = describe_settings(build_config(flags))
+    assert text == "--lr 0.0003 --trackers none --progress-bar false --sample-prompt 'Once upon'"
+    assert build_config(shlex.split(text)) == build_config(flags)
+    assert describe_settings(build_config(["--sample-prompt", "a\nb"])) == '--sample-prompt "a\\nb"'
 
 
 # ---- presets -------------------------------------------------------------------------------------
