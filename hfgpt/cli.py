@@ -31,6 +31,11 @@ commands:
 
 def _training(mode: str):
     def start(argv: Sequence[str]) -> None:
+        if "-h" in argv or "--help" in argv:  # the flag reference needs the config schema only, not torch
+            from .config_sources import USAGES, format_help
+
+            print(format_help(f"hfgpt {mode}", USAGES[mode]))
+            return
         from . import modes
         from .trainer import run
 

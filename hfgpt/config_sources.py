@@ -64,6 +64,13 @@ ALIASES: dict[str, str] = {
 }
 _ALIAS_KEYS = {alias.replace("-", "_"): name for alias, name in ALIASES.items()}
 
+# The usage line of each training command, heading its --help.
+USAGES = {
+    "train": "usage: hfgpt train [--config PRESET|FILE] [--flagsfile FILE] [--FLAG VALUE ...]",
+    "continue": "usage: hfgpt continue RUN_DIR [--max-steps N] [--FLAG VALUE ...]",
+    "fork": "usage: hfgpt fork SOURCE [--config PRESET|FILE] [--flagsfile FILE] [--FLAG VALUE ...]",
+}
+
 _BOOL_WORDS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False,
                "off": False}
 _SOURCE_FLAGS = ("--config", "--flagsfile")
@@ -401,7 +408,7 @@ def format_help(prog: str = "hfgpt train", usage: str = "") -> str:
         body = wrap.fill(text)
         return [f"  {spec:<29} {body[32:]}" if len(spec) < 30 else f"  {spec}\n{body}"]
 
-    lines = [usage or f"usage: {prog} [--config PRESET|FILE] [--flagsfile FILE] [--FLAG VALUE ...]", "",
+    lines = [usage or USAGES["train"].replace("hfgpt train", prog), "",
              textwrap.fill("Settings come from, lowest priority first: the defaults, the --config preset, "
                            "the --flagsfile, then the flags given here. Spell a flag with dashes or "
                            "underscores, or prefixed by its section (--training.lr); give its value as "

@@ -23,9 +23,9 @@ from transformers import (
 )
 
 from .config import ModelSection, TrainConfig
-from .config_sources import FIELDS, build_config, config_from_dict, config_values, flag_of
-from .configuration_hfgpt import HfGptConfig
+from .config_sources import FIELDS, USAGES, build_config, config_from_dict, config_values, flag_of
 from .errors import HfGptError
+from .models.hfgpt import HfGptConfig
 from .rundir import ARCHITECTURE, TOKENIZER
 from .saved_models import load_saved, load_saved_model
 from .tokenization import ensure_pad_token
@@ -40,10 +40,6 @@ CONTINUE_MAY_CHANGE = frozenset({
     "num_proc", "cache_dir", "datadir", "train", "valid", "meta", "rundir", "run_name",
 })
 _ONE_OFF = ("stop_at_step", "reset", "overwrite")  # switches for one launch, not part of a run
-_USAGE = {
-    "continue": "usage: hfgpt continue RUN_DIR [--max-steps N] [--FLAG VALUE ...]",
-    "fork": "usage: hfgpt fork SOURCE [--config PRESET|FILE] [--flagsfile FILE] [--FLAG VALUE ...]",
-}
 
 
 @dataclass
@@ -66,8 +62,8 @@ def train_setup(argv: Sequence[str]) -> RunSetup:
 def _positional(argv: Sequence[str], mode: str, what: str) -> tuple[str, list[str]]:
     if not argv or argv[0] in ("-h", "--help"):
         if argv:
-            build_config(argv, f"hfgpt {mode}", usage=_USAGE[mode])
-        raise HfGptError(f"hfgpt {mode} needs {what} as its first argument: {_USAGE[mode][7:]}")
+            build_config(argv, f"hfgpt {mode}", usage=USAGES[mode])
+        raise HfGptError(f"hfgpt {mode} needs {what} as its first argument: {USAGES[mode][7:]}")
     return argv[0], list(argv[1:])
 
 
@@ -88,7 +84,7 @@ def continue_setup(argv: Sequence[str]) -> RunSetup:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise HfGptError(f"{config_file} is not valid TOML ({error}); restore it from a copy.") from None
     base = {name: value for name, value in config_values(saved).items() if name not in _ONE_OFF}
-    cfg = build_config(flags, "hfgpt continue", base=base, usage=_USAGE["continue"])
+    cfg = build_config(flags, "hfgpt continue", base=base, usage=USAGES["continue"])
     cfg.checkpoint.rundir, cfg.checkpoint.run_name = str(run_dir.parent), run_dir.name
     changes = {name: (base.get(name, FIELDS[name].default), value)
                for name, value in config_values(cfg).items() if value != base.get(name, FIELDS[name].default)}
@@ -117,7 +113,7 @@ def continue_setup(argv: Sequence[str]) -> RunSetup:
 def fork_setup(argv: Sequence[str]) -> RunSetup:
     """`fork SOURCE [flags]`: a new run (fresh optimizer and schedule) from SOURCE's weights and tokenizer."""
     source, flags = _positional(argv, "fork", "the model to start from (a run, a checkpoint, a folder or a Hub id)")
-    cfg = build_config(flags, "hfgpt fork", usage=_USAGE["fork"])
+    cfg = build_config(flags, "hfgpt fork", usage=USAGES["fork"])
     model, tokenizer, parent = load_saved_model(source, "fork from")
     if tokenizer.eos_token_id is None:
         raise HfGptError(f"The tokenizer of {source} has no end-of-text token, which hfgpt puts between "

@@ -23,7 +23,6 @@ from .batches import BatchLayout, resolve_layout
 from .checkpoint import clear_leftovers
 from .config import TrainConfig
 from .config_sources import config_to_toml, describe_settings
-from .configuration_hfgpt import HfGptConfig
 from .console import quiet_libraries
 from .data import PreparedData, prepare_data
 from .export import export_model, recover_exports
@@ -31,7 +30,7 @@ from .generation import generate_text
 from .loop import TrainingLoop
 from .memory import MemoryEstimate, estimate_memory, strategy_of
 from .metrics import TokenMetrics
-from .modeling_hfgpt import HfGptForCausalLM
+from .models.hfgpt import HfGptConfig, HfGptForCausalLM
 from .modes import RunSetup
 from .optim import build_optimizer, build_scheduler
 from .processes import (

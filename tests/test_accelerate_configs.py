@@ -10,7 +10,7 @@ import pytest
 from accelerate.commands.config.config_args import load_config_from_file
 from helpers import REPO
 
-from hfgpt import modeling_hfgpt
+from hfgpt.models.hfgpt import modeling_hfgpt
 
 CONFIGS = sorted((REPO / "accelerate_configs").glob("*.yaml"))
 # accelerate refuses these next to a deepspeed_config_file (they belong in the JSON), but only at launch

@@ -22,9 +22,9 @@ from hfgpt.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from hfgpt.configuration_hfgpt import HfGptConfig
 from hfgpt.errors import HfGptError
-from hfgpt.modeling_hfgpt import HfGptForCausalLM
+from hfgpt.models.hfgpt import HfGptConfig
+from hfgpt.models.hfgpt.modeling_hfgpt import HfGptForCausalLM
 
 
 def tiny_model(hidden: int = 16) -> HfGptForCausalLM:

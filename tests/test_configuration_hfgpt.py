@@ -6,8 +6,8 @@ import pytest
 from transformers import AutoConfig
 
 import hfgpt  # noqa: F401  (registers model_type "hfgpt" with AutoConfig)
-from hfgpt.configuration_hfgpt import HfGptConfig
-from hfgpt.modeling_hfgpt import HfGptForCausalLM
+from hfgpt.models.hfgpt import HfGptConfig
+from hfgpt.models.hfgpt.modeling_hfgpt import HfGptForCausalLM
 
 
 def test_defaults():

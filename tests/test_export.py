@@ -10,9 +10,9 @@ from accelerate import Accelerator
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import hfgpt  # noqa: F401  (registers the model with the Auto classes)
-from hfgpt.configuration_hfgpt import HfGptConfig
 from hfgpt.export import export_model, exported_step, recover_exports
-from hfgpt.modeling_hfgpt import HfGptForCausalLM
+from hfgpt.models.hfgpt import HfGptConfig
+from hfgpt.models.hfgpt.modeling_hfgpt import HfGptForCausalLM
 from hfgpt.tokenization import char_tokenizer
 
 

@@ -11,8 +11,8 @@ from safetensors import safe_open
 from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
 import hfgpt  # noqa: F401  (registers model_type "hfgpt" with the Auto classes)
-from hfgpt.configuration_hfgpt import HfGptConfig
-from hfgpt.modeling_hfgpt import HfGptForCausalLM, HfGptModel
+from hfgpt.models.hfgpt import HfGptConfig
+from hfgpt.models.hfgpt.modeling_hfgpt import HfGptForCausalLM, HfGptModel
 from hfgpt.trainer import enable_activation_checkpointing
 
 VOCAB, HIDDEN, LAYERS, HEADS, MAX_POS = 97, 32, 2, 4, 64

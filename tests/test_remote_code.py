@@ -16,8 +16,8 @@ from packaging.version import Version
 from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
 import hfgpt  # noqa: F401  (marks the classes for register_for_auto_class)
-from hfgpt.configuration_hfgpt import HfGptConfig
-from hfgpt.modeling_hfgpt import HfGptForCausalLM
+from hfgpt.models.hfgpt import HfGptConfig
+from hfgpt.models.hfgpt.modeling_hfgpt import HfGptForCausalLM
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,8 +51,7 @@ BLOCK_HFGPT = textwrap.dedent(
 MODEL_CHILD = textwrap.dedent(
     """
     import torch
-    from packaging.version import Version
-from transformers.dynamic_module_utils import get_class_from_dynamic_module
+    from transformers import AutoModelForCausalLM
 
     model_dir, expected_path = sys.argv[1], sys.argv[2]
     expected = torch.load(expected_path)

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 import hfgpt.checkpoint
 from hfgpt.checkpoint import checkpoint_problem, complete_checkpoints
 from hfgpt.errors import HfGptError
-from hfgpt.modeling_hfgpt import HfGptForCausalLM
+from hfgpt.models.hfgpt.modeling_hfgpt import HfGptForCausalLM
 from hfgpt.modes import train_setup
 from hfgpt.optim import lr_factor
 from hfgpt.trainer import run
