@@ -10,7 +10,7 @@ from typing import Any
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from .rundir import replace_text
+from .files import replace_text
 
 TRAIN_LOG = "train_log.jsonl"
 SAMPLES_LOG = "samples.jsonl"

@@ -50,24 +50,6 @@ def default_run_name() -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{user}"
 
 
-def replace_text(path: Path, text: str) -> None:
-    """Write `path` through a hidden temporary file and a rename: a crash leaves the old text or the new,
-    never half of one."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-
-
-def aside_name(path: Path, label: str) -> Path:
-    """Where to set a broken file or folder aside, never over an earlier one: `NAME.label`, then
-    `NAME.label.2`, ..."""
-    aside, copy = path.with_name(f"{path.name}.{label}"), 1
-    while aside.exists():
-        copy += 1
-        aside = path.with_name(f"{path.name}.{label}.{copy}")
-    return aside
-
-
 @contextlib.contextmanager
 def claim_run_dir(checkpoint: CheckpointSection, existing: Path | None, state: PartialState) -> Iterator[Path]:
     """The run directory, held by this launch until the block ends: `existing` (continue) or a fresh one

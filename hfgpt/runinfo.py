@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .rundir import aside_name, replace_text
+from .files import aside_name, replace_text
 
 RUN_INFO = "run.json"
 RUNNING, COMPLETED, STOPPED_EARLY, INTERRUPTED, FAILED = "running", "completed", "stopped early", "interrupted", \

@@ -15,7 +15,7 @@ from accelerate import PartialState
 
 from hfgpt.config import CheckpointSection
 from hfgpt.errors import HfGptError
-from hfgpt.rundir import claim_run_dir, default_run_name, replace_text
+from hfgpt.rundir import claim_run_dir, default_run_name
 
 
 def test_default_run_names_sort_by_start_time():
@@ -71,21 +71,6 @@ def test_a_run_held_by_another_launch_is_refused_until_that_one_ends(tmp_path):
         holder.wait()
     with claim(tmp_path, "busy", tmp_path / "runs" / "busy") as run_dir:  # a killed holder leaves no stale lock
         assert (run_dir / "step").is_file()
-
-
-def test_replace_text_swaps_whole_files_and_leaves_no_temporary(tmp_path):
-    path = tmp_path / "run.json"
-    replace_text(path, "old\n")
-    replace_text(path, "new\n")
-    assert path.read_text() == "new\n" and [p.name for p in tmp_path.iterdir()] == ["run.json"]
-
-
-def test_a_failed_replace_text_keeps_the_old_text(tmp_path):
-    path = tmp_path / "latest.txt"
-    replace_text(path, "step_00000002\n")
-    with pytest.raises(UnicodeEncodeError):
-        replace_text(path, "step_\udc80")  # fails while writing the temporary file
-    assert path.read_text() == "step_00000002\n"
 
 
 def test_a_filesystem_without_locks_warns_and_goes_on(tmp_path, monkeypatch):
