@@ -26,7 +26,7 @@ from .config import ModelSection, TrainConfig
 from .config_sources import FIELDS, build_config, config_from_dict, config_values, flag_of
 from .configuration_hfgpt import HfGptConfig
 from .errors import HfGptError
-from .rundir import ARCHITECTURE, TOKENIZER
+from .rundir import ARCHITECTURE, CONFIG, TOKENIZER
 from .saved_models import load_saved, load_saved_model
 from .tokenization import ensure_pad_token
 
@@ -40,6 +40,9 @@ CONTINUE_MAY_CHANGE = frozenset({
     "num_proc", "cache_dir", "datadir", "train", "valid", "meta", "rundir", "run_name",
 })
 _ONE_OFF = ("stop_at_step", "reset", "overwrite")  # switches for one launch, not part of a run
+# RUN_DIR says where a continued run is: the place saved in its config is neither kept nor checked again
+# (a run named before run names had rules still continues).
+_PLACE = ("rundir", "run_name")
 _USAGE = {
     "continue": "usage: hfgpt continue RUN_DIR [--max-steps N] [--FLAG VALUE ...]",
     "fork": "usage: hfgpt fork SOURCE [--config PRESET|FILE] [--flagsfile FILE] [--FLAG VALUE ...]",
@@ -75,8 +78,8 @@ def continue_setup(argv: Sequence[str]) -> RunSetup:
     """`continue RUN_DIR [flags]`: the run's saved config, with the flags that may change applied."""
     where, flags = _positional(argv, "continue", "the run directory to continue")
     run_dir = Path(where)
-    config_file = run_dir / "config.toml"
-    missing = [name for name, present in (("config.toml", config_file.is_file()),
+    config_file = run_dir / CONFIG
+    missing = [name for name, present in ((CONFIG, config_file.is_file()),
                                           (f"{TOKENIZER}/", (run_dir / TOKENIZER).is_dir())) if not present]
     if missing:
         raise HfGptError(
@@ -87,7 +90,7 @@ def continue_setup(argv: Sequence[str]) -> RunSetup:
         saved = config_from_dict(tomllib.loads(config_file.read_text(encoding="utf-8")), str(config_file))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise HfGptError(f"{config_file} is not valid TOML ({error}); restore it from a copy.") from None
-    base = {name: value for name, value in config_values(saved).items() if name not in _ONE_OFF}
+    base = {name: value for name, value in config_values(saved).items() if name not in _ONE_OFF + _PLACE}
     cfg = build_config(flags, "hfgpt continue", base=base, usage=_USAGE["continue"])
     cfg.checkpoint.rundir, cfg.checkpoint.run_name = str(run_dir.parent), run_dir.name
     changes = {name: (base.get(name, FIELDS[name].default), value)

@@ -27,6 +27,7 @@ from .config_sources import config_to_toml, format_config
 from .configuration_hfgpt import HfGptConfig
 from .data import PreparedData, prepare_data
 from .export import export_model, recover_exports
+from .files import replace_text
 from .generation import generate_text
 from .loop import TrainingLoop
 from .memory import MemoryEstimate, estimate_memory, strategy_of
@@ -45,7 +46,7 @@ from .processes import (
     whole_parameters,
 )
 from .resume import resume
-from .rundir import ARCHITECTURE, TOKENIZER, claim_run_dir
+from .rundir import ARCHITECTURE, CONFIG, LOGS, TOKENIZER, claim_run_dir
 from .runinfo import FAILED, INTERRUPTED, begin_session, end_session, new_run_info, read_run_info, write_run_info
 from .sources import short_hash
 from .stopping import Progress, StopSignals
@@ -129,7 +130,7 @@ def _train(setup: RunSetup, data: PreparedData, run_dir: Path, layout: BatchLayo
         cpu=use_cpu and not using_deepspeed(), mixed_precision=precision,
         gradient_accumulation_steps=layout.grad_accum_steps,
         log_with=[t for t in cfg.logging.trackers if t != "none"] or None,
-        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
+        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / LOGS)),
     )
     configure_deepspeed(accelerator, layout, cfg)
     if not use_cpu:
@@ -158,7 +159,7 @@ def _train(setup: RunSetup, data: PreparedData, run_dir: Path, layout: BatchLayo
     accelerator.init_trackers(run_dir.name, config=flat_hparams(cfg), init_kwargs={
         "tensorboard": {"purge_step": start_step + 1} if start_step else {},
         "wandb": {"id": broadcast_value(info.get("wandb_id", "")), "resume": "allow", "name": run_dir.name,
-                  "dir": str(run_dir / "logs")},
+                  "dir": str(run_dir / LOGS)},
     })
     _announce(accelerator, model, data, layout, cfg, scheduler.base_lrs[0], run_dir)
 
@@ -209,7 +210,7 @@ def _open_session(accelerator: Accelerator, setup: RunSetup, run_dir: Path, star
         new_run_info(setup.mode, cfg.to_dict(), accelerator.num_processes, setup.parent)
     begin_session(info, setup.mode, start_step, cfg.to_dict())
     write_run_info(run_dir, info)
-    (run_dir / "config.toml").write_text(config_to_toml(cfg))
+    replace_text(run_dir / CONFIG, config_to_toml(cfg))
     return info
 
 

@@ -161,3 +161,11 @@ def test_continue_resumes_the_same_wandb_run(tmp_path):
     wandb_id = json.loads((run_dir / "run.json").read_text())["wandb_id"]
     offline_runs = sorted((run_dir / "logs" / "wandb").glob("offline-run-*"))
     assert len(offline_runs) == 2 and all(p.name.endswith(wandb_id) for p in offline_runs), offline_runs
+
+
+def test_continue_takes_its_run_from_the_path_whatever_name_the_run_was_given(run_copy):
+    """Run names have rules now; a run named before them (or moved and renamed) still continues."""
+    config = run_copy / "config.toml"
+    config.write_text(config.read_text().replace('run_name = "tiny"', 'run_name = "my old run"'))
+    setup = continue_setup([str(run_copy), "--max-steps", "80"])
+    assert (setup.cfg.checkpoint.rundir, setup.cfg.checkpoint.run_name) == (str(run_copy.parent), "tiny")
