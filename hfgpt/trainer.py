@@ -114,10 +114,11 @@ def run(setup: RunSetup) -> Path:
     if cfg.training.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
-    with state.main_process_first():  # the main process builds the caches, the others then read them
-        data_cfg = dataclasses.replace(cfg.data, reset=cfg.data.reset and state.is_main_process)
-        data = prepare_data(data_cfg, cfg.seq_len, log=state.print, tokenizer=setup.tokenizer)
+    # The run directory first: a launch that cannot have it is refused before minutes of tokenizing.
     with claim_run_dir(cfg.checkpoint, setup.run_dir, state) as run_dir:
+        with state.main_process_first():  # the main process builds the caches, the others then read them
+            data_cfg = dataclasses.replace(cfg.data, reset=cfg.data.reset and state.is_main_process)
+            data = prepare_data(data_cfg, cfg.seq_len, log=state.print, tokenizer=setup.tokenizer)
         return _train(setup, data, run_dir, resolve_layout(cfg.training, cfg.seq_len, state.num_processes),
                       use_cpu, precision)
 

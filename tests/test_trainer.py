@@ -9,7 +9,9 @@ from helpers import TINY_MODEL_FLAGS, run_hfgpt, write_corpus
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import hfgpt  # noqa: F401  (registers the Auto classes)
-from hfgpt.config_sources import config_from_dict
+from hfgpt import trainer
+from hfgpt.config_sources import build_config, config_from_dict
+from hfgpt.errors import HfGptError
 from hfgpt.rundir import unknown_entries
 
 pytestmark = pytest.mark.slow
@@ -61,6 +63,20 @@ def test_run_directory_holds_config_tokenizer_checkpoints_and_trackers(trained_r
     assert (trained_run / "best" / "metrics.json").is_file()
     assert list((trained_run / "logs").rglob("events.out.tfevents*")), "TensorBoard wrote no events"
     assert unknown_entries(trained_run) == [], "--overwrite knows every name a run holds as hfgpt's own"
+
+
+def test_an_existing_run_is_refused_before_any_data_is_prepared(tmp_path, monkeypatch):
+    """Tokenizing and packing can take minutes: a launch that cannot have its run directory says so first."""
+    (tmp_path / "runs" / "taken").mkdir(parents=True)
+    (tmp_path / "runs" / "taken" / "run.json").write_text("{}")
+
+    def prepare_data(*args, **kwargs):
+        raise AssertionError("the data were prepared before the run directory was claimed")
+
+    monkeypatch.setattr(trainer, "prepare_data", prepare_data)
+    cfg = build_config(["--rundir", str(tmp_path / "runs"), "--run-name", "taken", "--trackers", "none"])
+    with pytest.raises(HfGptError, match="runs/taken already exists"):
+        trainer.train(cfg)
 
 
 def test_final_model_loads_with_auto_classes_and_generates(trained_run):
