@@ -74,13 +74,21 @@ def _positional(argv: Sequence[str], mode: str, what: str) -> tuple[str, list[st
     return argv[0], list(argv[1:])
 
 
+def _present(path: Path, folder: bool) -> bool:
+    """Whether `path` is there as a file or folder; one the OS cannot even look up (a name too long) is not."""
+    try:
+        return path.is_dir() if folder else path.is_file()
+    except OSError:
+        return False
+
+
 def continue_setup(argv: Sequence[str]) -> RunSetup:
     """`continue RUN_DIR [flags]`: the run's saved config, with the flags that may change applied."""
     where, flags = _positional(argv, "continue", "the run directory to continue")
     run_dir = Path(where)
     config_file = run_dir / CONFIG
-    missing = [name for name, present in ((CONFIG, config_file.is_file()),
-                                          (f"{TOKENIZER}/", (run_dir / TOKENIZER).is_dir())) if not present]
+    missing = [name for name, present in ((CONFIG, _present(config_file, folder=False)),
+                                          (f"{TOKENIZER}/", _present(run_dir / TOKENIZER, folder=True))) if not present]
     if missing:
         raise HfGptError(
             f"{run_dir} is not an hfgpt run directory (it has no {' and no '.join(missing)}). `hfgpt continue` "

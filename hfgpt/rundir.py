@@ -149,8 +149,9 @@ def _new_run_dir(checkpoint: CheckpointSection) -> Path:
 def _lock(run_dir: Path) -> IO[str] | None:
     if fcntl is None:
         return None  # no flock here (Windows): launches are not guarded against each other
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    path = run_dir.parent / f".{run_dir.name}.lock"
+    where = run_dir.resolve()  # one lock however the run is reached (`continue` through a link to it)
+    where.parent.mkdir(parents=True, exist_ok=True)
+    path = where.parent / f".{where.name}.lock"
     handle = open(os.open(path, os.O_RDWR | os.O_CREAT | NO_FOLLOW, 0o644), "r+", encoding="utf-8")  # noqa: SIM115
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -52,6 +52,8 @@ def test_continue_on_a_folder_that_is_not_a_run(tmp_path):
         continue_setup([str(tmp_path)])
     with pytest.raises(HfGptError, match="needs the run directory"):
         continue_setup([])
+    with pytest.raises(HfGptError, match=r"x{300} is not an hfgpt run directory"):  # too long to even look up
+        continue_setup([str(tmp_path / ("x" * 300))])
 
 
 @pytest.mark.parametrize(("folder", "file"), [("tokenizer", "tokenizer.json"), ("architecture", "config.json")])

@@ -83,6 +83,14 @@ def test_a_run_name_that_is_a_path_is_refused_before_anything_is_touched(tmp_pat
     assert snapshot(tmp_path) == before
 
 
+def test_a_run_continued_through_a_link_is_locked_as_itself(tmp_path):
+    """`continue runs/alias` and `continue runs/real` are one run: they must take one lock."""
+    real = fake_run(tmp_path / "runs" / "real")
+    (tmp_path / "runs" / "alias").symlink_to(real, target_is_directory=True)
+    with claim(tmp_path, "", tmp_path / "runs" / "alias"):
+        assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [".real.lock", "alias", "real"]
+
+
 def test_a_run_name_that_leads_out_of_rundir_through_a_symlink_is_refused(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
