@@ -8,6 +8,10 @@ folder is flushed to disk and renamed to `step_<N>`, the `latest` pointer moves 
 takes the newest checkpoint whose files all match their manifest; any other is skipped with a
 warning that names it and what is wrong.
 
+Deletion touches only names hfgpt gives here, never through a symlink (`hfgpt.files.remove_made`):
+pruning only sealed `step_<N>` folders (renamed to `.step_<N>.deleting` first), clean-up only
+`.step_<N>.tmp` and `.step_<N>.deleting`; any other folder in checkpoints/ is left as it is.
+
     checkpoints/
         step_00000500/   model.safetensors, optimizer.bin, scheduler.bin, random_states_<rank>.pkl,
                          trainer_state.json, checkpoint.json
@@ -20,7 +24,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -31,12 +34,14 @@ from accelerate.utils import broadcast_object_list
 from safetensors import safe_open
 
 from .errors import HfGptError, error_summary, os_error_text
+from .files import aside_name, remove_made, replace_text
 from .processes import first_failure
-from .rundir import aside_name, replace_text
 
+CHECKPOINTS = "checkpoints"
 TRAINER_STATE = "trainer_state.json"
 MANIFEST = "checkpoint.json"
 _NAME = re.compile(r"step_(\d{8,})")
+_STAGING = re.compile(r"\.step_\d{8,}\.(tmp|deleting)")  # a save or a prune under way, or cut short
 
 
 def checkpoint_name(step: int) -> str:
@@ -90,13 +95,13 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, trainer_
     Raises OSError on every process if any process failed to write (a full disk, say): the
     temporary folder is removed and every earlier checkpoint is left as it was.
     """
-    checkpoints = run_dir / "checkpoints"
+    checkpoints = run_dir / CHECKPOINTS
     final = checkpoints / checkpoint_name(step)
     if final.is_dir():  # saved before (the step a run resumed from): the state is the same
         return final
     staging = checkpoints / f".{checkpoint_name(step)}.tmp"
     if accelerator.is_main_process:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_made(staging, _STAGING, ignore_errors=True)
         staging.mkdir(parents=True)
     accelerator.wait_for_everyone()
     failure = ""
@@ -116,17 +121,22 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, trainer_
     failure = first_failure(failure)
     if failure:
         if accelerator.is_main_process:
-            shutil.rmtree(staging, ignore_errors=True)
+            remove_made(staging, _STAGING, ignore_errors=True)
         raise OSError(f"could not write checkpoint {final.name}: {failure}")
     return final
 
 
 def complete_checkpoints(run_dir: Path) -> list[Path]:
     """The renamed-into-place checkpoints of a run, oldest first (not yet verified)."""
-    folder = run_dir / "checkpoints"
+    folder = run_dir / CHECKPOINTS
     found = [p for p in folder.iterdir() if p.is_dir() and not p.is_symlink() and _NAME.fullmatch(p.name)] \
         if folder.is_dir() else []
     return sorted(found, key=checkpoint_step)
+
+
+def sealed_checkpoints(run_dir: Path) -> list[Path]:
+    """The checkpoints hfgpt finished writing (their manifest is in place), oldest first (not yet verified)."""
+    return [p for p in complete_checkpoints(run_dir) if (p / MANIFEST).is_file()]
 
 
 def checkpoint_problem(folder: Path) -> str:
@@ -156,26 +166,24 @@ def read_trainer_state(folder: Path) -> dict[str, Any]:
 
 
 def prune_checkpoints(run_dir: Path, keep_last: int, protected: Iterable[int] = ()) -> list[Path]:
-    """Delete all but the newest `keep_last` checkpoints, never one whose step is `protected`."""
+    """Delete all but the newest `keep_last` sealed checkpoints, never one whose step is `protected`."""
     if keep_last <= 0:
         return []
     keep = set(protected)
-    doomed = [p for p in complete_checkpoints(run_dir)[:-keep_last] if checkpoint_step(p) not in keep]
+    doomed = [p for p in sealed_checkpoints(run_dir)[:-keep_last] if checkpoint_step(p) not in keep]
     for folder in doomed:
         # Renamed first, so a crash mid-delete never leaves a half-deleted folder that looks complete.
         trash = folder.with_name(f".{folder.name}.deleting")
         os.replace(folder, trash)
-        shutil.rmtree(trash, ignore_errors=True)
+        remove_made(trash, _STAGING, ignore_errors=True)
     return doomed
 
 
 def clear_leftovers(run_dir: Path) -> list[Path]:
-    """Remove what an interrupted save or prune left behind (hidden `.step_*` folders)."""
-    folder = run_dir / "checkpoints"
-    leftovers = sorted(folder.glob(".step_*")) if folder.is_dir() else []
-    for path in leftovers:
-        shutil.rmtree(path, ignore_errors=True)
-    return leftovers
+    """Remove what an interrupted save or prune left behind (`.step_<N>.tmp`, `.step_<N>.deleting`)."""
+    folder = run_dir / CHECKPOINTS
+    leftovers = sorted(p for p in folder.iterdir() if _STAGING.fullmatch(p.name)) if folder.is_dir() else []
+    return [path for path in leftovers if remove_made(path, _STAGING, ignore_errors=True)]
 
 
 def _shape_problem(folder: Path, model: torch.nn.Module) -> str:
@@ -224,7 +232,7 @@ def load_newest_checkpoint(accelerator: Accelerator, run_dir: Path, model: torch
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             os.replace(folder, aside)
-    set_aside = sorted(p.name for p in (run_dir / "checkpoints").glob("step_*.unusable*")) if not reasons else []
+    set_aside = sorted(p.name for p in (run_dir / CHECKPOINTS).glob("step_*.unusable*")) if not reasons else []
     listed = "; ".join(reasons) or (f"earlier launches set aside every one as unusable: {', '.join(set_aside)}"
                                     if set_aside else "there are none")
     raise HfGptError(f"{run_dir} has no checkpoint to continue from ({listed}). Start again with `hfgpt train "

@@ -75,6 +75,10 @@ COMMANDS = {"train": _training("train"), "continue": _training("continue"), "for
             "generate": _generate}
 
 
+# Line breaks that a typed path or value may hold, shown escaped so that an error stays one paragraph.
+_LINE_BREAKS = str.maketrans({ch: repr(ch)[1:-1] for ch in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"})
+
+
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"hfgpt: warning: {message}\n"
 
@@ -115,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         COMMANDS[argv[0]](argv[1:])
     except HfGptError as error:
         if os.environ.get("RANK", "0") == "0":
-            print(f"hfgpt: error: {error}", file=sys.stderr)
+            print(f"hfgpt: error: {str(error).translate(_LINE_BREAKS)}", file=sys.stderr)
         return 2
     return 0
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import HfGptError
+from .files import check_run_name
 
 
 def setting(default: Any, help: str) -> Any:
@@ -123,13 +124,15 @@ class LoggingSection:
 @dataclass
 class CheckpointSection:
     rundir: str = setting("runs", "Folder that holds the run directories.")
-    run_name: str = setting("", "Name of this run's directory; empty: date-time-user.")
+    run_name: str = setting("", "Name of this run's directory inside rundir: letters, digits and ._-+=@, with / "
+                                "between parts to group runs (exp1/lr-3e-4); empty: date-time-user.")
     ckpt_every: int = setting(500, "Save a resumable checkpoint every this many steps; 0 only at the end.")
     keep_last: int = setting(0, "Keep only the newest N periodic checkpoints (0 keeps all); the best one and "
                                 "the one the run resumed from are never pruned.")
     save_best: bool = setting(True, "Keep best/, a save_pretrained model of the lowest validation loss so far.")
-    overwrite: bool = setting(False, "Let train replace an existing run directory of the same name "
-                                     "(its contents are deleted).")
+    overwrite: bool = setting(False, "Let train replace an existing hfgpt run of the same name; the old run is "
+                                     "deleted once the new one has its first checkpoint, and kept if it fails "
+                                     "before.")
 
 
 @dataclass
@@ -150,6 +153,7 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Reject values that cannot train, naming the flag and the fix."""
         m, d, t, lg, c = self.model, self.data, self.training, self.logging, self.checkpoint
+        check_run_name(c.run_name)
         checks = [
             (m.hidden_size > 0, "--hidden-size must be positive"),
             (m.num_hidden_layers > 0, "--num-hidden-layers must be positive"),

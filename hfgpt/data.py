@@ -15,7 +15,8 @@ batch size or `num_proc`; only the very last block is padded (the trainer masks 
 Without a validation set, the last blocks of the stream are held out, so the two sets never
 share a block. The result lives under `<cache>/packed/<key>/`, where the key hashes everything
 that shapes it, so a later run (or another rank after `main_process_first`) reuses it without
-reading any text.
+reading any text. A rebuild (--reset, or a cache that cannot be read) deletes only that folder and
+its own work folder beside it, never through a symlink: a linked entry is refused, not replaced.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
+import re
 import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -40,6 +41,7 @@ from transformers import PreTrainedTokenizerFast
 from .config import DataSection
 from .console import datasets_bars_off
 from .errors import HfGptError, error_summary
+from .files import refuse_linked_cache, remove_made
 from .shards import Shards, find_shards, shard_fingerprint, shard_ids, shard_tokenizer
 from .sources import Source, find_sources, fingerprint, load_source, short_hash, texts
 from .tokenization import check_tokenizer_kind, load_or_train_tokenizer
@@ -47,6 +49,8 @@ from .tokenization import check_tokenizer_kind, load_or_train_tokenizer
 FORMAT_VERSION = 1  # bump when the packed layout changes, so old caches are rebuilt
 TOKENIZE_BATCH_SIZE = 1000  # documents per `map` batch
 _READ_BATCH = 1000  # tokenized documents read per packing step; bounds memory
+_PACKED = re.compile(r"[0-9a-f]{16}")  # <cache>/packed/<key>: sources.short_hash of what shapes the blocks
+_WORK = re.compile(rf"\.{_PACKED.pattern}-\w+")  # tempfile.mkdtemp(prefix=".<key>-") beside them
 
 
 @dataclass
@@ -123,14 +127,14 @@ def prepare_data(cfg: DataSection, seq_len: int, log: Callable[[str], None] = pr
             warnings.warn(f"the packed data cached in {folder} cannot be read ({error_summary(error)}); "
                           "building it again.", stacklevel=2)
 
+    refuse_linked_cache(folder, "packed data")
     log(f"{'packing' if shards else 'tokenizing and packing'} {train.origin} into blocks of {seq_len} tokens ...")
     folder.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=folder.parent))
     try:
         facts = _build(work, train, valid, tokenizer.pad_token_id, cfg.valid_fraction, seq_len)
         (work / "out" / "facts.json").write_text(json.dumps(facts))
-        if folder.is_dir():  # --reset, or a damaged cache
-            shutil.rmtree(folder)
+        remove_made(folder, _PACKED)  # --reset, or a damaged cache
         try:
             os.rename(work / "out", folder)  # atomic: a crash never leaves a folder that looks complete
         except OSError:
@@ -138,7 +142,7 @@ def prepare_data(cfg: DataSection, seq_len: int, log: Callable[[str], None] = pr
                 raise
             # Another process built the same key first; identical inputs give identical blocks.
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        remove_made(work, _WORK, ignore_errors=True)
     data = _open(folder, tokenizer, reused=False)
     log(f"packed {data.summary()}")
     if given_for_text:

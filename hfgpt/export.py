@@ -1,11 +1,17 @@
 """`final/` and `best/`: `save_pretrained` folders (model + tokenizer) that replace their previous
-version atomically, so a crash mid-save leaves the old one, never a half-written one."""
+version atomically, so a crash mid-save leaves the old one, never a half-written one.
+
+A swap writes `.<name>.tmp`, renames the previous folder to `.<name>.old`, the new one into place, then
+deletes the old copy. Only those names are ever deleted, never through a symlink: a link at a staging name
+fails the save instead of being written through, and a final/ or best/ that is a link is never replaced.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-import shutil
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +20,11 @@ from accelerate import Accelerator
 from transformers import PreTrainedTokenizerBase
 
 from .errors import os_error_text
-from .files import strict_json
+from .files import remove_made, strict_json
 from .processes import first_failure
 
 EXPORTS = ("final", "best")
+_STAGING = re.compile(rf"\.({'|'.join(EXPORTS)})\.(tmp|old)")
 
 
 def export_model(accelerator: Accelerator, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
@@ -29,18 +36,21 @@ def export_model(accelerator: Accelerator, model: torch.nn.Module, tokenizer: Pr
     if accelerator.is_main_process:
         staging, old = folder.with_name(f".{folder.name}.tmp"), folder.with_name(f".{folder.name}.old")
         try:
-            shutil.rmtree(staging, ignore_errors=True)
+            if folder.is_symlink():
+                raise OSError(errno.EEXIST, "it is a symlink, which hfgpt does not replace", str(folder))
+            remove_made(staging, _STAGING, ignore_errors=True)
+            staging.mkdir()  # fails on a link left at that name, so nothing is written where it points
             accelerator.unwrap_model(model).save_pretrained(staging, state_dict=state_dict)
             tokenizer.save_pretrained(staging)
             if metrics is not None:
                 (staging / "metrics.json").write_text(strict_json(metrics, indent=2) + "\n")
             if folder.exists():
-                shutil.rmtree(old, ignore_errors=True)  # left by a swap that completed but was cut before its clean-up
+                remove_made(old, _STAGING, ignore_errors=True)  # left by a swap cut before its clean-up
                 os.replace(folder, old)
             os.replace(staging, folder)
-            shutil.rmtree(old, ignore_errors=True)
+            remove_made(old, _STAGING, ignore_errors=True)
         except OSError as error:
-            shutil.rmtree(staging, ignore_errors=True)
+            remove_made(staging, _STAGING, ignore_errors=True)
             failure = os_error_text(error, staging)
     failure = first_failure(failure)
     if failure:
@@ -60,7 +70,7 @@ def recover_exports(run_dir: Path) -> None:
     clear what a cut-short save or clean-up left."""
     for name in EXPORTS:
         old = run_dir / f".{name}.old"
-        if old.is_dir() and not (run_dir / name).exists():
+        if old.is_dir() and not old.is_symlink() and not (run_dir / name).exists():
             os.replace(old, run_dir / name)
-        shutil.rmtree(old, ignore_errors=True)  # still there: the new copy was in place, this one is stale
-        shutil.rmtree(run_dir / f".{name}.tmp", ignore_errors=True)
+        remove_made(old, _STAGING, ignore_errors=True)  # still there: the new copy was in place, this one is stale
+        remove_made(run_dir / f".{name}.tmp", _STAGING, ignore_errors=True)

@@ -10,8 +10,7 @@ from typing import Any
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from .files import strict_json
-from .rundir import replace_text
+from .files import replace_text, strict_json
 
 TRAIN_LOG = "train_log.jsonl"
 SAMPLES_LOG = "samples.jsonl"

@@ -23,6 +23,7 @@ from .errors import HfGptError
 from .export import export_model
 from .logbook import Logbook
 from .metrics import TokenMetrics
+from .rundir import drop_replaced_run
 from .runinfo import COMPLETED, INTERRUPTED, STOPPED_EARLY
 from .stopping import Progress, StopSignals, step_flags
 
@@ -193,6 +194,7 @@ class TrainingLoop:
         if self.accelerator.is_main_process:
             prune_checkpoints(self.run_dir, self.cfg.checkpoint.keep_last,
                               protected=(self.resumed_from, self.progress.best_step))
+            drop_replaced_run(self.run_dir)  # the run this one replaces (--overwrite) is no longer needed
 
 
 def _norm_value(grad_norm: torch.Tensor | None, model: torch.nn.Module) -> float:

@@ -26,7 +26,7 @@ from .config import ModelSection, TrainConfig
 from .config_sources import FIELDS, USAGES, build_config, config_from_dict, config_values, flag_of
 from .errors import HfGptError
 from .models.hfgpt import HfGptConfig
-from .rundir import ARCHITECTURE, TOKENIZER
+from .rundir import ARCHITECTURE, CONFIG, TOKENIZER
 from .saved_models import load_saved, load_saved_model
 from .tokenization import ensure_pad_token
 
@@ -40,6 +40,9 @@ CONTINUE_MAY_CHANGE = frozenset({
     "num_proc", "cache_dir", "datadir", "train", "valid", "meta", "rundir", "run_name",
 })
 _ONE_OFF = ("stop_at_step", "reset", "overwrite")  # switches for one launch, not part of a run
+# RUN_DIR says where a continued run is: the place saved in its config is neither kept nor checked again
+# (a run named before run names had rules still continues).
+_PLACE = ("rundir", "run_name")
 
 
 @dataclass
@@ -67,13 +70,21 @@ def _positional(argv: Sequence[str], mode: str, what: str) -> tuple[str, list[st
     return argv[0], list(argv[1:])
 
 
+def _present(path: Path, folder: bool) -> bool:
+    """Whether `path` is there as a file or folder; one the OS cannot even look up (a name too long) is not."""
+    try:
+        return path.is_dir() if folder else path.is_file()
+    except OSError:
+        return False
+
+
 def continue_setup(argv: Sequence[str]) -> RunSetup:
     """`continue RUN_DIR [flags]`: the run's saved config, with the flags that may change applied."""
     where, flags = _positional(argv, "continue", "the run directory to continue")
     run_dir = Path(where)
-    config_file = run_dir / "config.toml"
-    missing = [name for name, present in (("config.toml", config_file.is_file()),
-                                          (f"{TOKENIZER}/", (run_dir / TOKENIZER).is_dir())) if not present]
+    config_file = run_dir / CONFIG
+    missing = [name for name, present in ((CONFIG, _present(config_file, folder=False)),
+                                          (f"{TOKENIZER}/", _present(run_dir / TOKENIZER, folder=True))) if not present]
     if missing:
         raise HfGptError(
             f"{run_dir} is not an hfgpt run directory (it has no {' and no '.join(missing)}). `hfgpt continue` "
@@ -83,7 +94,7 @@ def continue_setup(argv: Sequence[str]) -> RunSetup:
         saved = config_from_dict(tomllib.loads(config_file.read_text(encoding="utf-8")), str(config_file))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise HfGptError(f"{config_file} is not valid TOML ({error}); restore it from a copy.") from None
-    base = {name: value for name, value in config_values(saved).items() if name not in _ONE_OFF}
+    base = {name: value for name, value in config_values(saved).items() if name not in _ONE_OFF + _PLACE}
     cfg = build_config(flags, "hfgpt continue", base=base, usage=USAGES["continue"])
     cfg.checkpoint.rundir, cfg.checkpoint.run_name = str(run_dir.parent), run_dir.name
     changes = {name: (base.get(name, FIELDS[name].default), value)

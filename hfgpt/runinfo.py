@@ -21,8 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .files import strict_json
-from .rundir import aside_name, replace_text
+from .files import aside_name, replace_text, strict_json
 
 RUN_INFO = "run.json"
 RUNNING, COMPLETED, STOPPED_EARLY, INTERRUPTED, FAILED = "running", "completed", "stopped early", "interrupted", \

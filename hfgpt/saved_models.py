@@ -13,14 +13,14 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 
 from .checkpoint import checkpoint_problem, checkpoint_step, complete_checkpoints
 from .errors import HfGptError, error_summary
-from .rundir import ARCHITECTURE, TOKENIZER
+from .rundir import ARCHITECTURE, CONFIG, TOKENIZER
 
 
 def load_saved_model(source: str, purpose: str) -> tuple[PreTrainedModel, PreTrainedTokenizerFast, dict[str, Any]]:
     """The model and tokenizer at `source`, and where they came from ({"source", "run", "step"}); `purpose`
     ("fork from", "generate from") words the errors."""
     path = Path(source)
-    if (path / "config.toml").is_file() and (path / TOKENIZER).is_dir():  # a run directory
+    if (path / CONFIG).is_file() and (path / TOKENIZER).is_dir():  # a run directory
         for saved in (path / "final", path / "best"):
             if (saved / "config.json").is_file():
                 return *_from_pretrained(str(saved)), {"source": str(saved.resolve()), "run": str(path.resolve())}

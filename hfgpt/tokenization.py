@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
+import re
 import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -28,6 +28,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, train
 from transformers import PreTrainedTokenizerFast
 
 from .errors import HfGptError, error_summary
+from .files import refuse_linked_cache, remove_made
 
 EOS_TOKEN = "<|endoftext|>"
 BOS_TOKEN = EOS_TOKEN  # GPT-2 convention: one token both starts and separates documents
@@ -35,6 +36,9 @@ PAD_TOKEN = "<|pad|>"
 UNK_TOKEN = "<|unk|>"
 SPECIAL_TOKENS = [EOS_TOKEN, PAD_TOKEN, UNK_TOKEN]  # ids 0, 1, 2 in every vocabulary
 TOKENIZER_KINDS = ("char", "bpe")
+# <cache>/tokenizers/<kind>-<size>-<key>, and the tempfile.mkdtemp(prefix=".<that name>-") it is saved in first
+_CACHED = re.compile(rf"({'|'.join(TOKENIZER_KINDS)})-(auto|\d+)-[0-9a-f]{{16}}")
+_STAGING = re.compile(rf"\.{_CACHED.pattern}-\w+")
 
 # Bumped when training changes, so cached tokenizers of an older recipe are not reused.
 _RECIPE_VERSION = 1
@@ -147,8 +151,9 @@ def load_or_train_tokenizer(
     `texts` is called only when training is needed, so a cache hit reads no text. The tokenizer
     lives in `cache_dir/<kind>-<size>-<hash>/`; it is saved to a temporary folder and renamed into
     place, so an interrupted run never leaves a half-written tokenizer that a later run would trust.
-    `reset=True` retrains and replaces it. The result is always loaded back from the saved folder,
-    so a fresh and a reused tokenizer are byte-for-byte the same object state.
+    `reset=True` retrains and replaces it (never through a symlink: a linked folder is refused). The
+    result is always loaded back from the saved folder, so a fresh and a reused tokenizer are
+    byte-for-byte the same object state.
     """
     check_tokenizer_kind(kind)
     size = "auto" if kind == "char" else str(vocab_size)  # a char vocabulary follows from the text
@@ -164,14 +169,15 @@ def load_or_train_tokenizer(
                           "training it again.", stacklevel=2)
             reset = True
 
+    refuse_linked_cache(folder, f"{kind} tokenizer")
     log(f"training {kind} tokenizer" + ("" if kind == "char" else f" (vocab {vocab_size})") + " ...")
     tokenizer = train_tokenizer(kind, texts(), vocab_size)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         tokenizer.save_pretrained(staging)
-        if reset and folder.is_dir():
-            shutil.rmtree(folder)
+        if reset:
+            remove_made(folder, _CACHED)
         try:
             os.rename(staging, folder)
         except OSError:
@@ -179,6 +185,6 @@ def load_or_train_tokenizer(
                 raise
             # Another process finished the same tokenizer first; trained on the same text, it is equal.
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_made(staging, _STAGING, ignore_errors=True)
     log(f"saved {kind} tokenizer ({len(tokenizer)} tokens) to {folder}")
     return PreTrainedTokenizerFast.from_pretrained(folder)

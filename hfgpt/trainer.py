@@ -26,6 +26,7 @@ from .config_sources import config_to_toml, describe_settings
 from .console import quiet_libraries
 from .data import PreparedData, prepare_data
 from .export import export_model, recover_exports
+from .files import replace_text
 from .generation import generate_text
 from .loop import TrainingLoop
 from .memory import MemoryEstimate, estimate_memory, strategy_of
@@ -44,7 +45,7 @@ from .processes import (
     whole_parameters,
 )
 from .resume import resume
-from .rundir import ARCHITECTURE, TOKENIZER, claim_run_dir
+from .rundir import ARCHITECTURE, CONFIG, LOGS, TOKENIZER, claim_run_dir
 from .runinfo import FAILED, INTERRUPTED, begin_session, end_session, new_run_info, read_run_info, write_run_info
 from .sources import short_hash
 from .stopping import Progress, StopSignals
@@ -113,10 +114,11 @@ def run(setup: RunSetup) -> Path:
     if cfg.training.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
-    with state.main_process_first():  # the main process builds the caches, the others then read them
-        data_cfg = dataclasses.replace(cfg.data, reset=cfg.data.reset and state.is_main_process)
-        data = prepare_data(data_cfg, cfg.seq_len, log=state.print, tokenizer=setup.tokenizer)
+    # The run directory first: a launch that cannot have it is refused before minutes of tokenizing.
     with claim_run_dir(cfg.checkpoint, setup.run_dir, state) as run_dir:
+        with state.main_process_first():  # the main process builds the caches, the others then read them
+            data_cfg = dataclasses.replace(cfg.data, reset=cfg.data.reset and state.is_main_process)
+            data = prepare_data(data_cfg, cfg.seq_len, log=state.print, tokenizer=setup.tokenizer)
         return _train(setup, data, run_dir, resolve_layout(cfg.training, cfg.seq_len, state.num_processes),
                       use_cpu, precision)
 
@@ -129,7 +131,7 @@ def _train(setup: RunSetup, data: PreparedData, run_dir: Path, layout: BatchLayo
         cpu=use_cpu and not using_deepspeed(), mixed_precision=precision,
         gradient_accumulation_steps=layout.grad_accum_steps,
         log_with=check_trackers(cfg.logging.trackers) or None,
-        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
+        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / LOGS)),
     )
     configure_deepspeed(accelerator, layout, cfg)
     if not use_cpu:
@@ -158,7 +160,7 @@ def _train(setup: RunSetup, data: PreparedData, run_dir: Path, layout: BatchLayo
     accelerator.init_trackers(run_dir.name, config=flat_hparams(cfg), init_kwargs={
         "tensorboard": {"purge_step": start_step + 1} if start_step else {},
         "wandb": {"id": broadcast_value(info.get("wandb_id", "")), "resume": "allow", "name": run_dir.name,
-                  "dir": str(run_dir / "logs")},
+                  "dir": str(run_dir / LOGS)},
     })
     _announce(accelerator, model, data, layout, cfg, scheduler.base_lrs[0], run_dir)
 
@@ -209,7 +211,7 @@ def _open_session(accelerator: Accelerator, setup: RunSetup, run_dir: Path, star
         new_run_info(setup.mode, cfg.to_dict(), accelerator.num_processes, setup.parent)
     begin_session(info, setup.mode, start_step, cfg.to_dict())
     write_run_info(run_dir, info)
-    (run_dir / "config.toml").write_text(config_to_toml(cfg))
+    replace_text(run_dir / CONFIG, config_to_toml(cfg))
     return info
 
 

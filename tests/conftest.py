@@ -18,5 +18,5 @@ def trained_run(tmp_path_factory) -> Path:
                         "--cache-dir", str(root / "cache")], cwd=root, launcher="accelerate")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     run_dir = root / "runs" / "tiny"
-    (run_dir / "launch_output.txt").write_text(result.stdout + result.stderr)
+    (root / "launch_output.txt").write_text(result.stdout + result.stderr)  # beside the run: it holds only hfgpt's
     return run_dir

@@ -6,6 +6,7 @@ test_data.py, test_sources.py and test_shards.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -61,6 +62,24 @@ def run_hfgpt(args: list[str], cwd: Path, launcher: str = "python", timeout: int
     its output."""
     return subprocess.run(launch_command(args, launcher), cwd=cwd, env=launch_env(env), capture_output=True,
                           text=True, timeout=timeout)
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Everything under `root`, without following links: each file's size, mtime and SHA-256, each link's
+    target, each folder; two snapshots are equal only if nothing was added, removed or changed."""
+    found: dict[str, tuple] = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder) / name
+            key = path.relative_to(root).as_posix()
+            if path.is_symlink():
+                found[key] = ("link", os.readlink(path))
+            elif path.is_dir():
+                found[key] = ("folder",)
+            else:
+                stat = path.stat()
+                found[key] = ("file", stat.st_size, stat.st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
+    return found
 
 
 TINY_MODEL_FLAGS = ["--dim", "32", "--heads", "2", "--layers", "2", "--seq", "32", "--batch", "8",

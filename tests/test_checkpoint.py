@@ -220,3 +220,38 @@ def test_leftovers_of_an_interrupted_save_are_cleared(tmp_path):
     (tmp_path / "checkpoints" / ".step_00000009.tmp").mkdir(parents=True)
     assert [p.name for p in clear_leftovers(tmp_path)] == [".step_00000009.tmp"]
     assert not (tmp_path / "checkpoints" / ".step_00000009.tmp").exists()
+
+
+def test_pruning_deletes_only_sealed_checkpoints_never_a_look_alike(trained, tmp_path):
+    """A step_N folder without a manifest, a step_N link and an odd name are not hfgpt's checkpoints."""
+    _, _, _, step_and_save = trained
+    checkpoints = tmp_path / "checkpoints"
+    (checkpoints / "step_00000001").mkdir(parents=True)  # no manifest: not a checkpoint hfgpt sealed
+    (checkpoints / "step_00000001" / "notes.txt").write_text("mine")
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "data.txt").write_text("keep")
+    (checkpoints / "step_00000002").symlink_to(precious, target_is_directory=True)
+    (checkpoints / "step_3").mkdir()
+    for step in (4, 5, 6):
+        step_and_save(step)
+    assert [p.name for p in prune_checkpoints(tmp_path, keep_last=1)] == ["step_00000004", "step_00000005"]
+    assert sorted(p.name for p in checkpoints.iterdir()) == [
+        "latest", "latest.txt", "step_00000001", "step_00000002", "step_00000006", "step_3"]
+    assert (checkpoints / "step_00000001" / "notes.txt").read_text() == "mine"
+    assert (precious / "data.txt").read_text() == "keep"
+
+
+def test_clearing_leftovers_removes_only_hfgpt_staging_names(tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    for name in (".step_00000009.tmp", ".step_00000003.deleting", ".step_notes", ".step_00000001.backup",
+                 ".step_7.tmp"):
+        (checkpoints / name).mkdir(parents=True)
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "data.txt").write_text("keep")
+    (checkpoints / ".step_00000004.tmp").symlink_to(precious, target_is_directory=True)
+    assert [p.name for p in clear_leftovers(tmp_path)] == [".step_00000003.deleting", ".step_00000009.tmp"]
+    assert sorted(p.name for p in checkpoints.iterdir()) == [
+        ".step_00000001.backup", ".step_00000004.tmp", ".step_7.tmp", ".step_notes"]
+    assert (precious / "data.txt").read_text() == "keep"

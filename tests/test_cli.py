@@ -36,6 +36,12 @@ def test_generate_on_a_folder_without_a_model_is_one_clear_error(tmp_path, capsy
     assert err.startswith("hfgpt: error:") and str(tmp_path) in err and "Traceback" not in err
 
 
+def test_an_error_stays_one_paragraph_when_a_path_holds_a_line_break(tmp_path, capsys):
+    assert main(["continue", str(tmp_path / "back\nslash\u2028run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "back\\nslash\\u2028run is not an hfgpt run directory" in err, err
+
+
 @pytest.mark.slow
 def test_unknown_flag_exits_2_with_a_suggestion_and_no_traceback(tmp_path):
     result = run_hfgpt(["--eval-evry", "5"], cwd=tmp_path)

@@ -224,10 +224,10 @@ def test_config_named_in_a_flags_file_loses_to_the_command_line_one(tmp_path):
 
 def test_flags_file_syntax(tmp_path):
     flags = write(tmp_path / "run.flags", "# a comment\n\n  --sample-prompt 'To be # or not'  # why\n"
-                                          "--run-name=\"my run\"\n--no-progress-bar\n--trackers none\n")
+                                          "--train=\"my data.txt\"\n--no-progress-bar\n--trackers none\n")
     cfg = build_config(["--flagsfile", flags])
     assert cfg.logging.sample_prompt == "To be # or not"
-    assert cfg.checkpoint.run_name == "my run"
+    assert cfg.data.train == "my data.txt"
     assert cfg.logging.progress_bar is False and cfg.logging.trackers == []
 
 
@@ -303,7 +303,7 @@ def test_toml_round_trip(tmp_path):
     cfg = TrainConfig()
     cfg.logging.sample_prompt = 'He said "hi"\\n\n\tand\r left \x01\x7f é 日本'
     cfg.logging.trackers = ["tensorboard", "wandb"]
-    cfg.checkpoint.run_name = "it's # not a comment"
+    cfg.data.dataset = "it's # not a comment"
     cfg.training.lr = 1e-10
     cfg.training.max_grad_norm = 3.0
     cfg.model.bias = True

@@ -132,3 +132,17 @@ def test_a_supplied_tokenizer_is_used_as_it_is(tmp_path, monkeypatch) -> None:
     assert stream(data) == expected(data, docs)
     assert max(stream(data)) >= 259  # merges learnt from the pangrams, beyond the bytes and special tokens
     assert prepare_data(cfg, 16, log=lambda line: None, tokenizer=supplied).reused
+
+
+def test_a_rebuild_never_deletes_through_a_linked_cache_entry(tmp_path) -> None:
+    """--reset rebuilds only the packed folders hfgpt made: a link at that name is refused, never followed."""
+    write_jsonl(tmp_path / "data" / "docs.jsonl", make_docs(30))
+    first, _ = run(section(tmp_path, train="docs.jsonl"))
+    shared = tmp_path / "shared"
+    first.cache_dir.rename(shared)  # say, packed data someone shares between caches
+    first.cache_dir.symlink_to(shared, target_is_directory=True)
+    before = sorted(p.name for p in shared.iterdir())
+    with pytest.raises(HfGptError, match=r"is a symlink.*--cache-dir"):
+        run(section(tmp_path, train="docs.jsonl", reset=True))
+    assert sorted(p.name for p in shared.iterdir()) == before and first.cache_dir.is_symlink()
+    assert [p.name for p in first.cache_dir.parent.iterdir()] == [first.cache_dir.name]  # no work folder left

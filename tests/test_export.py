@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
 import torch
 from accelerate import Accelerator
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -69,3 +70,33 @@ def test_a_swap_cut_before_its_clean_up_leaves_the_new_copy_and_later_saves_work
     (tmp_path / ".best.old").mkdir()  # a resumed run cleans it up first
     recover_exports(tmp_path)
     assert exported_step(tmp_path / "best") == 6 and sorted(os.listdir(tmp_path)) == ["best"]
+
+
+def test_recovery_leaves_alone_what_hfgpt_did_not_make(tmp_path):
+    """A link at a staging name is never followed or moved into place, and other names are never touched."""
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "data.txt").write_text("keep")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for name in (".final.old", ".best.tmp"):
+        (run_dir / name).symlink_to(precious, target_is_directory=True)
+    (run_dir / ".final.older").mkdir()
+    recover_exports(run_dir)
+    assert sorted(os.listdir(run_dir)) == [".best.tmp", ".final.old", ".final.older"]
+    assert (precious / "data.txt").read_text() == "keep"
+
+
+def test_an_export_never_writes_through_a_link_at_its_staging_name_or_replaces_a_linked_folder(tmp_path):
+    accelerator = Accelerator(cpu=True)
+    model, tokenizer = tiny_model_and_tokenizer()
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (tmp_path / ".final.tmp").symlink_to(precious, target_is_directory=True)
+    with pytest.raises(OSError, match=r"could not write final/: .*\.final\.tmp"):
+        export_model(accelerator, model, tokenizer, tmp_path / "final", metrics={"step": 1})
+    (tmp_path / ".final.tmp").unlink()
+    (tmp_path / "best").symlink_to(precious, target_is_directory=True)
+    with pytest.raises(OSError, match=r"could not write best/: .*symlink"):
+        export_model(accelerator, model, tokenizer, tmp_path / "best", metrics={"step": 1})
+    assert list(precious.iterdir()) == [] and (tmp_path / "best").is_symlink()

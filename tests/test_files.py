@@ -1,13 +1,114 @@
-"""Ground-floor file helpers: JSON that strict readers accept."""
+"""The ground floor of every write and delete: run names that stay inside --rundir, deletion of only what
+hfgpt made (never through a symlink), text files replaced whole and never written through a link, and JSON
+that strict readers accept."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 
-from hfgpt.files import strict_json
+from hfgpt.errors import HfGptError
+from hfgpt.files import aside_name, check_run_name, remove_made, replace_text, strict_json
+
+VALID_NAMES = ["exp1", "exp1/lr-3e-4", "a.b_c-d+e=f@g", "20260101-120000-ann", "x" * 200, "a/b/c/d", "run.2"]
+INVALID_NAMES = [
+    ("..", "'..' is a step in a path"), (".", "'.' is a step in a path"), ("../escape", "'..' is a step"),
+    ("a/../../b", "'..' is a step"), ("/some/where", "starts with /"), ("~/x", "holds '~'"),
+    ("a//b", "empty part"), ("exp1/", "empty part"), ("-x", "starts with '-'"), ("a/-rf", "starts with '-'"),
+    (".hidden", "starts with '.'"), ("x;rm -rf y", "holds ';'"), ("my run", "holds ' '"), ("a\\b", "holds '\\\\'"),
+    ("$HOME", "holds '$'"), ("naïve", "holds 'ï'"), ("a\nb", "holds '\\n'"), ("x" * 201, "longer than 200"),
+    ("a/" * 500 + "a", "longer than 1000"),
+]
+
+
+@pytest.mark.parametrize("name", VALID_NAMES)
+def test_plain_names_nested_or_not_are_run_names(name):
+    check_run_name(name)
+
+
+@pytest.mark.parametrize(("name", "why"), INVALID_NAMES)
+def test_paths_and_odd_characters_are_refused_naming_the_rule_and_a_valid_spelling(name, why):
+    with pytest.raises(HfGptError) as error:
+        check_run_name(name)
+    message = str(error.value)
+    assert message.startswith(f"--run-name {name!r} is not a valid run name ("), message
+    assert why in message and "for example --run-name exp1/lr-3e-4" in message and "\n" not in message
+
+
+def test_an_empty_run_name_means_the_default():
+    check_run_name("")
+
+
+MADE = re.compile(r"\.step_\d{8,}\.tmp")
+
+
+def test_remove_made_deletes_only_a_name_hfgpt_gives(tmp_path):
+    (tmp_path / ".step_00000001.tmp" / "sub").mkdir(parents=True)
+    (tmp_path / "notes.txt").write_text("mine")
+    assert remove_made(tmp_path / ".step_00000001.tmp", MADE)
+    assert not (tmp_path / ".step_00000001.tmp").exists()
+    with pytest.raises(ValueError, match=r"hfgpt does not make 'notes\.txt' there"):
+        remove_made(tmp_path / "notes.txt", MADE)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert not remove_made(tmp_path / ".step_00000002.tmp", MADE)  # nothing there
+
+
+def test_remove_made_never_goes_through_a_symlink(tmp_path):
+    """A link with hfgpt's name is left alone, and so is what a link inside a folder of hfgpt's points at."""
+    precious = tmp_path / "precious"
+    (precious / "deep").mkdir(parents=True)
+    (precious / "deep" / "data.txt").write_text("keep")
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    (checkpoints / ".step_00000001.tmp").symlink_to(precious, target_is_directory=True)
+    (checkpoints / ".step_00000002.tmp").mkdir()
+    (checkpoints / ".step_00000002.tmp" / "inside").symlink_to(precious, target_is_directory=True)
+    assert not remove_made(checkpoints / ".step_00000001.tmp", MADE)
+    assert remove_made(checkpoints / ".step_00000002.tmp", MADE)
+    assert (checkpoints / ".step_00000001.tmp").is_symlink()
+    assert (precious / "deep" / "data.txt").read_text() == "keep"
+
+
+def test_replace_text_swaps_whole_files_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "run.json"
+    replace_text(path, "old\n")
+    replace_text(path, "new\n")
+    assert path.read_text() == "new\n" and [p.name for p in tmp_path.iterdir()] == ["run.json"]
+
+
+def test_a_failed_replace_text_keeps_the_old_text(tmp_path):
+    path = tmp_path / "latest.txt"
+    replace_text(path, "step_00000002\n")
+    with pytest.raises(UnicodeEncodeError):
+        replace_text(path, "step_\udc80")  # fails while writing the temporary file
+    assert path.read_text() == "step_00000002\n"
+
+
+def test_replace_text_never_writes_through_a_symlink(tmp_path):
+    """A link planted at the temporary name is refused; one at the file's name is replaced, not followed."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / ".run.json.tmp").symlink_to(outside)
+    with pytest.raises(OSError):
+        replace_text(run_dir / "run.json", "{}")
+    (run_dir / ".run.json.tmp").unlink()
+    (run_dir / "config.toml").symlink_to(outside)
+    replace_text(run_dir / "config.toml", "[model]\n")
+    assert outside.read_text() == "precious"
+    assert not (run_dir / "config.toml").is_symlink() and (run_dir / "config.toml").read_text() == "[model]\n"
+
+
+def test_aside_names_never_take_an_earlier_one_or_a_dangling_link(tmp_path):
+    path = tmp_path / "run.json"
+    (tmp_path / "run.json.unreadable").write_text("first")
+    (tmp_path / "run.json.unreadable.2").symlink_to(tmp_path / "nowhere")
+    assert aside_name(path, "unreadable").name == "run.json.unreadable.3"
+
 
 
 def strict_loads(text: str):

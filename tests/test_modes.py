@@ -52,6 +52,8 @@ def test_continue_on_a_folder_that_is_not_a_run(tmp_path):
         continue_setup([str(tmp_path)])
     with pytest.raises(HfGptError, match="needs the run directory"):
         continue_setup([])
+    with pytest.raises(HfGptError, match=r"x{300} is not an hfgpt run directory"):  # too long to even look up
+        continue_setup([str(tmp_path / ("x" * 300))])
 
 
 @pytest.mark.parametrize(("folder", "file"), [("tokenizer", "tokenizer.json"), ("architecture", "config.json")])
@@ -161,3 +163,11 @@ def test_continue_resumes_the_same_wandb_run(tmp_path):
     wandb_id = json.loads((run_dir / "run.json").read_text())["wandb_id"]
     offline_runs = sorted((run_dir / "logs" / "wandb").glob("offline-run-*"))
     assert len(offline_runs) == 2 and all(p.name.endswith(wandb_id) for p in offline_runs), offline_runs
+
+
+def test_continue_takes_its_run_from_the_path_whatever_name_the_run_was_given(run_copy):
+    """Run names have rules now; a run named before them (or moved and renamed) still continues."""
+    config = run_copy / "config.toml"
+    config.write_text(config.read_text().replace('run_name = "tiny"', 'run_name = "my old run"'))
+    setup = continue_setup([str(run_copy), "--max-steps", "80"])
+    assert (setup.cfg.checkpoint.rundir, setup.cfg.checkpoint.run_name) == (str(run_copy.parent), "tiny")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
@@ -137,3 +139,16 @@ def test_cache_trains_once_then_reuses_and_reset_retrains(tmp_path) -> None:
     get(vocab_size=280)
     assert len(calls) == 4
     assert len(list(tmp_path.iterdir())) == 3
+
+
+def test_a_retrain_never_deletes_through_a_linked_cache_entry(tmp_path) -> None:
+    options = dict(fingerprint="abc", cache_dir=tmp_path / "tokenizers", vocab_size=300, log=lambda line: None)
+    folder = load_or_train_tokenizer("bpe", lambda: TRAIN, **options).name_or_path
+    shared = tmp_path / "shared"
+    os.rename(folder, shared)
+    os.symlink(shared, folder, target_is_directory=True)
+    before = sorted(os.listdir(shared))
+    with pytest.raises(HfGptError, match=r"is a symlink.*--cache-dir"):
+        load_or_train_tokenizer("bpe", lambda: TRAIN, reset=True, **options)
+    assert sorted(os.listdir(shared)) == before and os.path.islink(folder)
+    assert os.listdir(tmp_path / "tokenizers") == [os.path.basename(folder)]

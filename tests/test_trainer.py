@@ -10,8 +10,11 @@ from helpers import TINY_MODEL_FLAGS, run_hfgpt, write_corpus
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import hfgpt  # noqa: F401  (registers the Auto classes)
-from hfgpt.config_sources import config_from_dict
+from hfgpt import trainer
+from hfgpt.config_sources import build_config, config_from_dict
+from hfgpt.errors import HfGptError
 from hfgpt.modes import train_setup
+from hfgpt.rundir import unknown_entries
 from hfgpt.trainer import run
 
 pytestmark = pytest.mark.slow
@@ -37,7 +40,7 @@ def test_loss_falls_and_every_metric_is_logged(trained_run):
 
 
 def test_console_shows_config_batch_metrics_and_sample(trained_run):
-    output = (trained_run / "launch_output.txt").read_text()
+    output = (trained_run.parents[1] / "launch_output.txt").read_text()
     assert "[training]" in output or "training" in output
     assert "8 sequences x 1 accumulation x 1 process(es) = 8 sequences = 256 tokens per optimizer step" in output
     assert "| train | loss" in output and "tok/s" in output and "ms/step" in output
@@ -62,6 +65,21 @@ def test_run_directory_holds_config_tokenizer_checkpoints_and_trackers(trained_r
     assert (trained_run / "architecture" / "config.json").is_file()
     assert (trained_run / "best" / "metrics.json").is_file()
     assert list((trained_run / "logs").rglob("events.out.tfevents*")), "TensorBoard wrote no events"
+    assert unknown_entries(trained_run) == [], "--overwrite knows every name a run holds as hfgpt's own"
+
+
+def test_an_existing_run_is_refused_before_any_data_is_prepared(tmp_path, monkeypatch):
+    """Tokenizing and packing can take minutes: a launch that cannot have its run directory says so first."""
+    (tmp_path / "runs" / "taken").mkdir(parents=True)
+    (tmp_path / "runs" / "taken" / "run.json").write_text("{}")
+
+    def prepare_data(*args, **kwargs):
+        raise AssertionError("the data were prepared before the run directory was claimed")
+
+    monkeypatch.setattr(trainer, "prepare_data", prepare_data)
+    cfg = build_config(["--rundir", str(tmp_path / "runs"), "--run-name", "taken", "--trackers", "none"])
+    with pytest.raises(HfGptError, match="runs/taken already exists"):
+        trainer.train(cfg)
 
 
 def test_final_model_loads_with_auto_classes_and_generates(trained_run):
