@@ -1,20 +1,24 @@
 """Helpers the tests share: small text corpora made on the spot, and running the training entry point.
 
 Also tiny .txt/.jsonl/.parquet files, nanoGPT-style .bin shards, and `prepare_data` runs on them, for
-test_data.py, test_sources.py and test_shards.py.
+test_data.py, test_sources.py and test_shards.py; and what a test does when a tool it needs is missing.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from hfgpt.config import DataSection
 from hfgpt.data import PreparedData, prepare_data
@@ -27,6 +31,27 @@ PANGRAMS = [
     "How vexingly quick daft zebras jump!",
     "Sphinx of black quartz, judge my vow.",
 ]
+
+
+def running_in_ci() -> bool:
+    """Whether `CI` is set to a true value, as CI services and .ci/run set it."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip a test whose tool (DeepSpeed, mpirun, wandb) is missing here; in CI, where the dev extra installs
+    every one, fail it instead, so that a broken install cannot pass as "skipped"."""
+    if running_in_ci():
+        pytest.fail(f"{reason} (CI is set: a test that CI can run fails instead of skipping)", pytrace=False)
+    pytest.skip(reason)
+
+
+def import_or_unavailable(name: str) -> ModuleType:
+    """The module `name`, or `unavailable` when it cannot be imported."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        unavailable(f"{name} cannot be imported ({error}); the dev extra installs it")
 
 
 def write_corpus(folder: Path, documents: int = 40) -> Path:

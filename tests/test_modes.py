@@ -7,7 +7,7 @@ import math
 import shutil
 
 import pytest
-from helpers import TINY_MODEL_FLAGS, run_hfgpt, write_corpus
+from helpers import TINY_MODEL_FLAGS, import_or_unavailable, run_hfgpt, write_corpus
 from transformers import AutoTokenizer
 
 from hfgpt.errors import HfGptError
@@ -148,7 +148,7 @@ def test_continue_refuses_other_data_and_keeps_the_tracker_folder(run_copy, tmp_
 
 @pytest.mark.slow
 def test_continue_resumes_the_same_wandb_run(tmp_path):
-    pytest.importorskip("wandb")
+    import_or_unavailable("wandb")
     corpus = write_corpus(tmp_path / "c", documents=4)
     env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     flags = [*TINY_MODEL_FLAGS, "--train", str(corpus), "--max-steps", "4", "--trackers", "wandb",
