@@ -22,6 +22,7 @@ def run_copy(trained_run, tmp_path):
     return copy
 
 
+@pytest.mark.slow
 def test_continue_takes_the_saved_config_and_allows_what_keeps_the_math(run_copy):
     with pytest.warns(UserWarning, match="--lr changes from 0.003 to 0.001"):
         setup = continue_setup([str(run_copy), "--max-steps", "80", "--lr", "1e-3", "--log-every", "2"])
@@ -30,6 +31,7 @@ def test_continue_takes_the_saved_config_and_allows_what_keeps_the_math(run_copy
     assert setup.model_config.hidden_size == 32 and len(setup.tokenizer) == setup.model_config.vocab_size
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("flags", "named"), [
     (["--hidden-size", "64"], "--hidden-size (32 -> 64)"),
     (["--batch", "4"], "--batch-size (8 -> 4)"),
@@ -54,6 +56,7 @@ def test_continue_on_a_folder_that_is_not_a_run(tmp_path):
         continue_setup([])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("folder", "file"), [("tokenizer", "tokenizer.json"), ("architecture", "config.json")])
 def test_a_damaged_tokenizer_or_architecture_is_named_with_where_a_copy_is(run_copy, folder, file):
     (run_copy / folder / file).write_text("{not json")
@@ -61,6 +64,7 @@ def test_a_damaged_tokenizer_or_architecture_is_named_with_where_a_copy_is(run_c
         continue_setup([str(run_copy)])
 
 
+@pytest.mark.slow
 def test_fork_takes_the_model_shape_from_its_source(trained_run):
     with pytest.warns(UserWarning, match="--hidden-size is ignored"):
         setup = fork_setup([str(trained_run), "--hidden-size", "64", "--max-steps", "5"])
