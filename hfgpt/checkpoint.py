@@ -2,9 +2,9 @@
 
 accelerate's `save_state` writes in place with no completion marker, and its `total_limit` deletes
 old checkpoints before the new one is safe. Here a checkpoint is written under a temporary name;
-then `checkpoint.json` (size and SHA-256 of every file) is written as the completion marker, the
-folder is flushed to disk and renamed to `step_<N>`, the `latest` pointer moves (a symlink plus
-`latest.txt` for filesystems without symlinks), and only then are old checkpoints pruned. Resuming
+then `checkpoint.json` (size and SHA-256 of every file, and of itself) is written as the completion
+marker, the folder is flushed to disk and renamed to `step_<N>`, the `latest` pointer moves (a symlink
+plus `latest.txt` for filesystems without symlinks), and only then are old checkpoints pruned. Resuming
 takes the newest checkpoint whose files all match their manifest; any other is skipped with a
 warning that names it and what is wrong.
 
@@ -61,13 +61,21 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _seal(content: dict[str, Any]) -> str:
+    """The manifest's checksum of its own content, so that damage to it is named as such and not blamed on
+    a file whose recorded checksum it changed."""
+    return hashlib.sha256(json.dumps({"step": content["step"], "files": content["files"]}, sort_keys=True)
+                          .encode()).hexdigest()
+
+
 def _write_manifest(folder: Path, step: int) -> None:
     files = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
              for p in sorted(folder.rglob("*")) if p.is_file()}
     for path in sorted(folder.rglob("*")):
         _fsync(path)
     manifest = folder / MANIFEST
-    manifest.write_text(json.dumps({"step": step, "files": files}, indent=1))
+    content = {"step": step, "files": files}
+    manifest.write_text(json.dumps({**content, "sha256": _seal(content)}, indent=1))
     _fsync(manifest)
     _fsync(folder)
 
@@ -134,9 +142,12 @@ def checkpoint_problem(folder: Path) -> str:
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
         files = manifest["files"]
+        sealed = manifest.get("sha256", "")  # older manifests have none
+        if sealed and sealed != _seal(manifest):
+            return f"its {MANIFEST} does not match its own checksum (the manifest is corrupt)"
     except FileNotFoundError:
         return f"it has no {MANIFEST} (it was not completely written)"
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         return f"its {MANIFEST} is unreadable ({error})"
     if TRAINER_STATE not in files:
         return f"its manifest does not list {TRAINER_STATE}"

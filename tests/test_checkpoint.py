@@ -67,9 +67,10 @@ def test_save_writes_a_complete_verified_checkpoint_and_moves_latest(trained, tm
 @pytest.mark.parametrize("damage", ["truncate", "bitflip", "delete"])
 @pytest.mark.parametrize("victim", ["model.safetensors", "optimizer.bin", "random_states_0.pkl",
                                     "trainer_state.json", MANIFEST])
-def test_every_damaged_file_is_detected(trained, victim, damage):
-    _, _, _, step_and_save = trained
-    folder = step_and_save(1)
+def test_every_damaged_file_is_detected_and_named(trained, tmp_path, victim, damage):
+    accelerator, model, _, step_and_save = trained
+    step_and_save(1)
+    folder = step_and_save(2)
     path = folder / victim
     data = path.read_bytes()
     if damage == "truncate":
@@ -79,7 +80,9 @@ def test_every_damaged_file_is_detected(trained, victim, damage):
         path.write_bytes(data[:middle] + bytes([data[middle] ^ 0x10]) + data[middle + 1 :])
     else:
         path.unlink()
-    assert checkpoint_problem(folder) != ""
+    warnings = []
+    assert load_newest_checkpoint(accelerator, tmp_path, model, warn=warnings.append)[0].name == "step_00000001"
+    assert len(warnings) == 1 and "step_00000002" in warnings[0] and victim in warnings[0], warnings
 
 
 def state_of(model, optimizer):
