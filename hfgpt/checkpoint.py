@@ -8,6 +8,10 @@ plus `latest.txt` for filesystems without symlinks), and only then are old check
 takes the newest checkpoint whose files all match their manifest; any other is skipped with a
 warning that names it and what is wrong.
 
+accelerate's `load_state` also skips, silently, a `random_states_<rank>.pkl` it cannot load (damaged and
+re-sealed, refused by `weights_only`, from another numpy or torch): the resume would then not be exact.
+So each process's RNG fingerprint is saved in `trainer_state.json` and compared after loading.
+
     checkpoints/
         step_00000500/   model.safetensors, optimizer.bin, scheduler.bin, random_states_<rank>.pkl,
                          trainer_state.json, checkpoint.json
@@ -19,15 +23,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list
+from accelerate.utils import broadcast_object_list, gather_object, is_cuda_available
 from safetensors import safe_open
 
 from .errors import HfGptError, error_summary, os_error_text
@@ -92,6 +98,30 @@ def _point_latest(checkpoints: Path, name: str) -> None:
     _fsync(checkpoints)
 
 
+def rng_fingerprint() -> str:
+    """SHA-256 of this process's random states as accelerate's `save_state` writes them to
+    `random_states_<rank>.pkl`: Python's, numpy's, torch's, and CUDA's where accelerate saves them."""
+    digest = hashlib.sha256(repr(random.getstate()).encode())
+    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    digest.update(f"{kind} {position} {has_gauss} {cached_gaussian!r}".encode())
+    digest.update(keys.tobytes())
+    digest.update(torch.get_rng_state().numpy().tobytes())
+    for state in torch.cuda.get_rng_state_all() if is_cuda_available() else []:
+        digest.update(state.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _rng_problem(folder: Path, rank: int) -> str:
+    """Why this process's random states, just loaded from `folder`, are not those that were saved; "" when
+    they are, or when the checkpoint predates the fingerprints or holds no entry for `rank` (another world
+    size, which `continue` refuses by name)."""
+    saved = read_trainer_state(folder).get("rng_fingerprints") or []
+    if rank >= len(saved) or saved[rank] == rng_fingerprint():
+        return ""
+    return (f"its RNG state did not load from random_states_{rank}.pkl (accelerate skips an RNG file it cannot "
+            "load), so the run would not go on exactly as it would have")
+
+
 def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, trainer_state: dict[str, Any]) -> Path:
     """Save everything needed to resume after `step` steps; called on every process.
 
@@ -107,6 +137,7 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, trainer_
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
     accelerator.wait_for_everyone()
+    fingerprints = gather_object([rng_fingerprint()])  # by rank: the states save_state is about to write
     failure = ""
     try:
         accelerator.save_state(str(staging))
@@ -115,7 +146,8 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, trainer_
     accelerator.wait_for_everyone()
     if accelerator.is_main_process and not failure:
         try:
-            (staging / TRAINER_STATE).write_text(json.dumps({"step": step, **trainer_state}, indent=2))
+            (staging / TRAINER_STATE).write_text(json.dumps({"step": step, **trainer_state,
+                                                              "rng_fingerprints": fingerprints}, indent=2))
             _write_manifest(staging, step)
             os.replace(staging, final)
             _point_latest(checkpoints, final.name)
@@ -211,8 +243,9 @@ def load_newest_checkpoint(accelerator: Accelerator, run_dir: Path, model: torch
     """Restore the newest usable checkpoint of `run_dir` into the prepared objects; every process calls it.
 
     A checkpoint that fails its manifest, does not fit the model, or fails to load (a planted
-    pickle is refused by `weights_only` loading) is moved aside as `step_<N>.unusable` with a
-    warning, and the one before is tried. Returns the folder and its trainer state.
+    pickle is refused by `weights_only` loading; an RNG file that accelerate skipped shows as random
+    states other than those saved) is moved aside as `step_<N>.unusable` with a warning, and the one
+    before is tried. Returns the folder and its trainer state.
     """
     reasons: list[str] = []
     for folder in reversed(complete_checkpoints(run_dir)):
@@ -223,9 +256,10 @@ def load_newest_checkpoint(accelerator: Accelerator, run_dir: Path, model: torch
         if not problem[0]:
             try:
                 accelerator.load_state(str(folder))
+                failure = _rng_problem(folder, accelerator.process_index)
             except Exception as error:  # any failure to load means: do not trust this checkpoint
-                problem = [f"it failed to load ({error_summary(error, limit=300)})"]
-            problem = [first_failure(problem[0])]
+                failure = f"it failed to load ({error_summary(error, limit=300)})"
+            problem = [first_failure(failure)]
         if not problem[0]:
             return folder, read_trainer_state(folder)
         reasons.append(f"{folder.name}: {problem[0]}")

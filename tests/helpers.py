@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from hfgpt.checkpoint import MANIFEST, _write_manifest, checkpoint_step
 from hfgpt.config import DataSection
 from hfgpt.data import PreparedData, prepare_data
 
@@ -86,6 +88,30 @@ def run_hfgpt(args: list[str], cwd: Path, launcher: str = "python", timeout: int
     its output."""
     return subprocess.run(launch_command(args, launcher), cwd=cwd, env=launch_env(env), capture_output=True,
                           text=True, timeout=timeout)
+
+
+class _OpensAFile:
+    """Unpickling this creates a file: the proof that a pickle ran code."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def plant_pickle(path: Path, marker: Path) -> None:
+    """Replace the file at `path` with a pickle whose loading, if it ran pickled code, would create `marker`;
+    `torch.load(weights_only=True)` refuses it."""
+    with open(path, "wb") as handle:
+        pickle.dump({"state": _OpensAFile(marker)}, handle)
+
+
+def reseal_checkpoint(folder: Path) -> None:
+    """Write a checkpoint's manifest anew over its files as they are now, as anyone who can write the folder
+    could: only the loader then stands between a planted file and the run."""
+    (folder / MANIFEST).unlink()
+    _write_manifest(folder, checkpoint_step(folder))
 
 
 TINY_MODEL_FLAGS = ["--dim", "32", "--heads", "2", "--layers", "2", "--seq", "32", "--batch", "8",

@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from helpers import run_hfgpt
+from helpers import plant_pickle, reseal_checkpoint, run_hfgpt
 from resume_helpers import MAX_STEPS, assert_same_run, checked, exact_flags, kill_and_continue
 
 from hfgpt.config import TrainingSection
@@ -99,3 +99,19 @@ def test_runs_killed_at_random_moments_resume_bitwise(reference, seed):
     run_dir, struck = kill_and_continue(reference, f"killed{seed}", seed=seed, kills=2)
     assert struck >= 1
     assert_same_run(run_dir, reference / "runs" / "reference")
+
+
+@pytest.mark.slow
+def test_an_rng_state_that_does_not_load_is_set_aside_and_the_run_stays_exact(reference):
+    """accelerate skips an RNG file it cannot load; hfgpt notices, and resumes from the checkpoint before."""
+    root = reference
+    checked(run_hfgpt([*exact_flags(root, "rng"), "--stop-at-step", "8"], cwd=root))  # checkpoints 4 and 8
+    run_dir = root / "runs" / "rng"
+    newest = run_dir / "checkpoints" / "step_00000008"
+    plant_pickle(newest / "random_states_0.pkl", root / "pwned")  # weights_only refuses it
+    reseal_checkpoint(newest)
+    continued = checked(run_hfgpt(["continue", str(run_dir)], cwd=root))
+    assert "step_00000008: its RNG state did not load from random_states_0.pkl" in continued.stderr, \
+        continued.stderr[-3000:]
+    assert "(step 4)" in continued.stdout and (run_dir / "checkpoints" / "step_00000008.unusable").is_dir()
+    assert_same_run(run_dir, root / "runs" / "reference")
