@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 from helpers import plant_pickle, reseal_checkpoint, run_hfgpt
-from resume_helpers import MAX_STEPS, assert_same_run, checked, exact_flags, kill_and_continue
+from resume_helpers import MAX_STEPS, assert_same_run, checked, exact_flags, kill_and_continue, kill_inside_save
 
 from hfgpt.config import TrainingSection
 from hfgpt.errors import HfGptError
@@ -95,7 +95,8 @@ def test_stopped_and_continued_run_is_bitwise_the_uninterrupted_one(reference, w
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_runs_killed_at_random_moments_resume_bitwise(reference, seed):
-    """SIGKILL (no chance to clean up), often in the middle of writing a checkpoint, twice per run."""
+    """SIGKILL (no chance to clean up): first inside the save of a checkpoint, then twice at random moments."""
+    kill_inside_save(reference, f"killed{seed}", step=2 * seed)
     run_dir, struck = kill_and_continue(reference, f"killed{seed}", seed=seed, kills=2)
     assert struck >= 1
     assert_same_run(run_dir, reference / "runs" / "reference")
