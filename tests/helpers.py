@@ -119,6 +119,19 @@ TINY_MODEL_FLAGS = ["--dim", "32", "--heads", "2", "--layers", "2", "--seq", "32
                     "--eval-batches", "2", "--no-progress-bar", "--sample-tokens", "20"]
 
 
+def tiny_run_flags(root: Path, name: str, *extra: str) -> list[str]:
+    """Flags for a tiny in-process run on a small corpus under `root`, logging every step, as `runs/<name>`."""
+    corpus = write_corpus(root / "corpus", documents=10)
+    return [*TINY_MODEL_FLAGS, "--train", str(corpus), "--trackers", "none", "--sample-tokens", "0",
+            "--log-every", "1", "--rundir", str(root / "runs"), "--run-name", name, "--cache-dir",
+            str(root / "cache"), *extra]
+
+
+def read_log(run_dir: Path) -> list[dict]:
+    """The records of a run's train_log.jsonl."""
+    return [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+
+
 def make_docs(n: int, seed: int = 0) -> list[str]:
     """Documents of very different lengths (1 to ~200 characters), some with unicode and newlines."""
     rng = np.random.default_rng(seed)
