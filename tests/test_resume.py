@@ -9,7 +9,15 @@ import json
 import pytest
 import torch
 from helpers import plant_pickle, reseal_checkpoint, run_hfgpt
-from resume_helpers import MAX_STEPS, assert_same_run, checked, exact_flags, kill_and_continue, kill_inside_save
+from resume_helpers import (
+    MAX_STEPS,
+    assert_same_run,
+    checked,
+    exact_flags,
+    kill_and_continue,
+    kill_inside_save,
+    log_records,
+)
 
 from hfgpt.config import TrainingSection
 from hfgpt.errors import HfGptError
@@ -116,3 +124,24 @@ def test_an_rng_state_that_does_not_load_is_set_aside_and_the_run_stays_exact(re
         continued.stderr[-3000:]
     assert "(step 4)" in continued.stdout and (run_dir / "checkpoints" / "step_00000008.unusable").is_dir()
     assert_same_run(run_dir, root / "runs" / "reference")
+
+
+@pytest.mark.slow
+def test_the_metric_window_and_early_stopping_go_on_across_a_continue(tmp_path):
+    """Logged every 3 steps and stopped at step 5, the run resumes with steps 4-5 in its metric window and one
+    evaluation without improvement counted: the next log line and the early stop come as without the stop."""
+    stopping = ["--log-every", "3", "--eval-every", "2", "--ckpt-every", "2", "--early-stopping", "--patience", "2",
+                "--early-stopping-min-delta", "100"]  # no evaluation after the first improves by that much
+    checked(run_hfgpt([*exact_flags(tmp_path, "reference"), *stopping], cwd=tmp_path))
+    reference = tmp_path / "runs" / "reference"
+    info = json.loads((reference / "run.json").read_text())
+    assert (info["status"], info["sessions"][-1]["end_step"]) == ("stopped early", 6)
+    assert [(r["step"], r["split"]) for r in log_records(reference)] == [
+        (2, "valid"), (3, "train"), (4, "valid"), (6, "train"), (6, "valid")]
+
+    checked(run_hfgpt([*exact_flags(tmp_path, "resumed"), *stopping, "--stop-at-step", "5"], cwd=tmp_path))
+    resumed = tmp_path / "runs" / "resumed"
+    assert "(step 5)" in checked(run_hfgpt(["continue", str(resumed)], cwd=tmp_path)).stdout
+    assert log_records(resumed) == log_records(reference)
+    info = json.loads((resumed / "run.json").read_text())
+    assert (info["status"], info["sessions"][-1]["end_step"]) == ("stopped early", 6)
