@@ -107,6 +107,13 @@ def plant_pickle(path: Path, marker: Path) -> None:
         pickle.dump({"state": _OpensAFile(marker)}, handle)
 
 
+def flip_one_bit(path: Path) -> None:
+    """Damage a file as a failing disk might: one bit in its middle flipped, its size unchanged."""
+    data = path.read_bytes()
+    middle = len(data) // 2
+    path.write_bytes(data[:middle] + bytes([data[middle] ^ 0x10]) + data[middle + 1 :])
+
+
 def reseal_checkpoint(folder: Path) -> None:
     """Write a checkpoint's manifest anew over its files as they are now, as anyone who can write the folder
     could: only the loader then stands between a planted file and the run."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate import Accelerator
-from helpers import plant_pickle, reseal_checkpoint
+from helpers import flip_one_bit, plant_pickle, reseal_checkpoint
 
 from hfgpt.checkpoint import (
     MANIFEST,
@@ -78,8 +78,7 @@ def test_every_damaged_file_is_detected_and_named(trained, tmp_path, victim, dam
     if damage == "truncate":
         path.write_bytes(data[: len(data) // 2])
     elif damage == "bitflip":
-        middle = len(data) // 2
-        path.write_bytes(data[:middle] + bytes([data[middle] ^ 0x10]) + data[middle + 1 :])
+        flip_one_bit(path)
     else:
         path.unlink()
     warnings = []

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import import_or_unavailable, launch_command, launch_env, run_hfgpt, unavailable
+from helpers import flip_one_bit, import_or_unavailable, launch_command, launch_env, run_hfgpt, unavailable
 from resume_helpers import checked, exact_flags, log_records
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -77,6 +77,23 @@ def test_deepspeed_trains_resumes_and_saves_a_consolidated_model(one_process, st
         assert mine.shape == theirs.shape and (mine - theirs).abs().max() < 1e-4, name
     tokenizer = AutoTokenizer.from_pretrained(final)
     assert model.generate(**tokenizer("ab", return_tensors="pt"), max_new_tokens=5, do_sample=False).shape[1] == 7
+
+
+def test_a_damaged_zero_checkpoint_is_set_aside_and_the_one_before_is_used(one_process):
+    """DeepSpeed loads its own sharded files; the manifest's checksums still catch their damage."""
+    import_or_unavailable("deepspeed")
+    root = one_process
+    checked(run_hfgpt([*exact_flags(root, "damaged"), *TOKEN_BATCH, "--stop-at-step", "8"], cwd=root,
+                      launcher="zero3"))  # checkpoints at steps 4 and 8
+    run_dir = root / "runs" / "damaged"
+    newest = run_dir / "checkpoints" / "step_00000008"
+    victim = next(newest.rglob("*rank_1*optim_states.pt")).relative_to(newest)  # rank 1's optimizer shard
+    flip_one_bit(newest / victim)
+    continued = checked(run_hfgpt(["continue", str(run_dir)], cwd=root, launcher="zero3"))
+    assert f"step_00000008: {victim.as_posix()} does not match the checksum" in continued.stderr, \
+        continued.stderr[-3000:]
+    assert "(step 4)" in continued.stdout and (run_dir / "checkpoints" / "step_00000008.unusable").is_dir()
+    assert largest_relative_difference(run_dir, root / "runs" / "one") < 1e-5
 
 
 def rank_pids(launcher_pid: int) -> dict[int, int]:
