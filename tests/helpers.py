@@ -1,7 +1,8 @@
 """Helpers the tests share: small text corpora made on the spot, and running the training entry point.
 
 Also tiny .txt/.jsonl/.parquet files, nanoGPT-style .bin shards, and `prepare_data` runs on them, for
-test_data.py, test_sources.py and test_shards.py; and what a test does when a tool it needs is missing.
+test_data.py, test_sources.py and test_shards.py; damaging, planting and re-sealing checkpoint files; and
+what a test does when a tool it needs is missing.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ TINY_MODEL_FLAGS = ["--dim", "32", "--heads", "2", "--layers", "2", "--seq", "32
 
 
 def tiny_run_flags(root: Path, name: str, *extra: str) -> list[str]:
-    """Flags for a tiny in-process run on a small corpus under `root`, logging every step, as `runs/<name>`."""
+    """Flags for a tiny run on a small corpus under `root`, logging every step, as `root/runs/<name>`."""
     corpus = write_corpus(root / "corpus", documents=10)
     return [*TINY_MODEL_FLAGS, "--train", str(corpus), "--trackers", "none", "--sample-tokens", "0",
             "--log-every", "1", "--rundir", str(root / "runs"), "--run-name", name, "--cache-dir",

@@ -112,7 +112,8 @@ def kill_inside_save(root: Path, name: str, step: int) -> Path:
     run directory, with the proof that the kill struck inside the save: the save's files without a seal."""
     script = str(REPO / "recipes" / "train.py")
     killed = subprocess.run([sys.executable, "-c", KILL_INSIDE_SAVE, str(step), script,
-                             *exact_flags(root, name, ckpt_every=1)], cwd=root, capture_output=True, timeout=300)
+                             *exact_flags(root, name, ckpt_every=1)], cwd=root, capture_output=True, text=True,
+                            timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     checkpoints = root / "runs" / name / "checkpoints"
     unsealed = checkpoints / f".step_{step:08d}.tmp"
