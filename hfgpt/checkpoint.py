@@ -2,15 +2,19 @@
 
 accelerate's `save_state` writes in place with no completion marker, and its `total_limit` deletes
 old checkpoints before the new one is safe. Here a checkpoint is written under a temporary name;
-then `checkpoint.json` (size and SHA-256 of every file) is written as the completion marker, the
-folder is flushed to disk and renamed to `step_<N>`, the `latest` pointer moves (a symlink plus
-`latest.txt` for filesystems without symlinks), and only then are old checkpoints pruned. Resuming
+then `checkpoint.json` (size and SHA-256 of every file, and of itself) is written as the completion
+marker, the folder is flushed to disk and renamed to `step_<N>`, the `latest` pointer moves (a symlink
+plus `latest.txt` for filesystems without symlinks), and only then are old checkpoints pruned. Resuming
 takes the newest checkpoint whose files all match their manifest; any other is skipped with a
 warning that names it and what is wrong.
 
 Deletion touches only names hfgpt gives here, never through a symlink (`hfgpt.files.remove_made`):
 pruning only sealed `step_<N>` folders (renamed to `.step_<N>.deleting` first), clean-up only
 `.step_<N>.tmp` and `.step_<N>.deleting`; any other folder in checkpoints/ is left as it is.
+
+accelerate's `load_state` also skips, silently, a `random_states_<rank>.pkl` it cannot load (damaged and
+re-sealed, refused by `weights_only`, from another numpy or torch): the resume would then not be exact.
+So each process's RNG fingerprint is saved in `trainer_state.json` and compared after loading.
 
     checkpoints/
         step_00000500/   model.safetensors, optimizer.bin, scheduler.bin, random_states_<rank>.pkl,
@@ -23,14 +27,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list
+from accelerate.utils import broadcast_object_list, gather_object, is_cuda_available
 from safetensors import safe_open
 
 from .errors import HfGptError, error_summary, os_error_text
@@ -66,13 +72,21 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _seal(content: dict[str, Any]) -> str:
+    """The manifest's checksum of its own content, so that damage to it is named as such and not blamed on
+    a file whose recorded checksum it changed."""
+    return hashlib.sha256(json.dumps({"step": content["step"], "files": content["files"]}, sort_keys=True)
+                          .encode()).hexdigest()
+
+
 def _write_manifest(folder: Path, step: int) -> None:
     files = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
              for p in sorted(folder.rglob("*")) if p.is_file()}
     for path in sorted(folder.rglob("*")):
         _fsync(path)
     manifest = folder / MANIFEST
-    manifest.write_text(json.dumps({"step": step, "files": files}, indent=1))
+    content = {"step": step, "files": files}
+    manifest.write_text(json.dumps({**content, "sha256": _seal(content)}, indent=1))
     _fsync(manifest)
     _fsync(folder)
 
@@ -87,6 +101,30 @@ def _point_latest(checkpoints: Path, name: str) -> None:
     except OSError:
         pass  # no symlinks here: latest.txt alone points the way
     _fsync(checkpoints)
+
+
+def rng_fingerprint() -> str:
+    """SHA-256 of this process's random states as accelerate's `save_state` writes them to
+    `random_states_<rank>.pkl`: Python's, numpy's, torch's, and CUDA's where accelerate saves them."""
+    digest = hashlib.sha256(repr(random.getstate()).encode())
+    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    digest.update(f"{kind} {position} {has_gauss} {cached_gaussian!r}".encode())
+    digest.update(keys.tobytes())
+    digest.update(torch.get_rng_state().numpy().tobytes())
+    for state in torch.cuda.get_rng_state_all() if is_cuda_available() else []:
+        digest.update(state.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _rng_problem(folder: Path, rank: int) -> str:
+    """Why this process's random states, just loaded from `folder`, are not those that were saved; "" when
+    they are, or when the checkpoint predates the fingerprints or holds no entry for `rank` (another world
+    size, which `continue` refuses by name)."""
+    saved = read_trainer_state(folder).get("rng_fingerprints") or []
+    if rank >= len(saved) or saved[rank] == rng_fingerprint():
+        return ""
+    return (f"its RNG state did not load from random_states_{rank}.pkl (accelerate skips an RNG file it cannot "
+            "load), so the run would not go on exactly as it would have")
 
 
 def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, trainer_state: dict[str, Any]) -> Path:
@@ -104,6 +142,7 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, trainer_
         remove_made(staging, _STAGING, ignore_errors=True)
         staging.mkdir(parents=True)
     accelerator.wait_for_everyone()
+    fingerprints = gather_object([rng_fingerprint()])  # by rank: the states save_state is about to write
     failure = ""
     try:
         accelerator.save_state(str(staging))
@@ -112,7 +151,8 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, trainer_
     accelerator.wait_for_everyone()
     if accelerator.is_main_process and not failure:
         try:
-            (staging / TRAINER_STATE).write_text(json.dumps({"step": step, **trainer_state}, indent=2))
+            (staging / TRAINER_STATE).write_text(json.dumps({"step": step, **trainer_state,
+                                                              "rng_fingerprints": fingerprints}, indent=2))
             _write_manifest(staging, step)
             os.replace(staging, final)
             _point_latest(checkpoints, final.name)
@@ -144,9 +184,12 @@ def checkpoint_problem(folder: Path) -> str:
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
         files = manifest["files"]
+        sealed = manifest.get("sha256", "")  # older manifests have none
+        if sealed and sealed != _seal(manifest):
+            return f"its {MANIFEST} does not match its own checksum (the manifest is corrupt)"
     except FileNotFoundError:
         return f"it has no {MANIFEST} (it was not completely written)"
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         return f"its {MANIFEST} is unreadable ({error})"
     if TRAINER_STATE not in files:
         return f"its manifest does not list {TRAINER_STATE}"
@@ -208,8 +251,9 @@ def load_newest_checkpoint(accelerator: Accelerator, run_dir: Path, model: torch
     """Restore the newest usable checkpoint of `run_dir` into the prepared objects; every process calls it.
 
     A checkpoint that fails its manifest, does not fit the model, or fails to load (a planted
-    pickle is refused by `weights_only` loading) is moved aside as `step_<N>.unusable` with a
-    warning, and the one before is tried. Returns the folder and its trainer state.
+    pickle is refused by `weights_only` loading; an RNG file that accelerate skipped shows as random
+    states other than those saved) is moved aside as `step_<N>.unusable` with a warning, and the one
+    before is tried. Returns the folder and its trainer state.
     """
     reasons: list[str] = []
     for folder in reversed(complete_checkpoints(run_dir)):
@@ -220,9 +264,10 @@ def load_newest_checkpoint(accelerator: Accelerator, run_dir: Path, model: torch
         if not problem[0]:
             try:
                 accelerator.load_state(str(folder))
+                failure = _rng_problem(folder, accelerator.process_index)
             except Exception as error:  # any failure to load means: do not trust this checkpoint
-                problem = [f"it failed to load ({error_summary(error, limit=300)})"]
-            problem = [first_failure(problem[0])]
+                failure = f"it failed to load ({error_summary(error, limit=300)})"
+            problem = [first_failure(failure)]
         if not problem[0]:
             return folder, read_trainer_state(folder)
         reasons.append(f"{folder.name}: {problem[0]}")

@@ -1,7 +1,8 @@
 """What `continue` restores from the newest usable checkpoint, and what it refuses to resume.
 
-The checkpoint holds the model, optimizer, every process's RNG (through accelerate), and in
-`trainer_state.json` the step, schedule, metric window and early-stopping state. What would change the
+The checkpoint holds the model, optimizer, every process's RNG (through accelerate, and checked against the
+fingerprints saved with it), and in `trainer_state.json` the step, schedule, metric window and early-stopping
+state. What would change the
 run's math (world size, global batch, sequence length, tokenizer, data) is stored with it and compared.
 """
 

@@ -1,11 +1,52 @@
-"""Shared fixtures: one real training run, reused by the tests that read what a run leaves behind."""
+"""Shared fixtures: one real training run, reused by the tests that read what a run leaves behind.
+
+Also the rule that keeps `pytest -m "not slow"` fast and true to the README: a test that starts a process
+(a training launch, a child Python, a shell script), or that uses the session's `trained_run`, must be
+marked slow. Collection refuses an unmarked test that requests `trained_run` (once the run exists, using it
+starts nothing, so only its name can tell), and an unmarked test that starts a process fails when it does.
+"""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 from helpers import TINY_MODEL_FLAGS, run_hfgpt, write_corpus
+
+SLOW_FIXTURES = {"trained_run"}  # fixtures that launch a training run
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    unmarked = [item.nodeid for item in items if SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+                and item.get_closest_marker("slow") is None]
+    if unmarked:
+        raise pytest.UsageError(f"these tests use {', '.join(sorted(SLOW_FIXTURES))}, which launches a training "
+                                f"run, but are not marked @pytest.mark.slow: {', '.join(unmarked)}")
+
+
+_running: list[pytest.Item] = []  # the test being set up, run or torn down
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _running[:] = [item]  # before its fixtures, which may launch processes too
+
+
+def _start_only_in_slow_tests(start_child):
+    def start(self, args, *rest, **kwargs):
+        if _running and _running[0].get_closest_marker("slow") is None:
+            program = args if isinstance(args, (str, bytes, os.PathLike)) else args[0]
+            pytest.fail(f"{_running[0].nodeid} starts a process ({program}) "
+                        "but is not marked @pytest.mark.slow, so `pytest -m \"not slow\"` would not skip it")
+        return start_child(self, args, *rest, **kwargs)
+    return start
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Every subprocess.run/Popen/check_output goes through _execute_child.
+    subprocess.Popen._execute_child = _start_only_in_slow_tests(subprocess.Popen._execute_child)
 
 
 @pytest.fixture(scope="session")

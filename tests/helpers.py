@@ -1,22 +1,29 @@
 """Helpers the tests share: small text corpora made on the spot, and running the training entry point.
 
 Also tiny .txt/.jsonl/.parquet files, nanoGPT-style .bin shards, and `prepare_data` runs on them, for
-test_data.py, test_sources.py and test_shards.py.
+test_data.py, test_sources.py and test_shards.py; damaging, planting and re-sealing checkpoint files; and
+what a test does when a tool it needs is missing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
+from hfgpt.checkpoint import MANIFEST, _write_manifest, checkpoint_step
 from hfgpt.config import DataSection
 from hfgpt.data import PreparedData, prepare_data
 
@@ -28,6 +35,27 @@ PANGRAMS = [
     "How vexingly quick daft zebras jump!",
     "Sphinx of black quartz, judge my vow.",
 ]
+
+
+def running_in_ci() -> bool:
+    """Whether `CI` is set to a true value, as CI services and .ci/run set it."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip a test whose tool (DeepSpeed, mpirun, wandb) is missing here; in CI, where the dev extra installs
+    every one, fail it instead, so that a broken install cannot pass as "skipped"."""
+    if running_in_ci():
+        pytest.fail(f"{reason} (CI is set: a test that CI can run fails instead of skipping)", pytrace=False)
+    pytest.skip(reason)
+
+
+def import_or_unavailable(name: str) -> ModuleType:
+    """The module `name`, or `unavailable` when it cannot be imported."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        unavailable(f"{name} cannot be imported ({error}); the dev extra installs it")
 
 
 def write_corpus(folder: Path, documents: int = 40) -> Path:
@@ -82,9 +110,53 @@ def snapshot(root: Path) -> dict[str, tuple]:
     return found
 
 
+class _OpensAFile:
+    """Unpickling this creates a file: the proof that a pickle ran code."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def plant_pickle(path: Path, marker: Path) -> None:
+    """Replace the file at `path` with a pickle whose loading, if it ran pickled code, would create `marker`;
+    `torch.load(weights_only=True)` refuses it."""
+    with open(path, "wb") as handle:
+        pickle.dump({"state": _OpensAFile(marker)}, handle)
+
+
+def flip_one_bit(path: Path) -> None:
+    """Damage a file as a failing disk might: one bit in its middle flipped, its size unchanged."""
+    data = path.read_bytes()
+    middle = len(data) // 2
+    path.write_bytes(data[:middle] + bytes([data[middle] ^ 0x10]) + data[middle + 1 :])
+
+
+def reseal_checkpoint(folder: Path) -> None:
+    """Write a checkpoint's manifest anew over its files as they are now, as anyone who can write the folder
+    could: only the loader then stands between a planted file and the run."""
+    (folder / MANIFEST).unlink()
+    _write_manifest(folder, checkpoint_step(folder))
+
+
 TINY_MODEL_FLAGS = ["--dim", "32", "--heads", "2", "--layers", "2", "--seq", "32", "--batch", "8",
                     "--lr", "3e-3", "--warmup-steps", "5", "--log-every", "5", "--eval-every", "20",
                     "--eval-batches", "2", "--no-progress-bar", "--sample-tokens", "20"]
+
+
+def tiny_run_flags(root: Path, name: str, *extra: str) -> list[str]:
+    """Flags for a tiny run on a small corpus under `root`, logging every step, as `root/runs/<name>`."""
+    corpus = write_corpus(root / "corpus", documents=10)
+    return [*TINY_MODEL_FLAGS, "--train", str(corpus), "--trackers", "none", "--sample-tokens", "0",
+            "--log-every", "1", "--rundir", str(root / "runs"), "--run-name", name, "--cache-dir",
+            str(root / "cache"), *extra]
+
+
+def read_log(run_dir: Path) -> list[dict]:
+    """The records of a run's train_log.jsonl."""
+    return [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
 
 
 def make_docs(n: int, seed: int = 0) -> list[str]:

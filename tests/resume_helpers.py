@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -24,11 +25,16 @@ LOG_LINES = MAX_STEPS + MAX_STEPS // EVAL_EVERY  # a train record per step and a
 
 
 def write_exact_corpus(folder: Path) -> tuple[Path, Path]:
-    """Train text of exactly TRAIN_BLOCKS x SEQ tokens (with its EOS) and a separate validation text."""
+    """Train text of exactly TRAIN_BLOCKS x SEQ tokens (with its EOS) and a separate validation text.
+
+    Written once per folder: writing them again would change their modification time, and with it the data
+    fingerprint that `continue` compares."""
+    train, valid = folder / "train.txt", folder / "valid.txt"
+    if train.is_file() and valid.is_file():
+        return train, valid
     rng = random.Random(0)
     alphabet = "abcdefghij klmnop\n"
     folder.mkdir(parents=True, exist_ok=True)
-    train, valid = folder / "train.txt", folder / "valid.txt"
     train.write_text("".join(rng.choice(alphabet) for _ in range(TRAIN_BLOCKS * SEQ - 1)))
     valid.write_text("".join(rng.choice(alphabet) for _ in range(6 * SEQ - 1)))
     return train, valid
@@ -78,6 +84,43 @@ def assert_same_run(run: Path, reference: Path) -> None:
             assert torch.equal(optimizer["state"][index][key], value), f"{run.name}: optimizer {index}.{key} differs"
     assert log_records(run) == log_records(reference)
     assert log_records(run, "samples.jsonl") == log_records(reference, "samples.jsonl")
+
+
+# recipes/train.py, SIGKILLed inside the save of one checkpoint: after accelerate's save_state has written
+# its files, before the manifest that would seal them (argv: the step, then the script and its arguments).
+KILL_INSIDE_SAVE = """
+import os, runpy, signal, sys
+import hfgpt.checkpoint
+
+step, seal = int(sys.argv[1]), hfgpt.checkpoint._write_manifest
+
+
+def killed_before_sealing(folder, saved_step):
+    if saved_step == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+    seal(folder, saved_step)
+
+
+hfgpt.checkpoint._write_manifest = killed_before_sealing
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def kill_inside_save(root: Path, name: str, step: int) -> Path:
+    """Start a run (checkpointing every step) that is SIGKILLed while it saves checkpoint `step`; returns its
+    run directory, with the proof that the kill struck inside the save: the save's files without a seal."""
+    script = str(REPO / "recipes" / "train.py")
+    killed = subprocess.run([sys.executable, "-c", KILL_INSIDE_SAVE, str(step), script,
+                             *exact_flags(root, name, ckpt_every=1)], cwd=root, capture_output=True, text=True,
+                            timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    checkpoints = root / "runs" / name / "checkpoints"
+    unsealed = checkpoints / f".step_{step:08d}.tmp"
+    assert (unsealed / "model.safetensors").is_file() and not (unsealed / "checkpoint.json").exists(), \
+        f"the kill did not strike inside the save of step {step}"
+    assert (checkpoints / "latest.txt").read_text().strip() == f"step_{step - 1:08d}"
+    return root / "runs" / name
 
 
 def kill_and_continue(root: Path, name: str, seed: int, kills: int = 1, ckpt_every: int = 1) -> tuple[Path, int]:

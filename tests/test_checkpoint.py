@@ -1,17 +1,18 @@
 """Checkpoints: atomic saves with a verified manifest, the latest pointer, safe pruning, and resuming
-from the newest usable checkpoint when newer ones are truncated, bit-flipped, deleted or planted."""
+from the newest usable checkpoint when newer ones are truncated, bit-flipped, deleted or planted, or their
+RNG state does not load."""
 
 from __future__ import annotations
 
 import errno
 import json
 import os
-import pickle
 from pathlib import Path
 
 import pytest
 import torch
 from accelerate import Accelerator
+from helpers import flip_one_bit, plant_pickle, reseal_checkpoint
 
 from hfgpt.checkpoint import (
     MANIFEST,
@@ -20,6 +21,7 @@ from hfgpt.checkpoint import (
     complete_checkpoints,
     load_newest_checkpoint,
     prune_checkpoints,
+    read_trainer_state,
     save_checkpoint,
 )
 from hfgpt.errors import HfGptError
@@ -67,19 +69,21 @@ def test_save_writes_a_complete_verified_checkpoint_and_moves_latest(trained, tm
 @pytest.mark.parametrize("damage", ["truncate", "bitflip", "delete"])
 @pytest.mark.parametrize("victim", ["model.safetensors", "optimizer.bin", "random_states_0.pkl",
                                     "trainer_state.json", MANIFEST])
-def test_every_damaged_file_is_detected(trained, victim, damage):
-    _, _, _, step_and_save = trained
-    folder = step_and_save(1)
+def test_every_damaged_file_is_detected_and_named(trained, tmp_path, victim, damage):
+    accelerator, model, _, step_and_save = trained
+    step_and_save(1)
+    folder = step_and_save(2)
     path = folder / victim
     data = path.read_bytes()
     if damage == "truncate":
         path.write_bytes(data[: len(data) // 2])
     elif damage == "bitflip":
-        middle = len(data) // 2
-        path.write_bytes(data[:middle] + bytes([data[middle] ^ 0x10]) + data[middle + 1 :])
+        flip_one_bit(path)
     else:
         path.unlink()
-    assert checkpoint_problem(folder) != ""
+    warnings = []
+    assert load_newest_checkpoint(accelerator, tmp_path, model, warn=warnings.append)[0].name == "step_00000001"
+    assert len(warnings) == 1 and "step_00000002" in warnings[0] and victim in warnings[0], warnings
 
 
 def state_of(model, optimizer):
@@ -96,7 +100,7 @@ def test_continue_skips_a_corrupt_newest_checkpoint_with_a_warning(trained, tmp_
     (newest / "optimizer.bin").write_bytes(data[:100])
     warnings = []
     folder, state = load_newest_checkpoint(accelerator, tmp_path, model, warn=warnings.append)
-    assert folder.name == "step_00000001" and state == {"step": 1, "note": 1}
+    assert folder.name == "step_00000001" and (state["step"], state["note"]) == (1, 1)
     assert len(warnings) == 1 and "step_00000002" in warnings[0] and "optimizer.bin" in warnings[0]
     assert (tmp_path / "checkpoints" / "step_00000002.unusable").is_dir(), "set aside, not deleted"
     restored_weights, restored_moments = state_of(model, optimizer)
@@ -104,34 +108,50 @@ def test_continue_skips_a_corrupt_newest_checkpoint_with_a_warning(trained, tmp_
     assert all(torch.equal(restored_moments[i][k], v) for i, s in moments.items() for k, v in s.items())
 
 
-class Payload:
-    """Unpickling this would create a file: the proof that a pickle ran code."""
-
-    def __init__(self, marker: str):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
 def test_a_planted_pickle_is_refused_not_run(trained, tmp_path):
     accelerator, model, _, step_and_save = trained
     step_and_save(1)
     newest = step_and_save(2)
     marker = tmp_path / "pwned"
-    with open(newest / "optimizer.bin", "wb") as handle:
-        pickle.dump({"state": Payload(str(marker))}, handle)
-    # Re-seal the manifest, as an attacker who can write the folder could: only the loader stands in the way.
-    manifest = json.loads((newest / MANIFEST).read_text())
-    os.remove(newest / MANIFEST)
-    from hfgpt.checkpoint import _write_manifest
-    _write_manifest(newest, manifest["step"])
+    plant_pickle(newest / "optimizer.bin", marker)
+    reseal_checkpoint(newest)
     assert checkpoint_problem(newest) == ""
     warnings = []
     folder, _ = load_newest_checkpoint(accelerator, tmp_path, model, warn=warnings.append)
     assert folder.name == "step_00000001"
     assert not marker.exists(), "the pickle payload ran"
     assert "failed to load" in warnings[0]
+
+
+def test_an_rng_state_that_does_not_load_sets_the_checkpoint_aside(trained, tmp_path):
+    """accelerate loads random_states_0.pkl inside `except Exception`: a refused file leaves the RNG as it was,
+    and only the saved fingerprint tells."""
+    accelerator, model, _, step_and_save = trained
+    step_and_save(1)
+    saved_with_step_1 = torch.get_rng_state()
+    newest = step_and_save(2)
+    plant_pickle(newest / "random_states_0.pkl", tmp_path / "pwned")
+    reseal_checkpoint(newest)
+    torch.manual_seed(12345)  # the RNG a fresh launch would have
+    warnings = []
+    folder, _ = load_newest_checkpoint(accelerator, tmp_path, model, warn=warnings.append)
+    assert folder.name == "step_00000001"
+    assert len(warnings) == 1 and "step_00000002" in warnings[0], warnings
+    assert "RNG state did not load from random_states_0.pkl" in warnings[0]
+    assert (tmp_path / "checkpoints" / "step_00000002.unusable").is_dir()
+    assert torch.equal(torch.get_rng_state(), saved_with_step_1)
+
+
+def test_a_checkpoint_saved_without_rng_fingerprints_loads_as_before(trained, tmp_path):
+    accelerator, model, _, step_and_save = trained
+    newest = step_and_save(1)
+    state = read_trainer_state(newest)
+    del state["rng_fingerprints"]
+    (newest / "trainer_state.json").write_text(json.dumps(state))
+    reseal_checkpoint(newest)
+    warnings = []
+    assert load_newest_checkpoint(accelerator, tmp_path, model, warn=warnings.append)[0] == newest
+    assert warnings == []
 
 
 def test_a_checkpoint_of_another_shape_is_named_and_skipped(trained, tmp_path):

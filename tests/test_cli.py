@@ -1,5 +1,6 @@
 """The `hfgpt` command: generation from a run, the pipeline, and user errors without tracebacks."""
 
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -9,21 +10,38 @@ import torch
 from helpers import REPO, run_hfgpt
 from transformers import pipeline
 
-import hfgpt  # registers the Auto classes
+import hfgpt.generation  # also registers the Auto classes
 from hfgpt.cli import main
+from hfgpt.generation import generate_text, load_model
 
 
-def test_generate_from_a_run_directory(trained_run, capsys):
+@pytest.mark.slow
+def test_generate_from_a_run_directory(trained_run, capsys, monkeypatch):
     assert main(["generate", str(trained_run), "--prompt", "Pack my", "--max-new-tokens", "15",
                  "--temperature", "0"]) == 0
-    greedy = capsys.readouterr().out
-    assert greedy.startswith("Pack my")
+    model, tokenizer, _ = load_model(trained_run)
+    assert capsys.readouterr().out == generate_text(model, tokenizer, "Pack my", 15, temperature=0) + "\n"
+
+    real_generate_text = hfgpt.generation.generate_text
+    calls = []
+
+    def recorded(*args, **kwargs):
+        options = inspect.signature(real_generate_text).bind(*args, **kwargs).arguments
+        calls.append({k: v for k, v in options.items() if k not in ("model", "tokenizer")})
+        return real_generate_text(*args, **kwargs)
+
+    monkeypatch.setattr(hfgpt.generation, "generate_text", recorded)
     assert main(["generate", str(trained_run / "final"), "--prompt", "Pack my", "--max-new-tokens", "15",
                  "--temperature", "0.9", "--top-k", "5", "--top-p", "0.9", "--seed", "1",
                  "--num-samples", "2"]) == 0
-    assert capsys.readouterr().out.count("Pack my") == 2
+    # Each flag reaches the sampler, and each sample gets its own seed: the first one's, then the next.
+    options = {"prompt": "Pack my", "max_new_tokens": 15, "temperature": 0.9, "top_k": 5, "top_p": 0.9}
+    assert calls == [{**options, "seed": 1}, {**options, "seed": 2}]
+    samples = [real_generate_text(model, tokenizer, **call) for call in calls]
+    assert capsys.readouterr().out == f"{samples[0]}\n{'-' * 40}\n{samples[1]}\n"
 
 
+@pytest.mark.slow
 def test_pipeline_generates(trained_run):
     generator = pipeline("text-generation", model=str(trained_run / "final"))
     result = generator("Sphinx of", max_new_tokens=10, do_sample=False)

@@ -104,13 +104,15 @@ def test_negated_boolean_with_default_true():
     assert build_config(["--progress-bar=off"]).logging.progress_bar is False
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--bias=maybe"], "--bias=maybe"),
-    (["--no-bias=true"], "takes no value"),
-    (["--no-lr"], "Unknown flag --no-lr"),
+@pytest.mark.parametrize(("argv", "words"), [
+    (["--bias=maybe"], ["--bias", "true or false", "'maybe'"]),
+    (["--progress-bar=sometimes"], ["--progress-bar", "true or false", "'sometimes'"]),
+    (["--no-bias=true"], ["--no-bias", "takes no value"]),
+    (["--no-lr"], ["Unknown flag --no-lr"]),
 ])
-def test_boolean_errors(argv, message):
-    assert message.split("=")[0] in error_of(argv)
+def test_boolean_errors(argv, words):
+    message = error_of(argv)
+    assert all(word in message for word in words), message
 
 
 @pytest.mark.parametrize(("text", "expected"), [

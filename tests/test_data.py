@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -48,6 +49,21 @@ def test_second_run_reuses_the_cache_without_tokenizing(tmp_path, monkeypatch) -
     assert (second.train_tokens, second.valid_tokens, second.padded_tokens) == (
         first.train_tokens, first.valid_tokens, first.padded_tokens)
     assert [p.name for p in first.cache_dir.parent.iterdir()] == [first.cache_dir.name]  # no temp left
+
+
+def test_the_cache_is_in_hfgpt_cache_unless_a_cache_dir_is_given(tmp_path, monkeypatch) -> None:
+    write_jsonl(tmp_path / "data" / "docs.jsonl", make_docs(10))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HFGPT_CACHE", str(tmp_path / "from-env"))
+    no_cache_dir = dataclasses.replace(section(tmp_path, train="docs.jsonl"), cache_dir="")
+    from_env, _ = run(no_cache_dir)
+    assert from_env.cache_dir.is_relative_to(tmp_path / "from-env")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "from-env"], "nothing cached anywhere else"
+    given, _ = run(section(tmp_path, train="docs.jsonl"))
+    assert given.cache_dir.is_relative_to(tmp_path / "cache")
+    monkeypatch.delenv("HFGPT_CACHE")
+    default, _ = run(no_cache_dir)
+    assert default.cache_dir.is_relative_to(tmp_path / "home" / ".cache" / "hfgpt")
 
 
 def test_reset_and_changed_inputs_rebuild(tmp_path) -> None:

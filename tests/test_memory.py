@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from accelerate import Accelerator
+from helpers import REPO
 
 from hfgpt.memory import GB, estimate_memory, strategy_of
 
@@ -41,12 +42,27 @@ def test_offload_and_checkpointing_free_device_memory():
     assert estimate(gradient_checkpointing=True).activations < estimate().activations
 
 
+SEVEN_B = {"hidden_size": 4096, "num_layers": 32, "num_heads": 32, "vocab_size": 32000, "micro_batch": 1,
+           "seq_len": 2048, "gradient_checkpointing": True}
+
+
+def estimate_7b(strategy):
+    """A 7B model in bf16, context 2048, gradient checkpointing, on 8 devices: the README's example."""
+    return estimate_memory(7_000_000_000, **SEVEN_B, precision="bf16", strategy=strategy, world_size=8)
+
+
 def test_a_7b_model_fits_80gb_under_zero3_on_8_devices_but_not_ddp():
-    shape = {"hidden_size": 4096, "num_layers": 32, "num_heads": 32, "vocab_size": 32000, "micro_batch": 1,
-             "seq_len": 2048, "gradient_checkpointing": True}
-    ddp = estimate_memory(7_000_000_000, **shape, precision="bf16", strategy="ddp", world_size=8)
-    zero3 = estimate_memory(7_000_000_000, **shape, precision="bf16", strategy="zero3", world_size=8)
+    ddp, zero3 = estimate_7b("ddp"), estimate_7b("zero3")
     assert ddp.total > 80 * GB > zero3.total, (ddp.format(), zero3.format())
+
+
+def test_the_readme_figures_are_the_estimate():
+    readme = " ".join((REPO / "README.md").read_text().split())  # its lines wrap inside the quoted output
+    zero3 = estimate_7b("zero3").format()
+    assert zero3 == ("memory per device (zero3, 8 process(es)): params 1.63 GB + grads 1.63 GB + optimizer "
+                     "9.78 GB + activations 1.25 GB = 14.29 GB (estimate)")
+    assert f"`{zero3}`, where DDP would need {estimate_7b('ddp').total / GB:.2f} GB" in readme
+    assert "where DDP would need 105.56 GB" in readme
 
 
 def test_strategy_of_a_single_cpu_process():

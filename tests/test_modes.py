@@ -7,7 +7,7 @@ import math
 import shutil
 
 import pytest
-from helpers import TINY_MODEL_FLAGS, run_hfgpt, write_corpus
+from helpers import TINY_MODEL_FLAGS, import_or_unavailable, run_hfgpt, write_corpus
 from transformers import AutoTokenizer
 
 from hfgpt.errors import HfGptError
@@ -22,6 +22,7 @@ def run_copy(trained_run, tmp_path):
     return copy
 
 
+@pytest.mark.slow
 def test_continue_takes_the_saved_config_and_allows_what_keeps_the_math(run_copy):
     with pytest.warns(UserWarning, match="--lr changes from 0.003 to 0.001"):
         setup = continue_setup([str(run_copy), "--max-steps", "80", "--lr", "1e-3", "--log-every", "2"])
@@ -30,6 +31,7 @@ def test_continue_takes_the_saved_config_and_allows_what_keeps_the_math(run_copy
     assert setup.model_config.hidden_size == 32 and len(setup.tokenizer) == setup.model_config.vocab_size
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("flags", "named"), [
     (["--hidden-size", "64"], "--hidden-size (32 -> 64)"),
     (["--batch", "4"], "--batch-size (8 -> 4)"),
@@ -56,6 +58,7 @@ def test_continue_on_a_folder_that_is_not_a_run(tmp_path):
         continue_setup([str(tmp_path / ("x" * 300))])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("folder", "file"), [("tokenizer", "tokenizer.json"), ("architecture", "config.json")])
 def test_a_damaged_tokenizer_or_architecture_is_named_with_where_a_copy_is(run_copy, folder, file):
     (run_copy / folder / file).write_text("{not json")
@@ -63,6 +66,7 @@ def test_a_damaged_tokenizer_or_architecture_is_named_with_where_a_copy_is(run_c
         continue_setup([str(run_copy)])
 
 
+@pytest.mark.slow
 def test_fork_takes_the_model_shape_from_its_source(trained_run):
     with pytest.warns(UserWarning, match="--hidden-size is ignored"):
         setup = fork_setup([str(trained_run), "--hidden-size", "64", "--max-steps", "5"])
@@ -150,7 +154,7 @@ def test_continue_refuses_other_data_and_keeps_the_tracker_folder(run_copy, tmp_
 
 @pytest.mark.slow
 def test_continue_resumes_the_same_wandb_run(tmp_path):
-    pytest.importorskip("wandb")
+    import_or_unavailable("wandb")
     corpus = write_corpus(tmp_path / "c", documents=4)
     env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     flags = [*TINY_MODEL_FLAGS, "--train", str(corpus), "--max-steps", "4", "--trackers", "wandb",
@@ -165,6 +169,7 @@ def test_continue_resumes_the_same_wandb_run(tmp_path):
     assert len(offline_runs) == 2 and all(p.name.endswith(wandb_id) for p in offline_runs), offline_runs
 
 
+@pytest.mark.slow
 def test_continue_takes_its_run_from_the_path_whatever_name_the_run_was_given(run_copy):
     """Run names have rules now; a run named before them (or moved and renamed) still continues."""
     config = run_copy / "config.toml"

@@ -6,8 +6,11 @@ import os
 
 import pytest
 import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedType
 
 from hfgpt.config import TrainConfig
+from hfgpt.memory import strategy_of
 from hfgpt.processes import choose_device_and_precision, cpu_threads, start_processes, using_deepspeed
 
 without_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks what a machine without CUDA does")
@@ -46,7 +49,12 @@ def test_cpu_threads_share_the_cores_unless_asked(monkeypatch):
 def test_fsdp_without_cuda_says_it_trains_as_ddp(monkeypatch):
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     with pytest.warns(UserWarning, match="FSDP needs CUDA GPUs"):
-        start_processes(use_cpu=True)
+        state = start_processes(use_cpu=True)
+    assert state.distributed_type != DistributedType.FSDP
+    accelerator = Accelerator(cpu=True)  # as the trainer builds it
+    layer = torch.nn.Linear(2, 2)
+    assert accelerator.prepare(layer) is layer, "the model is not sharded"
+    assert strategy_of(accelerator) == ("single", False, False), "nor is its memory estimated as sharded"
 
 
 def test_deepspeed_is_read_from_accelerate_launch(monkeypatch):

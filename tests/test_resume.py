@@ -8,8 +8,16 @@ import json
 
 import pytest
 import torch
-from helpers import run_hfgpt
-from resume_helpers import MAX_STEPS, assert_same_run, checked, exact_flags, kill_and_continue
+from helpers import plant_pickle, reseal_checkpoint, run_hfgpt
+from resume_helpers import (
+    MAX_STEPS,
+    assert_same_run,
+    checked,
+    exact_flags,
+    kill_and_continue,
+    kill_inside_save,
+    log_records,
+)
 
 from hfgpt.config import TrainingSection
 from hfgpt.errors import HfGptError
@@ -95,7 +103,45 @@ def test_stopped_and_continued_run_is_bitwise_the_uninterrupted_one(reference, w
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_runs_killed_at_random_moments_resume_bitwise(reference, seed):
-    """SIGKILL (no chance to clean up), often in the middle of writing a checkpoint, twice per run."""
+    """SIGKILL (no chance to clean up): first inside the save of a checkpoint, then twice at random moments."""
+    kill_inside_save(reference, f"killed{seed}", step=2 * seed)
     run_dir, struck = kill_and_continue(reference, f"killed{seed}", seed=seed, kills=2)
     assert struck >= 1
     assert_same_run(run_dir, reference / "runs" / "reference")
+
+
+@pytest.mark.slow
+def test_an_rng_state_that_does_not_load_is_set_aside_and_the_run_stays_exact(reference):
+    """accelerate skips an RNG file it cannot load; hfgpt notices, and resumes from the checkpoint before."""
+    root = reference
+    checked(run_hfgpt([*exact_flags(root, "rng"), "--stop-at-step", "8"], cwd=root))  # checkpoints 4 and 8
+    run_dir = root / "runs" / "rng"
+    newest = run_dir / "checkpoints" / "step_00000008"
+    plant_pickle(newest / "random_states_0.pkl", root / "pwned")  # weights_only refuses it
+    reseal_checkpoint(newest)
+    continued = checked(run_hfgpt(["continue", str(run_dir)], cwd=root))
+    assert "step_00000008: its RNG state did not load from random_states_0.pkl" in continued.stderr, \
+        continued.stderr[-3000:]
+    assert "(step 4)" in continued.stdout and (run_dir / "checkpoints" / "step_00000008.unusable").is_dir()
+    assert_same_run(run_dir, root / "runs" / "reference")
+
+
+@pytest.mark.slow
+def test_the_metric_window_and_early_stopping_go_on_across_a_continue(tmp_path):
+    """Logged every 3 steps and stopped at step 5, the run resumes with steps 4-5 in its metric window and one
+    evaluation without improvement counted: the next log line and the early stop come as without the stop."""
+    stopping = ["--log-every", "3", "--eval-every", "2", "--ckpt-every", "2", "--early-stopping", "--patience", "2",
+                "--early-stopping-min-delta", "100"]  # no evaluation after the first improves by that much
+    checked(run_hfgpt([*exact_flags(tmp_path, "reference"), *stopping], cwd=tmp_path))
+    reference = tmp_path / "runs" / "reference"
+    info = json.loads((reference / "run.json").read_text())
+    assert (info["status"], info["sessions"][-1]["end_step"]) == ("stopped early", 6)
+    assert [(r["step"], r["split"]) for r in log_records(reference)] == [
+        (2, "valid"), (3, "train"), (4, "valid"), (6, "train"), (6, "valid")]
+
+    checked(run_hfgpt([*exact_flags(tmp_path, "resumed"), *stopping, "--stop-at-step", "5"], cwd=tmp_path))
+    resumed = tmp_path / "runs" / "resumed"
+    assert "(step 5)" in checked(run_hfgpt(["continue", str(resumed)], cwd=tmp_path)).stdout
+    assert log_records(resumed) == log_records(reference)
+    info = json.loads((resumed / "run.json").read_text())
+    assert (info["status"], info["sessions"][-1]["end_step"]) == ("stopped early", 6)

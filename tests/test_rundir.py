@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,16 @@ from hfgpt.files import check_run_name
 from hfgpt.rundir import claim_run_dir, default_run_name, drop_replaced_run, unknown_entries
 
 
-def test_default_run_names_sort_by_start_time():
-    assert re.fullmatch(r"\d{8}-\d{6}-.+", default_run_name())
+def test_default_run_names_sort_by_start_time(monkeypatch):
+    real_strftime = time.strftime
+    starts = ["2026-01-09 23:59:59", "2026-01-10 00:00:00", "2026-01-10 09:30:00", "2026-01-10 10:05:00",
+              "2026-02-01 08:00:00", "2027-01-01 00:00:00"]
+    names = []
+    for start in starts:  # in time order
+        moment = time.strptime(start, "%Y-%m-%d %H:%M:%S")
+        monkeypatch.setattr(time, "strftime", lambda fmt, when=moment: real_strftime(fmt, when))
+        names.append(default_run_name())
+    assert sorted(names) == names and len(set(names)) == len(names)
 
 
 def claim(tmp_path, name: str, existing=None, **options):
@@ -228,6 +237,7 @@ with claim_run_dir(CheckpointSection(rundir=sys.argv[1], run_name="busy"), None,
 """
 
 
+@pytest.mark.slow
 def test_a_run_held_by_another_launch_is_refused_until_that_one_ends(tmp_path):
     """A real second process holds the run; even --overwrite must not delete it under that process."""
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "runs")], stdout=subprocess.PIPE, text=True)

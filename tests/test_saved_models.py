@@ -9,6 +9,8 @@ import pytest
 from hfgpt.errors import HfGptError
 from hfgpt.saved_models import load_saved_model
 
+pytestmark = pytest.mark.slow  # every test reads the session's trained run
+
 
 def test_a_run_a_checkpoint_and_a_saved_folder_are_all_sources(trained_run):
     for source, expected in [(trained_run, "final"), (trained_run / "checkpoints" / "step_00000030", "step_00000030"),

@@ -2,26 +2,24 @@
 
 import json
 import math
+import re
 import tomllib
 
 import pytest
 import torch
-from helpers import TINY_MODEL_FLAGS, run_hfgpt, write_corpus
+from helpers import TINY_MODEL_FLAGS, read_log, run_hfgpt, write_corpus
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import hfgpt  # noqa: F401  (registers the Auto classes)
 from hfgpt import trainer
-from hfgpt.config_sources import build_config, config_from_dict
+from hfgpt.config_sources import build_config, config_from_dict, describe_settings
 from hfgpt.errors import HfGptError
+from hfgpt.generation import generate_text, load_model
 from hfgpt.modes import train_setup
 from hfgpt.rundir import unknown_entries
 from hfgpt.trainer import run
 
 pytestmark = pytest.mark.slow
-
-
-def read_log(run_dir):
-    return [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
 
 
 def test_loss_falls_and_every_metric_is_logged(trained_run):
@@ -41,10 +39,16 @@ def test_loss_falls_and_every_metric_is_logged(trained_run):
 
 def test_console_shows_config_batch_metrics_and_sample(trained_run):
     output = (trained_run.parents[1] / "launch_output.txt").read_text()
-    assert "[training]" in output or "training" in output
+    cfg = config_from_dict(tomllib.loads((trained_run / "config.toml").read_text()), "config.toml")
+    assert f"config: {describe_settings(cfg)}; every setting is in {trained_run / 'config.toml'}" in output, \
+        "the settings that differ from the defaults, and where all of them are"
     assert "8 sequences x 1 accumulation x 1 process(es) = 8 sequences = 256 tokens per optimizer step" in output
-    assert "| train | loss" in output and "tok/s" in output and "ms/step" in output
-    assert "sample:" in output
+    assert re.search(r"^step 60/60 \| train \| loss \d+\.\d{4} \| ppl [\d.]+ \| acc [\d.]+% \| lr \d\.\d\de-\d\d \| "
+                     r"gnorm [\d.]+ \| [\d,]+ tok/s \| [\d.]+ ms/step$", output, re.MULTILINE), output
+    model, tokenizer, _ = load_model(trained_run)
+    sample = generate_text(model, tokenizer, cfg.logging.sample_prompt, max_new_tokens=cfg.logging.sample_tokens,
+                           seed=cfg.training.seed)
+    assert f"sample:\n{sample}\n" in output, "the final model's sample, from the run's prompt and seed"
 
 
 def test_run_directory_holds_config_tokenizer_checkpoints_and_trackers(trained_run):
@@ -114,18 +118,30 @@ def test_accumulation_reproduces_the_full_batch(tmp_path):
     assert [r["grad_norm"] for r in accumulated] == pytest.approx([r["grad_norm"] for r in whole], rel=1e-4)
 
 
-def test_fp16_and_cuda_on_a_cpu_machine_warn_once_and_train_in_fp32(tmp_path):
+@pytest.fixture(scope="module")
+def fp32_losses(tmp_path_factory):
+    """The per-step losses of the short run in fp32, to tell which precision another run really used: on the
+    CPU the same run gives bitwise the same losses."""
+    _, records = short_run(tmp_path_factory.mktemp("fp32"), "fp32", "--precision", "fp32")
+    return [r["loss"] for r in records]
+
+
+def test_fp16_and_cuda_on_a_cpu_machine_warn_once_and_train_in_fp32(tmp_path, fp32_losses):
     result, records = short_run(tmp_path, "fp16", "--precision", "fp16", "--device", "cuda")
-    warnings = [line for line in result.stderr.splitlines() if line.startswith("hfgpt: warning:")]
+    warnings = [line for line in result.stderr.splitlines()
+                if line.startswith("hfgpt: warning:") and "past_key_values" not in line]  # transformers' own
     assert len(warnings) == 2, result.stderr
     assert any("fp16" in line and "fp32" in line for line in warnings)
     assert any("CUDA" in line for line in warnings)
-    assert len(records) == 8
+    assert [r["loss"] for r in records] == fp32_losses, "it did not train in fp32"
 
 
-def test_bf16_autocast_trains_on_the_cpu(tmp_path):
+def test_bf16_autocast_trains_on_the_cpu(tmp_path, fp32_losses):
     _, records = short_run(tmp_path, "bf16", "--precision", "bf16")
-    assert records[-1]["loss"] < records[0]["loss"]
+    losses = [r["loss"] for r in records]
+    assert losses[-1] < losses[0]
+    assert losses != fp32_losses, "bf16 was silently ignored: these are fp32's losses"
+    assert losses == pytest.approx(fp32_losses, rel=1e-3), "bf16 rounding, not another run"
 
 
 def test_a_validation_block_without_targets_leaves_the_result_finite(tmp_path):

@@ -14,7 +14,7 @@ import time
 
 import pytest
 import torch
-from helpers import REPO, TINY_MODEL_FLAGS, run_hfgpt, write_corpus
+from helpers import REPO, read_log, run_hfgpt, tiny_run_flags
 from safetensors.torch import load_file
 
 import hfgpt.checkpoint
@@ -26,13 +26,6 @@ from hfgpt.optim import lr_factor
 from hfgpt.trainer import run
 
 pytestmark = pytest.mark.slow
-
-
-def flags(root, name, *extra):
-    corpus = write_corpus(root / "corpus", documents=10)
-    return [*TINY_MODEL_FLAGS, "--train", str(corpus), "--trackers", "none", "--sample-tokens", "0",
-            "--log-every", "1", "--rundir", str(root / "runs"), "--run-name", name, "--cache-dir",
-            str(root / "cache"), *extra]
 
 
 def poison_training_steps(monkeypatch, bad_calls):
@@ -51,13 +44,9 @@ def poison_training_steps(monkeypatch, bad_calls):
     monkeypatch.setattr(HfGptForCausalLM, "forward", forward)
 
 
-def read_log(run_dir):
-    return [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
-
-
 def test_a_non_finite_step_is_skipped_counted_and_logged(tmp_path, monkeypatch):
     poison_training_steps(monkeypatch, bad_calls={3})
-    setup = train_setup(flags(tmp_path, "nan", "--max-steps", "5", "--ckpt-every", "1"))
+    setup = train_setup(tiny_run_flags(tmp_path, "nan", "--max-steps", "5", "--ckpt-every", "1"))
     run_dir = run(setup)
     checkpoints = {p.name: p for p in complete_checkpoints(run_dir)}
     before, after = (load_file(checkpoints[f"step_0000000{k}"] / "model.safetensors") for k in (2, 3))
@@ -75,7 +64,7 @@ def test_a_non_finite_step_is_skipped_counted_and_logged(tmp_path, monkeypatch):
 def test_too_many_bad_steps_in_a_row_stop_with_a_diagnostic(tmp_path, monkeypatch):
     poison_training_steps(monkeypatch, bad_calls=set(range(4, 100)))
     with pytest.raises(HfGptError, match=r"3 steps in a row \(up to step 6\).*checkpoint, from step 4, is intact"):
-        run(train_setup(flags(tmp_path, "diverged", "--max-steps", "20", "--ckpt-every", "2",
+        run(train_setup(tiny_run_flags(tmp_path, "diverged", "--max-steps", "20", "--ckpt-every", "2",
                               "--max-bad-steps", "3")))
     run_dir = tmp_path / "runs" / "diverged"
     info = json.loads((run_dir / "run.json").read_text())
@@ -95,7 +84,7 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint_and_says_so(tmp_
 
     monkeypatch.setattr(hfgpt.checkpoint, "_write_manifest", full_disk_on_the_second_save)
     with pytest.raises(HfGptError, match=r"No space left on device.*checkpoint, from step 2, is intact"):
-        run(train_setup(flags(tmp_path, "full", "--max-steps", "6", "--ckpt-every", "2")))
+        run(train_setup(tiny_run_flags(tmp_path, "full", "--max-steps", "6", "--ckpt-every", "2")))
     run_dir = tmp_path / "runs" / "full"
     assert [p.name for p in complete_checkpoints(run_dir)] == ["step_00000002"]
     assert checkpoint_problem(run_dir / "checkpoints" / "step_00000002") == ""
@@ -118,7 +107,7 @@ def test_a_full_disk_while_writing_best_or_final_keeps_the_old_copy_and_continue
 
     monkeypatch.setattr(HfGptForCausalLM, "save_pretrained", full_disk)
     with pytest.raises(HfGptError, match=rf"could not write {export}/: No space left .*checkpoint, from step "):
-        run(train_setup(flags(tmp_path, "x", "--max-steps", "4", "--ckpt-every", "2", "--eval-every", "2",
+        run(train_setup(tiny_run_flags(tmp_path, "x", "--max-steps", "4", "--ckpt-every", "2", "--eval-every", "2",
                               "--lr", "1e-3")))
     run_dir = tmp_path / "runs" / "x"
     assert failed and not (run_dir / f".{export}.tmp").exists()
@@ -136,7 +125,7 @@ def test_a_full_disk_while_writing_best_or_final_keeps_the_old_copy_and_continue
 
 
 def test_sigterm_finishes_the_step_checkpoints_and_exits_cleanly(tmp_path):
-    args = flags(tmp_path, "preempted", "--max-steps", "100000", "--ckpt-every", "0", "--eval-every", "0")
+    args = tiny_run_flags(tmp_path, "preempted", "--max-steps", "100000", "--ckpt-every", "0", "--eval-every", "0")
     process = subprocess.Popen([sys.executable, str(REPO / "recipes" / "train.py"), *args], cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = tmp_path / "runs" / "preempted" / "train_log.jsonl"
@@ -155,10 +144,11 @@ def test_sigterm_finishes_the_step_checkpoints_and_exits_cleanly(tmp_path):
 
 
 def test_early_stopping_stops_and_best_holds_the_best_model(tmp_path):
-    # A learning rate far too high makes the validation loss stop improving quickly.
-    result = run_hfgpt(flags(tmp_path, "early", "--max-steps", "400", "--eval-every", "5", "--early-stopping",
-                             "--patience", "2", "--lr", "0.05", "--warmup-steps", "0", "--ckpt-every", "0"),
-                       cwd=tmp_path)
+    # A learning rate far too high makes the validation loss stop improving quickly. A checkpoint at every
+    # evaluation keeps each evaluated model, to compare best/ with.
+    result = run_hfgpt(tiny_run_flags(tmp_path, "early", "--max-steps", "400", "--eval-every", "5",
+                                      "--early-stopping", "--patience", "2", "--lr", "0.05", "--warmup-steps", "0",
+                                      "--ckpt-every", "5"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = tmp_path / "runs" / "early"
     info = json.loads((run_dir / "run.json").read_text())
@@ -168,4 +158,9 @@ def test_early_stopping_stops_and_best_holds_the_best_model(tmp_path):
     saved = json.loads((run_dir / "best" / "metrics.json").read_text())
     assert saved["step"] == best["step"] and saved["loss"] == best["loss"]
     assert valid[-1]["step"] == best["step"] + 2 * 5 < 400
-    assert (run_dir / "best" / "model.safetensors").is_file() and (run_dir / "final" / "config.json").is_file()
+    best_weights = load_file(run_dir / "best" / "model.safetensors")
+    at_best_step = load_file(run_dir / "checkpoints" / f"step_{best['step']:08d}" / "model.safetensors")
+    assert best_weights.keys() <= at_best_step.keys()
+    assert all(torch.equal(tensor, at_best_step[name]) for name, tensor in best_weights.items()), \
+        "best/ does not hold the model of the best validation loss"
+    assert (run_dir / "final" / "config.json").is_file()
