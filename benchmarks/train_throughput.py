@@ -21,10 +21,11 @@ import numpy as np
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from hfgpt.batches import fetch_blocks
 from hfgpt.config import TrainConfig
-from hfgpt.data import prepare_data
-from hfgpt.trainer import build_model, train
+from hfgpt.data.batches import fetch_blocks
+from hfgpt.data.prepare import prepare_data
+from hfgpt.training.setup import build_model
+from hfgpt.training.trainer import train
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 
@@ -39,7 +40,7 @@ def benchmark_config(args: argparse.Namespace, rundir: str) -> TrainConfig:
     cfg.training.device, cfg.training.eval_every, cfg.training.eval_batches = args.device, 0, 1
     cfg.logging.log_every, cfg.logging.trackers = args.warmup, ["none"]
     cfg.logging.progress_bar, cfg.logging.sample_tokens = False, 0
-    cfg.checkpoint.rundir, cfg.checkpoint.run_name, cfg.checkpoint.ckpt_every = rundir, "bench", 0
+    cfg.run.rundir, cfg.run.run_name, cfg.checkpoint.ckpt_every = rundir, "bench", 0
     return cfg.validate()
 
 

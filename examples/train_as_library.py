@@ -8,9 +8,9 @@ shakespeare-char preset's settings, as on the command line.
 
 import sys
 
-from hfgpt.config_sources import build_config
-from hfgpt.generation import generate_text, load_model
-from hfgpt.trainer import train
+from hfgpt.config import build_config
+from hfgpt.inference.generation import generate_text, load_model
+from hfgpt.training.trainer import train
 
 if __name__ == "__main__":
     data = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("--") else ""

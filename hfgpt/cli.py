@@ -1,4 +1,4 @@
-"""The `hfgpt` command: `train`, `continue RUN_DIR`, `fork SOURCE` and `generate MODEL --prompt TEXT`.
+"""The `hfgpt` command: finds the command (hfgpt/commands/) and runs it; `--version`, `--help`.
 
 User mistakes (`HfGptError`) print one paragraph and exit with status 2, without a traceback.
 A run stopped by SIGTERM/SIGINT checkpoints and exits with status 0; its run.json says "interrupted".
@@ -6,14 +6,13 @@ A run stopped by SIGTERM/SIGINT checkpoints and exits with status 0; its run.jso
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import os
 import platform
 import sys
 import warnings
 from collections.abc import Sequence
-from importlib import metadata
+from importlib import import_module, metadata
 
 from .errors import HfGptError
 
@@ -29,50 +28,9 @@ commands:
 """
 
 
-def _training(mode: str):
-    def start(argv: Sequence[str]) -> None:
-        if "-h" in argv or "--help" in argv:  # the flag reference needs the config schema only, not torch
-            from .config_sources import USAGES, format_help
-
-            print(format_help(f"hfgpt {mode}", USAGES[mode]))
-            return
-        from . import modes
-        from .trainer import run
-
-        run(getattr(modes, f"{mode}_setup")(argv))
-    return start
-
-
-def _generate(argv: Sequence[str]) -> None:
-    parser = argparse.ArgumentParser(prog="hfgpt generate", description="Sample text with the KV cache.")
-    parser.add_argument("model", help="a run directory (its final/, else best/, else newest checkpoint), one "
-                                         "checkpoint, any save_pretrained folder, or a Hub id")
-    parser.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
-    parser.add_argument("--max-new-tokens", type=int, default=200)
-    parser.add_argument("--temperature", type=float, default=0.8, help="0 means greedy decoding")
-    parser.add_argument("--top-k", type=int, default=0, help="keep the k likeliest tokens; 0 keeps all")
-    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold")
-    parser.add_argument("--num-samples", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                        help="auto: cuda where there is a GPU, else cpu")
-    args = parser.parse_args(argv)
-
-    from .console import quiet_libraries
-    from .generation import generate_text, load_model, pick_device
-
-    quiet_libraries()
-    model, tokenizer, origin = load_model(args.model, pick_device(args.device))
-    print(f"generating from {origin}", file=sys.stderr)
-    for index in range(args.num_samples):
-        if index:
-            print("-" * 40)
-        print(generate_text(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature,
-                            args.top_k, args.top_p, None if args.seed is None else args.seed + index))
-
-
-COMMANDS = {"train": _training("train"), "continue": _training("continue"), "fork": _training("fork"),
-            "generate": _generate}
+# name -> (module under hfgpt.commands, function): imported only when the command runs
+COMMANDS = {"train": ("train", "train"), "continue": ("train", "continue_run"), "fork": ("train", "fork"),
+            "generate": ("generate", "generate")}
 
 
 # Line breaks that a typed path or value may hold, shown escaped so that an error stays one paragraph.
@@ -116,11 +74,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     # DeepSpeed still calls collectives that torch has renamed; that is not the user's to fix.
     warnings.filterwarnings("ignore", message=r"`torch\.distributed\.\w+` is deprecated")
     try:
-        COMMANDS[argv[0]](argv[1:])
+        module, function = COMMANDS[argv[0]]
+        getattr(import_module(f"hfgpt.commands.{module}"), function)(argv[1:])
     except HfGptError as error:
         if os.environ.get("RANK", "0") == "0":
             print(f"hfgpt: error: {str(error).translate(_LINE_BREAKS)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `hfgpt train --help | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
 
 

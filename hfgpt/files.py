@@ -4,61 +4,25 @@ hfgpt only ever deletes what it made itself, which it knows by an exact name: `r
 pattern of the names hfgpt gives there and refuses any other name, and it never goes through a symlink (a
 link is left alone, whatever it points at; a folder is deleted without following links inside it). Text
 files are replaced through a temporary file and a rename, and never written through a link planted at
-either name. A run name is a name inside `--rundir`, never a path (`check_run_name`). JSON written for people
-and tools is strict JSON (`strict_json`).
+either name. A folder is published whole: written under a staging name and renamed into place (`publish`).
+JSON written for people and tools is strict JSON (`strict_json`); caches and manifests name content by its
+hash (`short_hash`, `sha256_of`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import re
 import shutil
-import string
 from pathlib import Path
 from typing import Any
 
 from .errors import HfGptError
 
 NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)  # open() flag: fail on a symlink instead of writing where it points
-# One part of a run name. No leading dot (hidden names beside a run are hfgpt's own, `.<run>.lock`), so
-# neither `.` nor `..`, and no leading dash (it would read as a flag).
-RUN_NAME_PART = re.compile(r"[A-Za-z0-9_+=@][A-Za-z0-9._+=@-]*")
-_NAME_CHARACTERS = frozenset(string.ascii_letters + string.digits + "._-+=@")
-_LONGEST_PART = 200  # leaves room in the 255-byte file name limit for `.<part>.replaced-<time>` beside it
-_LONGEST_NAME = 1000
-
-
-def run_name_problem(name: str) -> str:
-    """Why `name` cannot name a run inside --rundir, or "" when it can."""
-    if name.startswith("/"):
-        return "it starts with /, so it is an absolute path"
-    if len(name) > _LONGEST_NAME:
-        return f"it is longer than {_LONGEST_NAME} characters"
-    for part in name.split("/"):
-        if not part:
-            return "it has an empty part (a / at its start or end, or //)"
-        if part in (".", ".."):
-            return f"{part!r} is a step in a path, not a name"
-        if not RUN_NAME_PART.fullmatch(part):
-            odd = next((ch for ch in part if ch not in _NAME_CHARACTERS), None)
-            return f"it holds {odd!r}" if odd else f"the part {part!r} starts with {part[0]!r}"
-        if len(part) > _LONGEST_PART:
-            return f"a part is longer than {_LONGEST_PART} characters"
-    return ""
-
-
-def check_run_name(name: str) -> None:
-    """Refuse a --run-name that is not a plain name inside --rundir, before any work; "" means the default."""
-    problem = run_name_problem(name) if name else ""
-    if problem:
-        raise HfGptError(
-            f"--run-name {name!r} is not a valid run name ({problem}). A run name names a folder inside --rundir, "
-            "never a path out of it: use letters, digits and ._-+=@, with / only between parts and no part "
-            "starting with . or - (for example --run-name exp1/lr-3e-4).")
-
-
 def remove_made(path: Path, made: re.Pattern[str], ignore_errors: bool = False) -> bool:
     """Delete `path`, a file or folder that hfgpt made, and say whether it did.
 
@@ -124,3 +88,58 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(item) for item in value]
     return value
+
+
+def short_hash(value: object) -> str:
+    """16 hex digits of SHA-256 of a string or of JSON with sorted keys: stable names for caches."""
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def sha256_of(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def fsync(path: Path) -> None:
+    """Flush a file, or a folder's entry list, to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish(staging: Path, final: Path) -> bool:
+    """Put a folder written under a staging name in place with one rename, so that `final` is never seen
+    half-written; says whether ours is the one in place. The first to publish wins: an existing `final` is
+    another process's result for the same inputs, and ours stays at `staging` for the caller to drop."""
+    try:
+        os.rename(staging, final)
+    except OSError:
+        if not final.is_dir():
+            raise
+        return False
+    return True
+
+
+def replace_published(staging: Path, final: Path, made: re.Pattern[str]) -> None:
+    """Put `staging` in place of `final` (if any) with two renames: the old copy goes to `.<name>.old` and is
+    deleted after the swap; a crash in between leaves it for `recover_published`. `made` is the pattern of
+    the staging and old names there, the only ones this deletes."""
+    old = final.with_name(f".{final.name}.old")
+    if final.exists():
+        remove_made(old, made, ignore_errors=True)  # left by a swap cut short after its rename
+        os.replace(final, old)
+    os.replace(staging, final)
+    remove_made(old, made, ignore_errors=True)
+
+
+def recover_published(final: Path, made: re.Pattern[str]) -> None:
+    """Undo what a `replace_published` cut short: put the old copy back if the swap stopped between
+    its two renames, else drop the stale old copy; and drop a staging copy left half-written."""
+    old, staging = final.with_name(f".{final.name}.old"), final.with_name(f".{final.name}.tmp")
+    if old.is_dir() and not old.is_symlink() and not final.exists():
+        os.replace(old, final)
+    remove_made(old, made, ignore_errors=True)
+    remove_made(staging, made, ignore_errors=True)

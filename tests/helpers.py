@@ -23,9 +23,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hfgpt.checkpoint import MANIFEST, _write_manifest, checkpoint_step
 from hfgpt.config import DataSection
-from hfgpt.data import PreparedData, prepare_data
+from hfgpt.data.prepare import PreparedData, prepare_data
+from hfgpt.runs.checkpoint import checkpoint_step
+from hfgpt.runs.manifest import MANIFEST, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -138,7 +139,7 @@ def reseal_checkpoint(folder: Path) -> None:
     """Write a checkpoint's manifest anew over its files as they are now, as anyone who can write the folder
     could: only the loader then stands between a planted file and the run."""
     (folder / MANIFEST).unlink()
-    _write_manifest(folder, checkpoint_step(folder))
+    write_manifest(folder, checkpoint_step(folder))
 
 
 TINY_MODEL_FLAGS = ["--dim", "32", "--heads", "2", "--layers", "2", "--seq", "32", "--batch", "8",

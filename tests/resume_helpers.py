@@ -90,9 +90,9 @@ def assert_same_run(run: Path, reference: Path) -> None:
 # its files, before the manifest that would seal them (argv: the step, then the script and its arguments).
 KILL_INSIDE_SAVE = """
 import os, runpy, signal, sys
-import hfgpt.checkpoint
+import hfgpt.runs.checkpoint
 
-step, seal = int(sys.argv[1]), hfgpt.checkpoint._write_manifest
+step, seal = int(sys.argv[1]), hfgpt.runs.checkpoint.write_manifest
 
 
 def killed_before_sealing(folder, saved_step):
@@ -101,7 +101,7 @@ def killed_before_sealing(folder, saved_step):
     seal(folder, saved_step)
 
 
-hfgpt.checkpoint._write_manifest = killed_before_sealing
+hfgpt.runs.checkpoint.write_manifest = killed_before_sealing
 sys.argv = sys.argv[2:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """

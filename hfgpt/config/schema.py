@@ -1,0 +1,232 @@
+"""The training configuration: every setting with its default, meaning and rules, in six sections.
+
+Where values come from (defaults < TOML preset < flags file < command line) lives in `hfgpt.config.sources`;
+this module describes and validates the result. The model section uses the field names of `HfGptConfig`,
+which is built from it by name (`model_config_kwargs`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import HfGptError
+from .fields import NOT_NEGATIVE, POSITIVE, Bounds, rules_of, setting, zero_or_positive
+from .run_names import check_run_name
+
+MIN_BPE_VOCAB = 256 + 3  # every byte, plus hfgpt's three special tokens (end of text, pad, unk)
+
+
+@dataclass
+class ModelSection:
+    hidden_size: int = setting(128, "Width of the residual stream (embedding dimension).", bounds=POSITIVE,
+                               aliases=("dim", "n-embd"))
+    intermediate_size: int = setting(0, "Width of the MLP; 0 means 4 x hidden_size.",
+                                     bounds=zero_or_positive("4 x hidden"), aliases=("ff",))
+    num_hidden_layers: int = setting(4, "Number of decoder blocks.", bounds=POSITIVE, aliases=("layers", "n-layer"))
+    num_attention_heads: int = setting(4, "Attention heads per block; must divide hidden_size.", bounds=POSITIVE,
+                                       aliases=("heads", "n-head"))
+    max_position_embeddings: int = setting(128, "Longest context the model can attend over.", bounds=POSITIVE,
+                                           aliases=("seq", "block-size"))
+    dropout: float = setting(0.0, "Dropout on embeddings, attention weights and residual branches.",
+                             bounds=Bounds(low=0, high=1, high_open=True))
+    bias: bool = setting(False, "Use biases in linear layers and norms (GPT-2 does).")
+    hidden_act: str = setting("gelu", "MLP activation, any name in transformers' ACT2FN.")
+    layer_norm_eps: float = setting(1e-5, "Epsilon of the layer norms.", bounds=POSITIVE)
+    initializer_range: float = setting(0.02, "Std of the normal weight init (residual projections are scaled).",
+                                       bounds=POSITIVE)
+    tie_word_embeddings: bool = setting(True, "Share the input embedding with the output head.")
+    attn_implementation: str = setting("sdpa", "Attention kernel: sdpa (flash/mem-efficient on GPU) or eager.",
+                                       choices=("sdpa", "eager"))
+    gradient_checkpointing: bool = setting(False, "Recompute activations in the backward pass to save memory.")
+
+
+@dataclass
+class DataSection:
+    train: str = setting("", "Training text: comma-separated .txt files or folders, .jsonl or .parquet files, "
+                             "relative to datadir, or one .bin shard of token ids (a folder holding train.bin). "
+                             "Empty: the Python standard library (see README).", on_continue="allow",
+                         aliases=("data-path",))
+    valid: str = setting("", "Validation sets, same syntax as train. Empty: hold out valid_fraction of train.",
+                         on_continue="allow")
+    meta: str = setting("", "Path of the meta.json describing .bin shards (nanoGPT's train.bin/val.bin token ids, "
+                            "given as train/valid), relative to datadir; empty: meta.json beside the train shard.",
+                        on_continue="allow")
+    datadir: str = setting(".", "Folder that relative train/valid paths start from.", on_continue="allow")
+    dataset: str = setting("", "A Hub dataset id to train on instead of local files (needs internet once).")
+    dataset_config: str = setting("", "The Hub dataset's configuration name, if it has several.")
+    train_split: str = setting("train", "Split of the Hub dataset used for training.")
+    valid_split: str = setting("", "Split of the Hub dataset used for validation; empty: hold out.")
+    text_column: str = setting("text", "Column that holds the text in .jsonl, .parquet and Hub datasets.")
+    valid_fraction: float = setting(0.05, "Share of the packed training blocks held out when no valid set is "
+                                          "given.", bounds=Bounds(low=0, high=1, low_open=True, high_open=True))
+    tokenizer: str = setting("char", "Tokenizer to train on the training text: char or bpe.", choices=("char", "bpe"))
+    vocab_size: int = setting(8192, "Target vocabulary size of the bpe tokenizer (char derives its own).",
+                              bounds=Bounds(low=MIN_BPE_VOCAB, reason="256 bytes plus 3 special tokens"))
+    seq_len: int = setting(0, "Tokens per training block; 0 means max_position_embeddings.",
+                           bounds=zero_or_positive("max_position_embeddings"))
+    num_proc: int = setting(1, "Processes used to tokenize.", bounds=POSITIVE, on_continue="allow")
+    cache_dir: str = setting("", "Where tokenizers and packed Arrow data are cached; "
+                                 "empty: $HFGPT_CACHE or ~/.cache/hfgpt.", on_continue="allow")
+    reset: bool = setting(False, "Retrain the tokenizer and rebuild the packed data instead of using the cache.",
+                          on_continue="launch")
+
+
+@dataclass
+class TrainingSection:
+    max_steps: int = setting(2000, "Optimizer steps to train for.", bounds=POSITIVE, on_continue="allow",
+                             aliases=("max-iters", "steps"))
+    # One optimizer step = micro-batch x accumulation x processes; see resolve_layout in hfgpt/data/batches.py.
+    batch_size: int = setting(12, "Sequences per device in one micro-batch (one forward pass); an optimizer step "
+                                  "takes batch_size x grad_accum_steps of them per device. A cap below batch_size "
+                                  "splits them into more, smaller micro-batches of the same total.",
+                              bounds=POSITIVE, aliases=("batch", "batchsize"))
+    token_batch_size: int = setting(0, "Tokens per optimizer step across all devices; replaces batch_size x "
+                                       "grad_accum_steps x processes, so that a step is the same on any number of "
+                                       "devices (the accumulation adapts). 0: off.", bounds=zero_or_positive("off"))
+    max_tokens_per_device: int = setting(0, "Cap on the tokens of one micro-batch; accumulation makes up the "
+                                            "rest. 0: no cap.", bounds=zero_or_positive("no cap"))
+    max_sentences_per_device: int = setting(0, "Cap on the sequences of one micro-batch. 0: no cap.",
+                                            bounds=zero_or_positive("no cap"))
+    grad_accum_steps: int = setting(0, "Micro-batches accumulated into one optimizer step (batch_size x "
+                                       "grad_accum_steps sequences per device); 0: one, or as many as the caps "
+                                       "need.", bounds=zero_or_positive("derived"),
+                                    aliases=("grad-accum", "gradient-accumulation-steps"))
+    lr_scaling: str = setting("none", "Scale lr (and lr_head) from base_batch_size to the global batch: "
+                                      "none, linear or sqrt.", choices=("none", "linear", "sqrt"))
+    base_batch_size: int = setting(0, "Global batch in sequences that lr was tuned for (used by lr_scaling).",
+                                   bounds=NOT_NEGATIVE)
+    lr: float = setting(1e-3, "Peak learning rate.", bounds=POSITIVE, on_continue="warn",
+                        aliases=("learning-rate",))
+    lr_head: float = setting(0.0, "Peak learning rate of the output head; 0 means lr (used only when untied).",
+                             bounds=zero_or_positive("same as --lr"), on_continue="warn", aliases=("lrcrit",))
+    min_lr_ratio: float = setting(0.1, "The cosine schedule ends at lr x min_lr_ratio.", bounds=Bounds(low=0, high=1))
+    warmup_steps: int = setting(100, "Linear warmup steps before the cosine decay.", bounds=NOT_NEGATIVE)
+    weight_decay: float = setting(0.1, "AdamW weight decay; never applied to norms, biases and embeddings.",
+                                  bounds=NOT_NEGATIVE)
+    beta1: float = setting(0.9, "AdamW beta1.", bounds=Bounds(low=0, high=1, high_open=True))
+    beta2: float = setting(0.95, "AdamW beta2.", bounds=Bounds(low=0, high=1, high_open=True))
+    max_grad_norm: float = setting(1.0, "Clip the global gradient norm to this; 0 disables clipping.",
+                                   bounds=zero_or_positive("off"))
+    precision: str = setting("fp32", "fp32, fp16 (CUDA only) or bf16.", choices=("fp32", "fp16", "bf16"))
+    device: str = setting("auto", "auto, cpu or cuda.", choices=("auto", "cpu", "cuda"), on_continue="allow")
+    cpu_threads: int = setting(0, "Threads per process when training on the CPU; 0: the cores shared out "
+                                  "among this machine's processes (accelerate launch would leave one).",
+                               bounds=zero_or_positive("automatic"), on_continue="allow")
+    seed: int = setting(1337, "Seeds the weights, the data order and dropout.")
+    eval_every: int = setting(250, "Evaluate every this many steps (and at the end); 0 only at the end.",
+                              bounds=zero_or_positive("only at the end"), on_continue="allow",
+                              aliases=("eval-interval",))
+    eval_batches: int = setting(20, "Validation batches per evaluation, each the size of the global batch "
+                                    "(at most the whole validation set, each block once).", bounds=POSITIVE,
+                                on_continue="allow")
+    early_stopping: bool = setting(False, "Stop when the validation loss has not improved for `patience` "
+                                          "evaluations.", on_continue="allow")
+    patience: int = setting(5, "Evaluations without improvement before early stopping stops the run.",
+                            bounds=POSITIVE, on_continue="allow")
+    early_stopping_min_delta: float = setting(0.0, "Smallest drop of the validation loss that counts as an "
+                                                   "improvement (for early stopping and best/).",
+                                              bounds=NOT_NEGATIVE, on_continue="allow")
+    max_bad_steps: int = setting(10, "Steps in a row with a non-finite loss or gradient (each skipped) "
+                                     "before the run stops with a diagnostic.", bounds=POSITIVE, on_continue="allow")
+    stop_at_step: int = setting(0, "Stop cleanly (checkpoint, status interrupted) once this many steps are done, "
+                                   "without changing the schedule; resume with continue. 0: never.",
+                                bounds=zero_or_positive("never"), on_continue="launch")
+    deterministic: bool = setting(False, "Use deterministic algorithms only (bitwise-reproducible runs, slower "
+                                         "on GPUs).", on_continue="allow")
+
+
+@dataclass
+class LoggingSection:
+    log_every: int = setting(10, "Print and log metrics every this many steps.", bounds=POSITIVE,
+                             on_continue="allow", aliases=("log-interval",))
+    # setting() turns a list default into a default_factory, so no instance shares it.
+    trackers: list[str] = setting(["tensorboard"], "accelerate trackers: tensorboard, wandb, ... or none.",  # noqa: RUF009
+                                  on_continue="allow")
+    progress_bar: bool = setting(True, "Show a tqdm progress bar on the main process.", on_continue="allow")
+    log_samples: bool = setting(False, "Write the ids of the training blocks every process reads at each step to "
+                                       "samples.jsonl (a data audit trail).", on_continue="allow")
+    sample_prompt: str = setting("\n", "Prompt of the sample generated at the end of training.", on_continue="allow")
+    sample_tokens: int = setting(200, "Tokens generated for the end-of-training sample; 0 skips it.",
+                                 bounds=NOT_NEGATIVE, on_continue="allow")
+
+
+@dataclass
+class CheckpointSection:
+    ckpt_every: int = setting(500, "Save a resumable checkpoint every this many steps; 0 only at the end.",
+                              bounds=zero_or_positive("only at the end"), on_continue="allow")
+    keep_last: int = setting(0, "Keep only the newest N periodic checkpoints (0 keeps all); the best one and "
+                                "the one the run resumed from are never pruned.", bounds=zero_or_positive("keep all"),
+                             on_continue="allow")
+    save_best: bool = setting(True, "Keep best/, a save_pretrained model of the lowest validation loss so far.",
+                              on_continue="allow")
+
+
+@dataclass
+class RunSection:
+    # `continue RUN_DIR` says where its run is, so the saved place is taken for this launch only.
+    rundir: str = setting("runs", "Folder that holds the run directories.", on_continue="launch",
+                          former_section="checkpoint")
+    run_name: str = setting("", "Name of this run's directory inside rundir: letters, digits and ._-+=@, with / "
+                                "between parts to group runs (exp1/lr-3e-4); empty: date-time-user.",
+                            on_continue="launch", aliases=("runname",), former_section="checkpoint")
+    overwrite: bool = setting(False, "Let train replace an existing hfgpt run of the same name; the old run is "
+                                     "deleted once the new one has its first checkpoint, and kept if it fails "
+                                     "before.", on_continue="launch", former_section="checkpoint")
+
+
+@dataclass
+class TrainConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    training: TrainingSection = field(default_factory=TrainingSection)
+    logging: LoggingSection = field(default_factory=LoggingSection)
+    checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
+    run: RunSection = field(default_factory=RunSection)
+
+    @property
+    def seq_len(self) -> int:
+        return self.data.seq_len or self.model.max_position_embeddings
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> TrainConfig:
+        """Reject values that cannot train, all at once, each naming its flag and the fix."""
+        check_run_name(self.run.run_name)  # a path posing as a name gets a paragraph of its own
+        problems = [f"--{f.name.replace('_', '-')} {problem}" for section in dataclasses.fields(self)
+                    for f in dataclasses.fields(getattr(self, section.name))
+                    if (problem := rules_of(f).problem(getattr(getattr(self, section.name), f.name)))]
+        problems += self._joint_problems()
+        if problems:
+            raise HfGptError("Invalid configuration: " + "; ".join(problems) + ".")
+        return self
+
+    def _joint_problems(self) -> list[str]:
+        """Rules that tie settings together."""
+        m, d, t = self.model, self.data, self.training
+        checks = [
+            (m.num_attention_heads <= 0 or m.hidden_size % m.num_attention_heads == 0,
+             f"--num-attention-heads ({m.num_attention_heads}) must divide --hidden-size ({m.hidden_size})"),
+            (self.seq_len <= m.max_position_embeddings,
+             f"--seq-len ({d.seq_len}) must be between 1 and --max-position-embeddings "
+             f"({m.max_position_embeddings}); lower it or raise the model's context"),
+            (not d.meta or d.meta.endswith(".json"),
+             f"--meta ({d.meta}) must name a .json file; convert nanoGPT's meta.pkl to meta.json first"),
+            (t.lr_scaling == "none" or t.base_batch_size > 0,
+             f"--lr-scaling {t.lr_scaling} needs --base-batch-size, the global batch (in sequences) "
+             "that --lr was tuned for"),
+        ]
+        return [message for ok, message in checks if not ok]
+
+
+def model_config_kwargs(model: ModelSection) -> dict[str, Any]:
+    """The model section as `HfGptConfig` keyword arguments, by field name; what is not an architecture setting
+    (the attention kernel, checkpointing) stays out, and 0 for intermediate_size is HfGptConfig's None."""
+    kwargs = {name: value for name, value in dataclasses.asdict(model).items() if name not in RUNTIME_MODEL_FIELDS}
+    kwargs["intermediate_size"] = kwargs["intermediate_size"] or None
+    return kwargs
+
+
+RUNTIME_MODEL_FIELDS = ("attn_implementation", "gradient_checkpointing")

@@ -1,0 +1,83 @@
+"""Which device, precision and process group a launch trains with, and the DeepSpeed plumbing around them.
+
+accelerate picks most of this from `accelerate launch`; what is here covers the gaps: a CPU-only machine
+asked for CUDA or fp16, CPU threads for several local processes, mpirun/srun launches, DeepSpeed on gloo,
+and ZeRO-3's sharded weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+
+import torch
+from accelerate import Accelerator, PartialState
+
+from ..config import TrainConfig
+from ..data.batches import BatchLayout
+from .launchers import adopt_launcher_environment
+from .memory import strategy_of
+
+
+def choose_device_and_precision(cfg: TrainConfig) -> tuple[bool, str]:
+    """(use_cpu, accelerate mixed_precision), downgrading what this machine cannot do with a warning."""
+    training = cfg.training
+    use_cpu = training.device == "cpu" or not torch.cuda.is_available()
+    if training.device == "cuda" and not torch.cuda.is_available():
+        warnings.warn("--device cuda was asked for but CUDA is not available here: training on the CPU.",
+                      stacklevel=2)
+    precision = {"fp32": "no", "fp16": "fp16", "bf16": "bf16"}[training.precision]
+    if precision == "fp16" and use_cpu:
+        warnings.warn("--precision fp16 needs CUDA (accelerate would silently ignore it on the CPU): "
+                      "training in fp32; use --precision bf16 for mixed precision on the CPU.", stacklevel=2)
+        precision = "no"
+    return use_cpu, precision
+
+
+def cpu_threads(requested: int, num_processes: int) -> int:
+    """Threads for each CPU process: `accelerate launch` sets OMP_NUM_THREADS=1 for a lone CPU process,
+    which leaves all but one core idle, so unless asked otherwise share the cores among local processes."""
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", num_processes))
+    return requested or max(1, (os.cpu_count() or 1) // local_processes)
+
+
+def using_deepspeed() -> bool:
+    """Whether `accelerate launch` was told to use DeepSpeed (--use_deepspeed or a DeepSpeed config)."""
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
+
+
+def start_processes(use_cpu: bool) -> PartialState:
+    """The process group. DeepSpeed without CUDA needs gloo named up front, or accelerate sees one process."""
+    adopt_launcher_environment()  # started by mpirun or srun: speak torch.distributed's variables
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not torch.cuda.is_available():
+        warnings.warn("FSDP needs CUDA GPUs: on this machine the processes train with plain DDP over gloo, "
+                      "each holding the whole model.", stacklevel=2)
+    if using_deepspeed() and not torch.cuda.is_available():
+        return PartialState(backend="gloo")
+    return PartialState(cpu=use_cpu)
+
+
+def configure_deepspeed(accelerator: Accelerator, layout: BatchLayout, cfg: TrainConfig) -> None:
+    """hfgpt reads its own batches (no prepared dataloader), so DeepSpeed learns the batch shape from here."""
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is None:
+        return
+    plugin.deepspeed_config.update(
+        train_micro_batch_size_per_gpu=layout.micro_batch, gradient_accumulation_steps=layout.grad_accum_steps,
+        train_batch_size=layout.global_batch, gradient_clipping=cfg.training.max_grad_norm)
+
+
+def whole_parameters(accelerator: Accelerator, model: torch.nn.Module) -> contextlib.AbstractContextManager:
+    """ZeRO-3 keeps each process's shard of the weights only; gather them all for generation."""
+    if strategy_of(accelerator)[0] != "zero3":
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(list(model.parameters()))
+
+
+def finish_processes(accelerator: Accelerator) -> None:
+    """Close the trackers and the process group, once every process is done with its collectives."""
+    accelerator.wait_for_everyone()
+    accelerator.end_training()

@@ -1,0 +1,72 @@
+"""Where a trained model is to be found: a run directory (its final/, else best/, else its newest good
+checkpoint), one checkpoint of a run, any `save_pretrained` folder, or a Hub id. `fork` starts from it
+and `hfgpt generate` samples from it, so a run can be sampled while it is still training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_model
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerFast
+
+from ..errors import HfGptError, error_summary
+from .checkpoint import checkpoint_problem, checkpoint_step, complete_checkpoints
+from .rundir import ARCHITECTURE, CONFIG, TOKENIZER
+
+
+def load_saved_model(source: str, purpose: str) -> tuple[PreTrainedModel, PreTrainedTokenizerFast, dict[str, Any]]:
+    """The model and tokenizer at `source`, and where they came from ({"source", "run", "step"}); `purpose`
+    ("fork from", "generate from") words the errors."""
+    path = Path(source)
+    if (path / CONFIG).is_file() and (path / TOKENIZER).is_dir():  # a run directory
+        for saved in (path / "final", path / "best"):
+            if (saved / "config.json").is_file():
+                return *_from_pretrained(str(saved)), {"source": str(saved.resolve()), "run": str(path.resolve())}
+        usable = [c for c in reversed(complete_checkpoints(path)) if not checkpoint_problem(c)]
+        if not usable:
+            raise HfGptError(f"The run {path} has no final/, no best/ and no complete checkpoint to {purpose}.")
+        path = usable[0]
+    if (path / "trainer_state.json").is_file() and path.parent.name == "checkpoints":  # one checkpoint
+        return _from_checkpoint(path, purpose)
+    try:
+        return *_from_pretrained(source), {"source": str(path.resolve()) if path.exists() else source}
+    except (OSError, ValueError) as error:
+        raise HfGptError(
+            f"Cannot load a model to {purpose} {source!r} ({str(error).splitlines()[0]}). Give a run directory, "
+            "one of its checkpoints, a save_pretrained folder, or a Hub model id (which needs the internet "
+            "once).") from None
+
+
+def load_saved(loader: Any, folder: Path) -> Any:
+    """`loader.from_pretrained(folder)` for a folder a run saved at its start; a damaged one is named."""
+    try:
+        return loader.from_pretrained(folder)
+    except Exception as error:  # tokenizers raises a bare Exception for a malformed tokenizer.json
+        raise HfGptError(
+            f"{folder} cannot be loaded ({error_summary(error)}); the run "
+            f"saved it at its start and it has been damaged since. Restore it from a copy: the run's final/ and "
+            "best/ folders hold the same tokenizer files and config.json.") from None
+
+
+def _from_pretrained(source: str) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    return AutoModelForCausalLM.from_pretrained(source), AutoTokenizer.from_pretrained(source)
+
+
+def _from_checkpoint(folder: Path, purpose: str) -> tuple[PreTrainedModel, PreTrainedTokenizerFast, dict[str, Any]]:
+    problem = checkpoint_problem(folder)
+    run_dir = folder.parent.parent
+    if problem:
+        raise HfGptError(f"Cannot {purpose} the checkpoint {folder}: {problem}. Pick another checkpoint of "
+                         f"{run_dir}, or the run itself to use its newest good one.")
+    weights = folder / "model.safetensors"
+    if not weights.is_file() or not (run_dir / ARCHITECTURE / "config.json").is_file():
+        raise HfGptError(f"The checkpoint {folder} holds no model.safetensors (a DeepSpeed checkpoint keeps "
+                         f"sharded weights) or its run has no {ARCHITECTURE}/; {purpose} {run_dir / 'final'} "
+                         "or best/ instead.")
+    model = AutoModelForCausalLM.from_config(load_saved(AutoConfig, run_dir / ARCHITECTURE))
+    load_model(model, weights)
+    tokenizer = load_saved(PreTrainedTokenizerFast, run_dir / TOKENIZER)
+    return model, tokenizer, {"source": str(folder.resolve()), "run": str(run_dir.resolve()),
+                              "step": checkpoint_step(folder)}

@@ -1,0 +1,187 @@
+"""The optimizer steps of one launch. `train` reads top to bottom: the step, then what to do after it (the
+rules in `hfgpt.training.stopping`); `_step` is one optimizer step over this process's micro-batches.
+
+The loop advances the `TrainerState` it is given (the trainer holds the same object, so it knows how far the
+run got however the loop ends) and writes it into every checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from accelerate.utils import gather_object
+
+from ..collectives import step_flags
+from ..data.batches import BlockOrder, fetch_blocks, to_device
+from ..errors import HfGptError
+from ..runs.checkpoint import prune_checkpoints, save_checkpoint
+from ..runs.logbook import Logbook
+from ..runs.model_folders import export_model
+from ..runs.rundir import drop_replaced_run
+from ..runs.runinfo import COMPLETED
+from ..runs.state import TrainerState
+from .criterion import next_token_loss
+from .evaluation import evaluate
+from .metrics import TokenMetrics
+from .setup import Run
+from .stopping import Stop, StopSignals, check_bad_steps, due, early_stop, launch_stop
+
+
+@dataclass
+class StepResult:
+    """What one optimizer step leaves for the rules after it, agreed by every process."""
+
+    sums: torch.Tensor  # this process's metric sums (loss x tokens, correct, tokens)
+    grad_norm: torch.Tensor | None
+    nonfinite: bool  # on any process: the update was skipped
+    signal: str  # a stop signal any process received, or ""
+    blocks: list[int]  # the training blocks this process read (for --log-samples)
+
+
+class TrainingLoop:
+    """The optimizer steps from `state.step` to `max_steps` or a stop."""
+
+    def __init__(self, run: Run, state: TrainerState) -> None:
+        self.run, self.state, self.cfg = run, state, run.cfg
+        self.order = BlockOrder(len(run.data.train), run.layout, self.cfg.training.seed)
+        self.tokens_per_step = run.layout.global_batch * self.cfg.seq_len
+        self.metrics = TokenMetrics(run.accelerator.device)
+        self.metrics.restore(state.metric_sums, run.accelerator)
+        self.resumed_from = self.last_saved = state.step  # the newest checkpoint on disk
+        self.logbook = Logbook(run.accelerator, run.run_dir, self.cfg.training.max_steps, state.step,
+                               self.cfg.logging.progress_bar)
+        self.window_start, self.window_steps = time.perf_counter(), 0
+
+    def train(self, signals: StopSignals) -> Stop:
+        """Run until max_steps or a stop; returns how the run ends (completed, or why it stopped)."""
+        training, max_steps = self.cfg.training, self.cfg.training.max_steps
+        stop = None
+        self.run.model.train()
+        for step in range(self.state.step, max_steps):
+            result = self._step(step, signals.received)
+            self._account(step + 1, result)
+            done = self.state.step
+            if due(self.cfg.logging.log_every, done, max_steps):
+                self._log_window(result.grad_norm)
+            if due(training.eval_every, done, max_steps):
+                self._evaluate()
+                stop = early_stop(training, self.state.progress)
+            stop = launch_stop(training, done, result.signal) or stop
+            if stop or due(self.cfg.checkpoint.ckpt_every, done, max_steps):
+                self._save()
+            if stop:
+                break
+        self.logbook.close()
+        if stop:
+            self.run.accelerator.print(stop.reason)
+        return stop or Stop(COMPLETED, "")
+
+    def _step(self, step: int, signalled: int) -> StepResult:
+        """One optimizer step: this process's micro-batches, accumulated; then clip, agree, update."""
+        accelerator, model, optimizer = self.run.accelerator, self.run.model, self.run.optimizer
+        loss_sum = torch.zeros((), device=accelerator.device)
+        sums = torch.zeros(3, dtype=torch.float64, device=accelerator.device)
+        blocks: list[int] = []
+        for micro_step in range(self.run.layout.grad_accum_steps):
+            block_ids = self.order.micro_blocks(step, micro_step, accelerator.process_index)
+            blocks += block_ids.tolist() if self.cfg.logging.log_samples else []
+            batch = to_device(fetch_blocks(self.run.data.train, block_ids, self.run.data.tokenizer.pad_token_id),
+                              accelerator.device)
+            with accelerator.accumulate(model):  # gradients are synced on the step's last micro-batch only
+                logits = model(input_ids=batch["input_ids"], use_cache=False).logits
+                loss, _ = next_token_loss(logits, batch["labels"])
+                accelerator.backward(loss)
+            loss_sum += loss.detach()
+            sums += TokenMetrics.measure(logits, batch["labels"], loss)
+        if not accelerator.sync_gradients:
+            raise RuntimeError("accelerate's accumulation count disagrees with the step's micro-batches")
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), self.cfg.training.max_grad_norm or float("inf"))
+        nonfinite, signal = step_flags(accelerator, loss_sum, grad_norm, signalled)
+        if not nonfinite:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return StepResult(sums, grad_norm, nonfinite, signal, blocks)
+
+    def _account(self, done: int, result: StepResult) -> None:
+        """Count the step: skipped (logged, and stopping the run after too many in a row) or into the metric
+        window and the schedule."""
+        progress = self.state.progress
+        progress.observe_step(result.nonfinite)
+        if result.nonfinite:
+            self.logbook.record({"step": done, "split": "skipped", "skipped_steps": progress.skipped_steps,
+                                 "bad_steps_in_a_row": progress.bad_steps_in_a_row},
+                                line=f"step {done}: non-finite loss or gradient; update skipped "
+                                     f"({progress.bad_steps_in_a_row} in a row, {progress.skipped_steps} in all)")
+            check_bad_steps(progress, self.cfg.training.max_bad_steps, done, self.newest_checkpoint())
+        else:
+            self.metrics.add(result.sums)
+            if not self.run.optimizer.step_was_skipped:  # an fp16 overflow skips the update, and so the schedule
+                self.run.scheduler.step()
+        self.state.step = done
+        self.window_steps += 1
+        self.logbook.advance()
+        if self.cfg.logging.log_samples:
+            self.logbook.samples(done, gather_object([result.blocks]))
+
+    def _log_window(self, grad_norm: torch.Tensor | None) -> None:
+        """The train record of the steps since the last one (nothing if every one of them was skipped)."""
+        done, seconds = self.state.step, time.perf_counter() - self.window_start
+        window = self.metrics.read(self.run.accelerator)
+        if window:
+            self.logbook.record({
+                "step": done, "split": "train", **window, "lr": self.run.scheduler.get_last_lr()[0],
+                "grad_norm": _norm_value(grad_norm, self.run.model),
+                "tokens_per_s": self.window_steps * self.tokens_per_step / seconds,
+                "ms_per_step": 1000 * seconds / self.window_steps, "tokens": done * self.tokens_per_step,
+                "epoch": self.order.epoch_at(done), "skipped_steps": self.state.progress.skipped_steps,
+            })
+        self.window_start, self.window_steps = time.perf_counter(), 0
+
+    def _evaluate(self) -> None:
+        """Evaluate, log, and keep best/ when the validation loss improved."""
+        run, done, progress = self.run, self.state.step, self.state.progress
+        result = evaluate(run.model, run.data, self.cfg, run.layout, run.accelerator)
+        improved = progress.observe_eval(result["loss"], done, self.cfg.training.early_stopping_min_delta)
+        self.logbook.record({"step": done, "split": "valid", **result, "best_loss": progress.best_loss})
+        if improved and self.cfg.checkpoint.save_best:
+            try:
+                export_model(run.accelerator, run.model, run.data.tokenizer, run.run_dir / "best",
+                             metrics={"step": done, **result})
+            except OSError as error:
+                raise self.write_failure(error) from None
+
+    def _save(self) -> None:
+        """Checkpoint the run as it is now; then prune, and drop the run this one replaced."""
+        done = self.state.step
+        self.state.epoch, self.state.tokens = self.order.epoch_at(done), done * self.tokens_per_step
+        self.state.scheduler = {k: v for k, v in self.run.scheduler.state_dict().items() if k != "lr_lambdas"}
+        self.state.metric_sums = self.metrics.snapshot(self.run.accelerator)
+        try:
+            save_checkpoint(self.run.accelerator, self.run.run_dir, self.state)
+        except OSError as error:
+            raise self.write_failure(error) from None
+        self.last_saved = done
+        if self.run.accelerator.is_main_process:
+            prune_checkpoints(self.run.run_dir, self.cfg.checkpoint.keep_last,
+                              protected=(self.resumed_from, self.state.progress.best_step))
+            drop_replaced_run(self.run.run_dir)  # the run this one replaces (--overwrite) is no longer needed
+
+    def write_failure(self, error: OSError) -> HfGptError:
+        """A failed save (a full disk, permissions) as one paragraph: what is still intact, and what to do."""
+        return HfGptError(f"{error}. {self.newest_checkpoint()} Free some space (or fix the folder's permissions) "
+                          f"and resume with `hfgpt continue {self.run.run_dir}`.")
+
+    def newest_checkpoint(self) -> str:
+        """Which checkpoint a failure leaves to resume from, in words."""
+        if not self.last_saved:
+            return "No checkpoint had been saved yet."
+        return f"The newest checkpoint, from step {self.last_saved}, is intact."
+
+
+def _norm_value(grad_norm: torch.Tensor | None, model: torch.nn.Module) -> float:
+    """The last clipped gradient norm; DeepSpeed clips inside its engine and reports it there."""
+    if grad_norm is None:
+        grad_norm = getattr(model, "get_global_grad_norm", lambda: None)()
+    return float("nan") if grad_norm is None else float(grad_norm)

@@ -1,0 +1,163 @@
+"""A launch from start to end, for the three modes: `run(setup)` starts the processes, claims the run
+directory, prepares the data, builds the `Run` (hfgpt.training.setup), restores a `continue`, hands the steps
+to `TrainingLoop`, then saves final/, prints a sample, and records how the run ended in run.json.
+
+The data order is a pure function of (seed, step) (`hfgpt.data.batches`), so a resumed run reads exactly what
+the uninterrupted one would have, with no skipping through data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..collectives import broadcast_value
+from ..config import TrainConfig, config_to_toml, describe_settings
+from ..console import quiet_libraries
+from ..data.batches import resolve_layout
+from ..data.prepare import prepare_data
+from ..files import replace_text
+from ..inference.generation import generate_text
+from ..launch.memory import estimate_for
+from ..launch.processes import (
+    choose_device_and_precision,
+    cpu_threads,
+    finish_processes,
+    start_processes,
+    whole_parameters,
+)
+from ..runs.model_folders import export_model
+from ..runs.rundir import CONFIG, LOGS, claim_run_dir
+from ..runs.runinfo import FAILED, INTERRUPTED, begin_session, end_session, new_run_info, read_run_info, write_run_info
+from ..runs.state import TrainerState
+from .loop import TrainingLoop
+from .setup import Run, RunSetup, build_run, starting_state
+from .stopping import Stop, StopSignals
+from .trackers import check_trackers, flat_hparams
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train a new model as `cfg` says; returns the run directory."""
+    return run(RunSetup("train", cfg))
+
+
+def run(setup: RunSetup) -> Path:
+    """Train as `setup` says (a new run, a continued one, or a fork); returns the run directory."""
+    cfg = setup.cfg
+    quiet_libraries(cfg.logging.progress_bar)
+    check_trackers(cfg.logging.trackers)  # before any data is read: a typo costs nothing
+    use_cpu, precision = choose_device_and_precision(cfg)
+    state = start_processes(use_cpu)
+    if use_cpu:
+        torch.set_num_threads(cpu_threads(cfg.training.cpu_threads, state.num_processes))
+    if cfg.training.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    # The run directory first: a launch that cannot have it is refused before minutes of tokenizing.
+    with claim_run_dir(cfg.run, setup.run_dir, state) as run_dir:
+        with state.main_process_first():  # the main process builds the caches, the others then read them
+            data_cfg = dataclasses.replace(cfg.data, reset=cfg.data.reset and state.is_main_process)
+            data = prepare_data(data_cfg, cfg.seq_len, log=state.print, tokenizer=setup.tokenizer)
+        layout = resolve_layout(cfg.training, cfg.seq_len, state.num_processes)
+        _train(build_run(setup, data, run_dir, layout, use_cpu, precision))
+        return run_dir
+
+
+def _train(run: Run) -> None:
+    """Everything from the first step to final/, in the run directory this launch holds."""
+    accelerator = run.accelerator
+    accelerator.print(f"config: {describe_settings(run.cfg)}; every setting is in {run.run_dir / CONFIG}")
+    state = starting_state(run)
+    info = _open_session(run, state.step)
+    accelerator.init_trackers(run.run_dir.name, config=flat_hparams(run.cfg), init_kwargs={
+        "tensorboard": {"purge_step": state.step + 1} if state.step else {},
+        "wandb": {"id": broadcast_value(info.get("wandb_id", "")), "resume": "allow", "name": run.run_dir.name,
+                  "dir": str(run.run_dir / LOGS)},
+    })
+    _announce(run)
+    stop = _train_and_save(run, state, info)
+    if stop.status == INTERRUPTED:
+        accelerator.print(f"stopped after step {state.step} ({stop.reason}); resume with: hfgpt continue "
+                          f"{run.run_dir}")
+    elif run.cfg.logging.sample_tokens:
+        _print_sample(run)
+    finish_processes(accelerator)
+
+
+def _train_and_save(run: Run, state: TrainerState, info: dict[str, Any]) -> Stop:
+    """The loop, then final/ (unless the run was interrupted); run.json says how it ended, whatever happens."""
+    loop = TrainingLoop(run, state)
+    stop = Stop(FAILED, "")
+    try:
+        with StopSignals() as signals:
+            stop = loop.train(signals)
+        if stop.status != INTERRUPTED:  # within the try: a final/ that cannot be written fails the run
+            _save_final(run, loop, stop, state.step)
+    except BaseException as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        stop = Stop(INTERRUPTED if isinstance(error, KeyboardInterrupt) else FAILED, reason)
+        raise
+    finally:
+        if run.accelerator.is_main_process:
+            end_session(info, stop.status, state.step, stop.reason)
+            write_run_info(run.run_dir, info)
+    return stop
+
+
+def _open_session(run: Run, start_step: int) -> dict[str, Any]:
+    """Record this launch in run.json and the resolved config in config.toml (main process; others get {}).
+    Only now, after a `continue` was found resumable: a refused one changes nothing."""
+    if not run.accelerator.is_main_process:
+        return {}
+    setup, cfg = run.setup, run.cfg
+    info = (read_run_info(run.run_dir) if setup.mode == "continue" else None) or \
+        new_run_info(setup.mode, cfg.to_dict(), run.accelerator.num_processes, setup.parent)
+    begin_session(info, setup.mode, start_step, cfg.to_dict())
+    write_run_info(run.run_dir, info)
+    replace_text(run.run_dir / CONFIG, config_to_toml(cfg))
+    return info
+
+
+def _announce(run: Run) -> None:
+    """Print the plan: device and precision, model and data sizes, the batch, the memory, where the run goes."""
+    accelerator, cfg, layout = run.accelerator, run.cfg, run.layout
+    n_params = sum(getattr(p, "ds_numel", p.numel()) for p in accelerator.unwrap_model(run.model).parameters())
+    threads = f", {torch.get_num_threads()} threads each" if accelerator.device.type == "cpu" else ""
+    precision = {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision)
+    accelerator.print(f"device: {accelerator.device.type}, {accelerator.num_processes} process(es){threads}; "
+                      f"precision {precision}")
+    accelerator.print(f"model: {n_params:,} parameters; data: {len(run.data.train):,} train and "
+                      f"{len(run.data.valid):,} validation blocks of {cfg.seq_len} tokens")
+    accelerator.print(layout.describe(cfg.seq_len))
+    accelerator.print(estimate_for(accelerator, run.model, n_params, layout, cfg).format())
+    if cfg.training.lr_scaling != "none":
+        accelerator.print(f"learning rate: {cfg.training.lr} scaled {cfg.training.lr_scaling} from "
+                          f"{cfg.training.base_batch_size} to {layout.global_batch} sequences = "
+                          f"{run.scheduler.base_lrs[0]:.3g}")
+    accelerator.print(f"run directory: {run.run_dir}")
+
+
+def _save_final(run: Run, loop: TrainingLoop, stop: Stop, done: int) -> None:
+    """final/, whose metrics.json names the step, so that `continue` knows whether the run finished."""
+    final = run.run_dir / "final"
+    reason = {"reason": stop.reason} if stop.reason else {}
+    try:
+        export_model(run.accelerator, run.model, run.data.tokenizer, final,
+                     metrics={"step": done, "status": stop.status, **reason})
+    except OSError as error:
+        raise loop.write_failure(error) from None
+    run.accelerator.print(f"{stop.status}: saved the model and tokenizer to {final}"
+                          + (f" ({stop.reason})" if stop.reason else ""))
+
+
+def _print_sample(run: Run) -> None:
+    cfg = run.cfg
+    unwrapped = run.accelerator.unwrap_model(run.model).eval()
+    with whole_parameters(run.accelerator, unwrapped):  # every process samples alike; the main one prints
+        sample = generate_text(unwrapped, run.data.tokenizer, cfg.logging.sample_prompt,
+                               max_new_tokens=cfg.logging.sample_tokens, seed=cfg.training.seed)
+    run.accelerator.print(f"sample:\n{sample}")

@@ -1,0 +1,302 @@
+"""Tiny-config CPU tests of hfgpt/modeling_hfgpt.py, including a weight-for-weight match against GPT-2."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+import torch
+from safetensors import safe_open
+from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+
+import hfgpt  # noqa: F401  (registers model_type "hfgpt" with the Auto classes)
+from hfgpt.models.hfgpt import HfGptConfig
+from hfgpt.models.hfgpt.modeling_hfgpt import HfGptForCausalLM, HfGptModel
+from hfgpt.training.setup import enable_activation_checkpointing
+
+VOCAB, HIDDEN, LAYERS, HEADS, MAX_POS = 97, 32, 2, 4, 64
+PAD = 0
+
+
+def tiny_config(**overrides) -> HfGptConfig:
+    fields = dict(vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=LAYERS,
+                  num_attention_heads=HEADS, max_position_embeddings=MAX_POS, pad_token_id=PAD)
+    return HfGptConfig(**{**fields, **overrides})
+
+
+def tiny_model(attn_implementation: str = "sdpa", seed: int = 0, **overrides) -> HfGptForCausalLM:
+    torch.manual_seed(seed)
+    model = HfGptForCausalLM(tiny_config(**overrides))
+    model.set_attn_implementation(attn_implementation)
+    return model.eval()
+
+
+def random_ids(batch: int = 2, length: int = 10, seed: int = 1) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(1, VOCAB, (batch, length), generator=generator)  # 1..: never the pad id
+
+
+def greedy(model: HfGptForCausalLM, input_ids: torch.Tensor, **kwargs) -> torch.Tensor:
+    return model.generate(input_ids, **{"max_new_tokens": 8, "do_sample": False, "pad_token_id": PAD, **kwargs})
+
+
+def test_default_attention_is_sdpa():
+    assert HfGptForCausalLM(tiny_config()).config._attn_implementation == "sdpa"
+
+
+def test_forward_shapes_and_shifted_loss():
+    model = tiny_model()
+    input_ids = random_ids()
+    labels = input_ids.clone()
+    labels[0, 3:6] = -100
+    out = model(input_ids, labels=labels)
+    assert out.logits.shape == (2, 10, VOCAB)
+    assert out.past_key_values.get_seq_length() == 10
+
+    # position t predicts token t+1; the -100 positions do not count at all
+    logits, targets = out.logits[:, :-1].reshape(-1, VOCAB), labels[:, 1:].reshape(-1)
+    keep = targets != -100
+    expected = torch.nn.functional.cross_entropy(logits[keep].float(), targets[keep])
+    torch.testing.assert_close(out.loss, expected)
+
+
+def test_inputs_embeds_equal_input_ids_and_both_is_an_error():
+    model = tiny_model()
+    input_ids = random_ids()
+    from_ids = model(input_ids).logits
+    from_embeds = model(inputs_embeds=model.get_input_embeddings()(input_ids)).logits
+    torch.testing.assert_close(from_ids, from_embeds)
+    with pytest.raises(ValueError, match="exactly one"):
+        model(input_ids, inputs_embeds=model.get_input_embeddings()(input_ids))
+
+
+def test_return_dict_false_gives_a_tuple():
+    model = tiny_model()
+    input_ids = random_ids()
+    loss, logits, *_ = model(input_ids, labels=input_ids, return_dict=False)
+    torch.testing.assert_close(logits, model(input_ids).logits)
+    assert loss.ndim == 0
+
+
+def test_logits_to_keep():
+    model = tiny_model()
+    input_ids = random_ids()
+    full = model(input_ids).logits
+    torch.testing.assert_close(model(input_ids, logits_to_keep=1).logits, full[:, -1:])
+    torch.testing.assert_close(model(input_ids, logits_to_keep=3).logits, full[:, -3:])
+    assert model(input_ids, logits_to_keep=0).logits.shape == full.shape
+
+
+def test_incremental_decoding_matches_full_forward():
+    # also covers explicit cache_position, which older callers still pass
+    model = tiny_model()
+    input_ids = random_ids()
+    full = model(input_ids).logits
+    prefix = model(input_ids[:, :7], use_cache=True)
+    step = model(input_ids[:, 7:], past_key_values=prefix.past_key_values, cache_position=torch.arange(7, 10))
+    torch.testing.assert_close(step.logits, full[:, 7:], atol=1e-5, rtol=1e-5)
+
+
+def left_padded(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of different lengths as one batch padded on the left, and its attention mask."""
+    width = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), width), PAD)
+    attention_mask = torch.zeros_like(input_ids)
+    for i, row in enumerate(rows):
+        input_ids[i, width - len(row):] = row
+        attention_mask[i, width - len(row):] = 1
+    return input_ids, attention_mask
+
+
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+def test_200_greedy_tokens_with_cache_equal_those_without(attn_implementation):
+    # transformers 5.24's generate() passes the cache as `cache=`: a forward that only knew `past_key_values`
+    # silently ran without it and drifted from the uncached tokens.
+    model = tiny_model(attn_implementation, max_position_embeddings=256)
+    input_ids, attention_mask = left_padded([random_ids(1, 9, seed=2)[0], random_ids(1, 4, seed=3)[0]])
+    options = {"attention_mask": attention_mask, "max_new_tokens": 200, "min_new_tokens": 200}
+    with_cache = greedy(model, input_ids, **options)
+    without_cache = greedy(model, input_ids, use_cache=False, **options)
+    assert with_cache.shape == (2, 9 + 200)
+    assert torch.equal(with_cache, without_cache)
+
+
+def forward_lengths(model: HfGptForCausalLM, **generate_options) -> list[int]:
+    """The number of positions each forward pass of the decoder computed during one greedy generation."""
+    lengths: list[int] = []
+    hook = model.model.register_forward_pre_hook(lambda _, args, kwargs: lengths.append(
+        kwargs["input_ids"].shape[1]), with_kwargs=True)
+    try:
+        greedy(model, random_ids(1, 8), **generate_options)
+    finally:
+        hook.remove()
+    return lengths
+
+
+def test_generation_reuses_the_cache_and_is_at_least_twice_as_fast():
+    model = tiny_model(hidden_size=256, num_hidden_layers=4, max_position_embeddings=256)
+    options = {"max_new_tokens": 200, "min_new_tokens": 200}
+    # with the cache only the prompt is computed in full, then one new position per token
+    assert forward_lengths(model, **options) == [8] + [1] * 199
+    assert forward_lengths(model, use_cache=False, **options) == list(range(8, 208))
+
+    seconds: dict[bool, float] = {True: math.inf, False: math.inf}
+    for _ in range(3):  # interleaved, best of three: a busy machine slows both alike
+        for use_cache in seconds:
+            start = time.perf_counter()
+            greedy(model, random_ids(1, 8), use_cache=use_cache, **options)
+            seconds[use_cache] = min(seconds[use_cache], time.perf_counter() - start)
+    assert seconds[False] >= 2 * seconds[True], seconds
+
+
+def test_sdpa_and_eager_agree():
+    input_ids = random_ids()
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[0, :3] = 0
+    for mask in (None, attention_mask):
+        sdpa = tiny_model("sdpa")(input_ids, attention_mask=mask).logits
+        eager = tiny_model("eager")(input_ids, attention_mask=mask).logits
+        # padded query positions attend to nothing: their outputs are meaningless and may differ
+        real = torch.ones_like(input_ids, dtype=torch.bool) if mask is None else mask.bool()
+        torch.testing.assert_close(sdpa[real], eager[real], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+def test_left_padded_batch_generation_equals_unpadded_rows(attn_implementation):
+    model = tiny_model(attn_implementation)
+    rows = [random_ids(1, 7, seed=2)[0], random_ids(1, 4, seed=3)[0]]
+    input_ids, attention_mask = left_padded(rows)
+    batched = greedy(model, input_ids, attention_mask=attention_mask)
+    for i, row in enumerate(rows):
+        alone = greedy(model, row[None])
+        assert torch.equal(batched[i, input_ids.shape[1]:], alone[0, len(row):]), f"row {i} differs"
+
+
+def test_hidden_states_and_attentions():
+    model = tiny_model("eager")
+    input_ids = random_ids()
+    out = model(input_ids, output_hidden_states=True, output_attentions=True)
+    assert len(out.hidden_states) == LAYERS + 1
+    assert all(h.shape == (2, 10, HIDDEN) for h in out.hidden_states)
+    torch.testing.assert_close(out.hidden_states[-1], model.model(input_ids).last_hidden_state)
+    assert len(out.attentions) == LAYERS
+    for weights in out.attentions:
+        assert weights.shape == (2, HEADS, 10, 10)
+        torch.testing.assert_close(weights.sum(-1), torch.ones(2, HEADS, 10))
+        assert torch.all(weights.triu(diagonal=1) == 0)  # causal
+
+
+def test_save_load_round_trip_keeps_weights_tied(tmp_path):
+    model = tiny_model()
+    assert model.lm_head.weight.data_ptr() == model.model.wte.weight.data_ptr()
+    model.save_pretrained(tmp_path)
+    with safe_open(tmp_path / "model.safetensors", framework="pt") as saved:
+        keys = set(saved.keys())
+    assert "model.wte.weight" in keys and "lm_head.weight" not in keys
+
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded, HfGptForCausalLM)
+    assert loaded.lm_head.weight.data_ptr() == loaded.model.wte.weight.data_ptr()
+    input_ids = random_ids()
+    torch.testing.assert_close(loaded(input_ids).logits, model(input_ids).logits)
+
+
+def test_untied_config_unties(tmp_path):
+    model = tiny_model(tie_word_embeddings=False)
+    assert model.lm_head.weight.data_ptr() != model.model.wte.weight.data_ptr()
+    assert not torch.equal(model.lm_head.weight, model.model.wte.weight)
+    model.save_pretrained(tmp_path)
+    with safe_open(tmp_path / "model.safetensors", framework="pt") as saved:
+        assert "lm_head.weight" in set(saved.keys())
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert loaded.lm_head.weight.data_ptr() != loaded.model.wte.weight.data_ptr()
+    torch.testing.assert_close(loaded.lm_head.weight, model.lm_head.weight)
+
+
+def test_scaled_residual_init():
+    torch.manual_seed(0)
+    config = HfGptConfig(hidden_size=256, num_hidden_layers=8, num_attention_heads=4, initializer_range=0.02)
+    model = HfGptModel(config)
+    scaled = 0.02 / math.sqrt(2 * 8)
+    for layer in model.layers:
+        assert layer.attn.c_proj.weight.std().item() == pytest.approx(scaled, rel=0.05)
+        assert layer.mlp.c_proj.weight.std().item() == pytest.approx(scaled, rel=0.05)
+        assert layer.attn.c_attn.weight.std().item() == pytest.approx(0.02, rel=0.05)
+        assert layer.mlp.c_fc.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    assert model.wte.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    assert torch.equal(model.ln_f.weight, torch.ones(256))
+
+
+def gradients(checkpointing: bool, use_reentrant: bool) -> tuple[dict[str, torch.Tensor], int]:
+    """Parameter gradients of one training step, and how often the first block's ln_1 ran."""
+    model = tiny_model(bias=True).train()
+    if checkpointing:
+        enable_activation_checkpointing(model, use_reentrant=use_reentrant)
+    calls = []
+    model.model.layers[0].ln_1.register_forward_hook(lambda *_: calls.append(1))
+    input_ids = random_ids()
+    model(input_ids, labels=input_ids, use_cache=False).loss.backward()
+    return {name: p.grad.clone() for name, p in model.named_parameters()}, len(calls)
+
+
+@pytest.mark.parametrize("use_reentrant", [False, True])
+def test_gradient_checkpointing_gives_equal_gradients(use_reentrant):
+    plain, plain_calls = gradients(checkpointing=False, use_reentrant=use_reentrant)
+    checkpointed, checkpointed_calls = gradients(checkpointing=True, use_reentrant=use_reentrant)
+    assert (plain_calls, checkpointed_calls) == (1, 2)  # the backward pass recomputed the block
+    assert plain.keys() == checkpointed.keys()
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], msg=name)
+
+
+def test_resize_token_embeddings():
+    model = tiny_model()
+    model.resize_token_embeddings(VOCAB + 11)
+    assert model.config.vocab_size == VOCAB + 11
+    assert model.model.wte.weight.shape == (VOCAB + 11, HIDDEN)
+    assert model.lm_head.weight.data_ptr() == model.model.wte.weight.data_ptr()
+    input_ids = torch.tensor([[1, 5, VOCAB + 10]])
+    out = model(input_ids, labels=input_ids)
+    assert out.logits.shape == (1, 3, VOCAB + 11)
+    assert torch.isfinite(out.loss)
+
+
+def test_auto_classes_resolve_hfgpt():
+    config = AutoConfig.for_model("hfgpt", vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=LAYERS,
+                                  num_attention_heads=HEADS)
+    assert isinstance(config, HfGptConfig)
+    assert isinstance(AutoModelForCausalLM.from_config(config), HfGptForCausalLM)
+
+
+def gpt2_pair() -> tuple[GPT2LMHeadModel, HfGptForCausalLM]:
+    """A random GPT-2 and an HfGpt carrying the very same weights."""
+    torch.manual_seed(0)
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_positions=MAX_POS, n_embd=HIDDEN, n_layer=LAYERS,
+                                      n_head=HEADS, activation_function="gelu_new", resid_pdrop=0.0,
+                                      embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=1, eos_token_id=2))
+    model = HfGptForCausalLM(tiny_config(bias=True, hidden_act="gelu_new", tie_word_embeddings=True))
+    state = {}
+    for name, tensor in gpt2.state_dict().items():
+        if name == "lm_head.weight":
+            continue  # tied to wte in both models
+        ours = name.replace("transformer.", "model.").replace("model.h.", "model.layers.")
+        conv1d = name.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight"))
+        state[ours] = tensor.t() if conv1d else tensor  # Conv1D stores (in, out), Linear (out, in)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert missing == ["lm_head.weight"] and unexpected == []
+    return gpt2.eval(), model.eval()
+
+
+def test_reference_match_gpt2():
+    gpt2, model = gpt2_pair()
+    assert model.lm_head.weight.data_ptr() == model.model.wte.weight.data_ptr()
+    input_ids = random_ids(length=12)
+    expected = gpt2(input_ids, labels=input_ids)
+    actual = model(input_ids, labels=input_ids)
+    torch.testing.assert_close(actual.logits, expected.logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(actual.loss, expected.loss, atol=1e-5, rtol=1e-5)
+
+    generated = model.generate(input_ids, max_new_tokens=8, do_sample=False, pad_token_id=PAD)
+    reference = gpt2.generate(input_ids, max_new_tokens=8, do_sample=False, pad_token_id=PAD)
+    assert torch.equal(generated, reference)

@@ -1,0 +1,148 @@
+"""Resuming: what `continue` refuses, and exactness: runs stopped at step k (or killed at random) and
+continued in a fresh process end bitwise equal to an uninterrupted run, with the same per-step losses and
+the same sample ids."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from helpers import plant_pickle, reseal_checkpoint, run_hfgpt
+from resume_helpers import (
+    MAX_STEPS,
+    assert_same_run,
+    checked,
+    exact_flags,
+    kill_and_continue,
+    kill_inside_save,
+    log_records,
+)
+
+from hfgpt.config import TrainingSection
+from hfgpt.errors import HfGptError
+from hfgpt.runs.resume import check_steps_left
+from hfgpt.runs.state import check_same_run
+from hfgpt.training.optim import apply_peak_lr, build_scheduler, lr_factor
+
+SAVED = {"world_size": 2, "global_batch": 16, "seq_len": 32, "tokenizer": "aa", "data": "bb"}
+
+
+@pytest.mark.parametrize(("key", "fix"), [("world_size", "--num_processes"), ("global_batch", "batch settings"),
+                                          ("seq_len", "sequence length"), ("tokenizer", "tokenizer/"),
+                                          ("data", "--train")])
+def test_a_continue_that_would_change_the_math_names_what_changed(tmp_path, key, fix):
+    check_same_run(tmp_path, derived=(SAVED, dict(SAVED)))
+    with pytest.raises(HfGptError, match=rf"checkpoint has {key} .* but this launch has .*{fix}"):
+        check_same_run(tmp_path, derived=(SAVED, {**SAVED, key: "other"}))
+
+
+def test_a_run_with_no_steps_left_is_refused_unless_it_still_has_to_write_final(tmp_path):
+    check_steps_left(tmp_path, 7, 8)
+    check_steps_left(tmp_path, 8, 8)  # killed after its last checkpoint, before final/: it only finishes
+    (tmp_path / "final").mkdir()
+    (tmp_path / "final" / "metrics.json").write_text(json.dumps({"step": 8}))
+    with pytest.raises(HfGptError, match=r"already trained for 8 steps .*larger --max-steps"):
+        check_steps_left(tmp_path, 8, 8)
+    check_steps_left(tmp_path, 8, 12)
+    with pytest.raises(HfGptError, match="already trained for 9 steps"):
+        check_steps_left(tmp_path, 9, 8)
+
+
+def test_a_new_peak_lr_takes_over_from_the_restored_schedule_at_its_step():
+    training = TrainingSection(max_steps=100, warmup_steps=10)
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=1e-3)
+    scheduler = build_scheduler(optimizer, training)
+    for _ in range(40):
+        optimizer.step()
+        scheduler.step()
+    apply_peak_lr(optimizer, scheduler, [1e-3], training)  # the same peak: nothing to do
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * lr_factor(40, training))
+    apply_peak_lr(optimizer, scheduler, [5e-4], training)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(5e-4 * lr_factor(40, training))
+    optimizer.step()
+    scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(5e-4 * lr_factor(41, training))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted run, checkpointing every step (saving does not change the math)."""
+    root = tmp_path_factory.mktemp("resume")
+    checked(run_hfgpt(exact_flags(root, "reference", ckpt_every=1), cwd=root))
+    return root
+
+
+# 24 training blocks, 8 per step: epochs end after steps 3, 6, 9 and 12; checkpoints every 4 steps.
+STOPS = {
+    "mid first epoch": 2,
+    "epoch boundary": 6,
+    "mid later epoch": 7,
+    "right after a save": 8,
+    "before the last step": MAX_STEPS - 1,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", list(STOPS))
+def test_stopped_and_continued_run_is_bitwise_the_uninterrupted_one(reference, where):
+    root, k = reference, STOPS[where]
+    name = f"stop{k}"
+    stopped = checked(run_hfgpt([*exact_flags(root, name), "--stop-at-step", str(k)], cwd=root))
+    assert f"stopped after step {k}" in stopped.stdout
+    run_dir = root / "runs" / name
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+    continued = checked(run_hfgpt(["continue", str(run_dir)], cwd=root))
+    assert f"(step {k})" in continued.stdout
+    assert_same_run(run_dir, root / "runs" / "reference")
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "completed"
+    assert [(s["mode"], s["start_step"], s["end_step"]) for s in info["sessions"]] == \
+        [("train", 0, k), ("continue", k, MAX_STEPS)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_runs_killed_at_random_moments_resume_bitwise(reference, seed):
+    """SIGKILL (no chance to clean up): first inside the save of a checkpoint, then twice at random moments."""
+    kill_inside_save(reference, f"killed{seed}", step=2 * seed)
+    run_dir, struck = kill_and_continue(reference, f"killed{seed}", seed=seed, kills=2)
+    assert struck >= 1
+    assert_same_run(run_dir, reference / "runs" / "reference")
+
+
+@pytest.mark.slow
+def test_an_rng_state_that_does_not_load_is_set_aside_and_the_run_stays_exact(reference):
+    """accelerate skips an RNG file it cannot load; hfgpt notices, and resumes from the checkpoint before."""
+    root = reference
+    checked(run_hfgpt([*exact_flags(root, "rng"), "--stop-at-step", "8"], cwd=root))  # checkpoints 4 and 8
+    run_dir = root / "runs" / "rng"
+    newest = run_dir / "checkpoints" / "step_00000008"
+    plant_pickle(newest / "random_states_0.pkl", root / "pwned")  # weights_only refuses it
+    reseal_checkpoint(newest)
+    continued = checked(run_hfgpt(["continue", str(run_dir)], cwd=root))
+    assert "step_00000008: its RNG state did not load from random_states_0.pkl" in continued.stderr, \
+        continued.stderr[-3000:]
+    assert "(step 4)" in continued.stdout and (run_dir / "checkpoints" / "step_00000008.unusable").is_dir()
+    assert_same_run(run_dir, root / "runs" / "reference")
+
+
+@pytest.mark.slow
+def test_the_metric_window_and_early_stopping_go_on_across_a_continue(tmp_path):
+    """Logged every 3 steps and stopped at step 5, the run resumes with steps 4-5 in its metric window and one
+    evaluation without improvement counted: the next log line and the early stop come as without the stop."""
+    stopping = ["--log-every", "3", "--eval-every", "2", "--ckpt-every", "2", "--early-stopping", "--patience", "2",
+                "--early-stopping-min-delta", "100"]  # no evaluation after the first improves by that much
+    checked(run_hfgpt([*exact_flags(tmp_path, "reference"), *stopping], cwd=tmp_path))
+    reference = tmp_path / "runs" / "reference"
+    info = json.loads((reference / "run.json").read_text())
+    assert (info["status"], info["sessions"][-1]["end_step"]) == ("stopped early", 6)
+    assert [(r["step"], r["split"]) for r in log_records(reference)] == [
+        (2, "valid"), (3, "train"), (4, "valid"), (6, "train"), (6, "valid")]
+
+    checked(run_hfgpt([*exact_flags(tmp_path, "resumed"), *stopping, "--stop-at-step", "5"], cwd=tmp_path))
+    resumed = tmp_path / "runs" / "resumed"
+    assert "(step 5)" in checked(run_hfgpt(["continue", str(resumed)], cwd=tmp_path)).stdout
+    assert log_records(resumed) == log_records(reference)
+    info = json.loads((resumed / "run.json").read_text())
+    assert (info["status"], info["sessions"][-1]["end_step"]) == ("stopped early", 6)

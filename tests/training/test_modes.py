@@ -1,0 +1,178 @@
+"""train / continue / fork: what each mode takes from the command line and the saved run, and what it refuses."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+from helpers import TINY_MODEL_FLAGS, import_or_unavailable, run_hfgpt, write_corpus
+from transformers import AutoTokenizer
+
+from hfgpt.errors import HfGptError
+from hfgpt.training.modes import continue_setup, fork_setup
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path):
+    """A private copy of the session's trained run (60 steps, checkpoints at 30 and 60)."""
+    copy = tmp_path / "runs" / "tiny"
+    shutil.copytree(trained_run, copy, symlinks=True)
+    return copy
+
+
+@pytest.mark.slow
+def test_continue_takes_the_saved_config_and_allows_what_keeps_the_math(run_copy):
+    with pytest.warns(UserWarning, match="--lr changes from 0.003 to 0.001"):
+        setup = continue_setup([str(run_copy), "--max-steps", "80", "--lr", "1e-3", "--log-every", "2"])
+    assert setup.mode == "continue" and setup.run_dir == run_copy
+    assert setup.cfg.model.hidden_size == 32 and setup.cfg.training.max_steps == 80
+    assert setup.model_config.hidden_size == 32 and len(setup.tokenizer) == setup.model_config.vocab_size
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("flags", "named"), [
+    (["--hidden-size", "64"], "--hidden-size (32 -> 64)"),
+    (["--batch", "4"], "--batch-size (8 -> 4)"),
+    (["--tokenizer", "bpe"], "--tokenizer ('char' -> 'bpe')"),
+    (["--seed", "1"], "--seed (1337 -> 1)"),
+    (["--precision", "bf16"], "--precision ('fp32' -> 'bf16')"),
+])
+def test_continue_refuses_a_change_of_the_math_by_name(run_copy, flags, named):
+    with pytest.raises(HfGptError) as error:
+        continue_setup([str(run_copy), *flags])
+    message = str(error.value)
+    assert named in message and "hfgpt fork" in message, message
+
+
+def test_continue_on_a_folder_that_is_not_a_run(tmp_path):
+    with pytest.raises(HfGptError, match=r"is not an hfgpt run directory \(it has no config.toml and no tokenizer/\)"):
+        continue_setup([str(tmp_path)])
+    (tmp_path / "config.toml").write_text("")
+    with pytest.raises(HfGptError, match=r"\(it has no tokenizer/\)"):
+        continue_setup([str(tmp_path)])
+    with pytest.raises(HfGptError, match="needs the run directory"):
+        continue_setup([])
+    with pytest.raises(HfGptError, match=r"x{300} is not an hfgpt run directory"):  # too long to even look up
+        continue_setup([str(tmp_path / ("x" * 300))])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("folder", "file"), [("tokenizer", "tokenizer.json"), ("architecture", "config.json")])
+def test_a_damaged_tokenizer_or_architecture_is_named_with_where_a_copy_is(run_copy, folder, file):
+    (run_copy / folder / file).write_text("{not json")
+    with pytest.raises(HfGptError, match=rf"{folder} cannot be loaded .* final/ and best/ folders hold the same"):
+        continue_setup([str(run_copy)])
+
+
+@pytest.mark.slow
+def test_fork_takes_the_model_shape_from_its_source(trained_run):
+    with pytest.warns(UserWarning, match="--hidden-size is ignored"):
+        setup = fork_setup([str(trained_run), "--hidden-size", "64", "--max-steps", "5"])
+    assert setup.cfg.model.hidden_size == 32 and setup.cfg.training.max_steps == 5
+    assert setup.parent["run"] == str(trained_run.resolve())
+
+
+@pytest.mark.slow
+def test_continue_trains_on_and_the_log_goes_on_without_gaps(run_copy, tmp_path):
+    result = run_hfgpt(["continue", str(run_copy), "--max-steps", "70"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "continuing from" in result.stdout and "(step 60)" in result.stdout
+    records = [json.loads(line) for line in (run_copy / "train_log.jsonl").read_text().splitlines()]
+    train_steps = [r["step"] for r in records if r["split"] == "train"]
+    assert train_steps == list(range(5, 71, 5))
+    info = json.loads((run_copy / "run.json").read_text())
+    assert info["status"] == "completed" and info["sessions"][-1]["start_step"] == 60
+
+    again = run_hfgpt(["continue", str(run_copy)], cwd=tmp_path)
+    assert again.returncode == 2 and "already trained for 70 steps" in again.stderr
+
+
+@pytest.mark.slow
+def test_continue_finishes_a_run_killed_after_its_last_checkpoint(run_copy, tmp_path):
+    """A kill between the last step's checkpoint and final/ leaves nothing to train, only the run to finish."""
+    log_before = (run_copy / "train_log.jsonl").read_text()
+    assert json.loads((run_copy / "final" / "metrics.json").read_text())["step"] == 60
+    shutil.rmtree(run_copy / "final")
+    info = json.loads((run_copy / "run.json").read_text())
+    (run_copy / "run.json").write_text(json.dumps({**info, "status": "running"}))
+
+    result = run_hfgpt(["continue", str(run_copy)], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "(step 60)" in result.stdout and (run_copy / "final" / "model.safetensors").is_file()
+    assert json.loads((run_copy / "final" / "metrics.json").read_text())["step"] == 60
+    assert json.loads((run_copy / "run.json").read_text())["status"] == "completed"
+    assert (run_copy / "train_log.jsonl").read_text() == log_before
+
+
+@pytest.mark.slow
+def test_fork_starts_a_new_run_from_the_weights_on_new_data(trained_run, tmp_path):
+    corpus = write_corpus(tmp_path / "more", documents=6)
+    result = run_hfgpt(["fork", str(trained_run), *TINY_MODEL_FLAGS, "--train", str(corpus), "--max-steps", "5",
+                        "--trackers", "none", "--rundir", str(tmp_path / "runs"), "--run-name", "forked",
+                        "--cache-dir", str(tmp_path / "cache")], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "forked"
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["mode"] == "fork" and info["parent"]["source"].endswith("final")
+    first = json.loads((run_dir / "train_log.jsonl").read_text().splitlines()[0])
+    source_last = [json.loads(line) for line in (trained_run / "train_log.jsonl").read_text().splitlines()]
+    source_last = [r for r in source_last if r["split"] == "train"][-1]["loss"]
+    chance = math.log(len(AutoTokenizer.from_pretrained(run_dir / "tokenizer")))
+    # The fork starts from trained weights: its first steps sit near the source's last loss, far below chance.
+    assert first["loss"] < min(1.2 * source_last, 0.75 * chance), (first["loss"], source_last, chance)
+    assert (run_dir / "final" / "config.json").is_file()
+
+
+@pytest.mark.slow
+def test_train_refuses_an_existing_run_unless_overwrite(trained_run, tmp_path, run_copy):
+    flags = [*TINY_MODEL_FLAGS, "--train", str(write_corpus(tmp_path / "c", documents=4)), "--max-steps", "2",
+             "--trackers", "none", "--rundir", str(run_copy.parent), "--run-name", "tiny",
+             "--cache-dir", str(tmp_path / "cache")]
+    refused = run_hfgpt(flags, cwd=tmp_path)
+    assert refused.returncode == 2 and "--overwrite" in refused.stderr and "hfgpt continue" in refused.stderr
+    assert (run_copy / "final").is_dir(), "nothing of the existing run was touched"
+    replaced = run_hfgpt([*flags, "--overwrite"], cwd=tmp_path)
+    assert replaced.returncode == 0, replaced.stderr[-3000:]
+    assert json.loads((run_copy / "run.json").read_text())["config"]["training"]["max_steps"] == 2
+
+
+@pytest.mark.slow
+def test_continue_refuses_other_data_and_keeps_the_tracker_folder(run_copy, tmp_path):
+    other = write_corpus(tmp_path / "other", documents=3)
+    refused = run_hfgpt(["continue", str(run_copy), "--max-steps", "70", "--train", str(other)], cwd=tmp_path)
+    assert refused.returncode == 2 and "the training data are not the same" in refused.stderr, refused.stderr[-2000:]
+    assert json.loads((run_copy / "run.json").read_text())["status"] == "completed", "a refused launch changes nothing"
+    events_before = set((run_copy / "logs").rglob("events.out.tfevents*"))
+    resumed = run_hfgpt(["continue", str(run_copy), "--max-steps", "65"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    events_after = set((run_copy / "logs").rglob("events.out.tfevents*"))
+    assert events_before < events_after, "the resumed run logs beside the first one's events"
+    assert all((run_copy / "logs" / "tiny") in p.parents for p in events_after), "into the same TensorBoard run"
+
+
+@pytest.mark.slow
+def test_continue_resumes_the_same_wandb_run(tmp_path):
+    import_or_unavailable("wandb")
+    corpus = write_corpus(tmp_path / "c", documents=4)
+    env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    flags = [*TINY_MODEL_FLAGS, "--train", str(corpus), "--max-steps", "4", "--trackers", "wandb",
+             "--rundir", str(tmp_path / "runs"), "--run-name", "wb", "--cache-dir", str(tmp_path / "cache")]
+    first = run_hfgpt([*flags, "--stop-at-step", "2"], cwd=tmp_path, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "wb"
+    resumed = run_hfgpt(["continue", str(run_dir)], cwd=tmp_path, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    wandb_id = json.loads((run_dir / "run.json").read_text())["wandb_id"]
+    offline_runs = sorted((run_dir / "logs" / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 2 and all(p.name.endswith(wandb_id) for p in offline_runs), offline_runs
+
+
+@pytest.mark.slow
+def test_continue_takes_its_run_from_the_path_whatever_name_the_run_was_given(run_copy):
+    """Run names have rules now; a run named before them (or moved and renamed) still continues."""
+    config = run_copy / "config.toml"
+    config.write_text(config.read_text().replace('run_name = "tiny"', 'run_name = "my old run"'))
+    setup = continue_setup([str(run_copy), "--max-steps", "80"])
+    assert (setup.cfg.run.rundir, setup.cfg.run.run_name) == (str(run_copy.parent), "tiny")
