@@ -90,6 +90,19 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, state: TrainerState
     return final
 
 
+def intact_checkpoint(last_saved: int) -> str:
+    """Which checkpoint a failure leaves to resume from, in words."""
+    if not last_saved:
+        return "No checkpoint had been saved yet."
+    return f"The newest checkpoint, from step {last_saved}, is intact."
+
+
+def save_failure(error: OSError, run_dir: Path, last_saved: int) -> HfGptError:
+    """A failed save (a full disk, permissions) as one paragraph: what is still intact, and what to do."""
+    return HfGptError(f"{error}. {intact_checkpoint(last_saved)} Free some space (or fix the folder's permissions) "
+                      f"and resume with `hfgpt continue {run_dir}`.")
+
+
 def _point_latest(checkpoints: Path, name: str) -> None:
     replace_text(checkpoints / "latest.txt", name + "\n")
     link = checkpoints / "latest.tmp"

@@ -15,8 +15,7 @@ from accelerate.utils import gather_object
 
 from ..collectives import step_flags
 from ..data.batches import BlockOrder, fetch_blocks, to_device
-from ..errors import HfGptError
-from ..runs.checkpoint import prune_checkpoints, save_checkpoint
+from ..runs.checkpoint import intact_checkpoint, prune_checkpoints, save_checkpoint, save_failure
 from ..runs.logbook import Logbook
 from ..runs.model_folders import export_model
 from ..runs.rundir import drop_replaced_run
@@ -114,7 +113,7 @@ class TrainingLoop:
                                  "bad_steps_in_a_row": progress.bad_steps_in_a_row},
                                 line=f"step {done}: non-finite loss or gradient; update skipped "
                                      f"({progress.bad_steps_in_a_row} in a row, {progress.skipped_steps} in all)")
-            check_bad_steps(progress, self.cfg.training.max_bad_steps, done, self.newest_checkpoint())
+            check_bad_steps(progress, self.cfg.training.max_bad_steps, done, intact_checkpoint(self.last_saved))
         else:
             self.metrics.add(result.sums)
             if not self.run.optimizer.step_was_skipped:  # an fp16 overflow skips the update, and so the schedule
@@ -150,7 +149,7 @@ class TrainingLoop:
                 export_model(run.accelerator, run.model, run.data.tokenizer, run.run_dir / "best",
                              metrics={"step": done, **result})
             except OSError as error:
-                raise self.write_failure(error) from None
+                raise save_failure(error, self.run.run_dir, self.last_saved) from None
 
     def _save(self) -> None:
         """Checkpoint the run as it is now; then prune, and drop the run this one replaced."""
@@ -161,23 +160,12 @@ class TrainingLoop:
         try:
             save_checkpoint(self.run.accelerator, self.run.run_dir, self.state)
         except OSError as error:
-            raise self.write_failure(error) from None
+            raise save_failure(error, self.run.run_dir, self.last_saved) from None
         self.last_saved = done
         if self.run.accelerator.is_main_process:
             prune_checkpoints(self.run.run_dir, self.cfg.checkpoint.keep_last,
                               protected=(self.resumed_from, self.state.progress.best_step))
             drop_replaced_run(self.run.run_dir)  # the run this one replaces (--overwrite) is no longer needed
-
-    def write_failure(self, error: OSError) -> HfGptError:
-        """A failed save (a full disk, permissions) as one paragraph: what is still intact, and what to do."""
-        return HfGptError(f"{error}. {self.newest_checkpoint()} Free some space (or fix the folder's permissions) "
-                          f"and resume with `hfgpt continue {self.run.run_dir}`.")
-
-    def newest_checkpoint(self) -> str:
-        """Which checkpoint a failure leaves to resume from, in words."""
-        if not self.last_saved:
-            return "No checkpoint had been saved yet."
-        return f"The newest checkpoint, from step {self.last_saved}, is intact."
 
 
 def _norm_value(grad_norm: torch.Tensor | None, model: torch.nn.Module) -> float:

@@ -30,6 +30,7 @@ from ..launch.processes import (
     start_processes,
     whole_parameters,
 )
+from ..runs.checkpoint import save_failure
 from ..runs.model_folders import export_model
 from ..runs.rundir import CONFIG, LOGS, claim_run_dir
 from ..runs.runinfo import FAILED, INTERRUPTED, begin_session, end_session, new_run_info, read_run_info, write_run_info
@@ -149,7 +150,7 @@ def _save_final(run: Run, loop: TrainingLoop, stop: Stop, done: int) -> None:
         export_model(run.accelerator, run.model, run.data.tokenizer, final,
                      metrics={"step": done, "status": stop.status, **reason})
     except OSError as error:
-        raise loop.write_failure(error) from None
+        raise save_failure(error, run.run_dir, loop.last_saved) from None
     run.accelerator.print(f"{stop.status}: saved the model and tokenizer to {final}"
                           + (f" ({stop.reason})" if stop.reason else ""))
 
