@@ -23,6 +23,7 @@ from .sources import (
     describe_settings,
     format_help,
     preset_names,
+    saved_run_config,
 )
 from .table import ALIASES, FIELDS, SECTIONS, config_values, flag_of
 
@@ -30,4 +31,5 @@ __all__ = [
     "ALIASES", "FIELDS", "SECTIONS", "USAGES", "CheckpointSection", "DataSection", "LoggingSection", "ModelSection",
     "RunSection", "TrainConfig", "TrainingSection", "build_config", "config_from_dict", "config_to_toml",
     "config_values", "describe_settings", "flag_of", "format_help", "model_config_kwargs", "preset_names",
+    "saved_run_config",
 ]

@@ -3,7 +3,8 @@
 Every field of the training config is declared with `setting(...)`, which keeps beside the field what the
 rest of hfgpt needs to know about it: the help that `--help` shows, the values it accepts (`choices`,
 `bounds`), what `hfgpt continue` may do with it (`on_continue`), other spellings of its flag (`aliases`),
-and, for a field that moved, the section it was saved under before, so that old config files still load.
+for a field that moved, the section it was saved under before, so that old config files still load, and for
+a field added later, what runs saved before it did (`implied_before`), so that they continue unchanged.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ class Rules:
     on_continue: OnContinue = "refuse"
     aliases: tuple[str, ...] = ()  # other flag spellings, dashed, without the leading --
     former_section: str = ""  # where the field lived in config files written before it moved
+    # What a run saved before this setting existed did, when that differs from the default (so that such a run
+    # continues as it would have); None: the default.
+    implied_before: Any = None
 
     def problem(self, value: Any) -> str:
         """Why `value` is not allowed (without the flag), or ""."""
@@ -79,9 +83,10 @@ class Rules:
 
 
 def setting(default: Any, help: str, *, choices: Sequence[str] = (), bounds: Bounds | None = None,
-            on_continue: OnContinue = "refuse", aliases: Sequence[str] = (), former_section: str = "") -> Any:
+            on_continue: OnContinue = "refuse", aliases: Sequence[str] = (), former_section: str = "",
+            implied_before: Any = None) -> Any:
     """A dataclass field carrying its `Rules` (see the module docstring)."""
-    rules = Rules(help, tuple(choices), bounds, on_continue, tuple(aliases), former_section)
+    rules = Rules(help, tuple(choices), bounds, on_continue, tuple(aliases), former_section, implied_before)
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata={"rules": rules})
     return field(default=default, metadata={"rules": rules})

@@ -109,7 +109,20 @@ class TrainingSection:
     beta2: float = setting(0.95, "AdamW beta2.", bounds=Bounds(low=0, high=1, high_open=True))
     max_grad_norm: float = setting(1.0, "Clip the global gradient norm to this; 0 disables clipping.",
                                    bounds=zero_or_positive("off"))
-    precision: str = setting("fp32", "fp32, fp16 (CUDA only) or bf16.", choices=("fp32", "fp16", "bf16"))
+    precision: str = setting("auto", "auto, fp32, fp16 (CUDA only) or bf16 (autocast; weights and optimizer stay "
+                                     "fp32). auto: bf16 where the hardware computes it natively (a CUDA GPU with "
+                                     "bf16, a CPU with AVX512-BF16 or AMX), else fp32; a run saves what it chose.",
+                             choices=("auto", "fp32", "fp16", "bf16"))
+    optimizer_kernel: str = setting("auto", "AdamW's implementation: fused (one kernel for all parameters), foreach or "
+                                            "for-loop; auto: fused where torch has it for the device (not under "
+                                            "DeepSpeed, which steps the optimizer itself), else foreach.",
+                                    choices=("auto", "fused", "foreach", "for-loop"), implied_before="foreach")
+    compile: bool = setting(False, "Compile the model with torch.compile (the first step takes longer; a platform "
+                                   "where it fails trains uncompiled, with a warning).")
+    compile_mode: str = setting("default", "torch.compile mode.", choices=("default", "reduce-overhead", "max-autotune",
+                                                                          "max-autotune-no-cudagraphs"))
+    peak_tflops: float = setting(0.0, "Peak TFLOPS of one device for the MFU figure; 0: from a table of GPUs, or "
+                                      "measured once on a CPU.", bounds=NOT_NEGATIVE, on_continue="allow")
     device: str = setting("auto", "auto, cpu or cuda.", choices=("auto", "cpu", "cuda"), on_continue="allow")
     cpu_threads: int = setting(0, "Threads per process when training on the CPU; 0: the cores shared out "
                                   "among this machine's processes (accelerate launch would leave one).",

@@ -69,6 +69,15 @@ def config_from_dict(data: Mapping[str, Any], source: str) -> TrainConfig:
     return make_config(_values_from_dict(data, source))
 
 
+def saved_run_config(data: Mapping[str, Any], source: str) -> TrainConfig:
+    """A run's saved config.toml -> TrainConfig: like `config_from_dict`, but a setting the file does not have
+    (added after the run was saved) takes what the run did then (`implied_before`), if that is not the default."""
+    given = {key for table in data.values() if isinstance(table, Mapping) for key in table}
+    implied = {name: f.rules.implied_before for name, f in FIELDS.items()
+               if name not in given and f.rules.implied_before is not None}
+    return make_config({**implied, **_values_from_dict(data, source)})
+
+
 def config_to_toml(cfg: TrainConfig) -> str:
     """Every setting as TOML that `--config` reads back to an equal config."""
     lines = ["# hfgpt training config; train with it again: hfgpt train --config THIS_FILE"]

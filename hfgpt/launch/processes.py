@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+from pathlib import Path
 
 import torch
 from accelerate import Accelerator, PartialState
@@ -21,18 +22,34 @@ from .memory import strategy_of
 
 
 def choose_device_and_precision(cfg: TrainConfig) -> tuple[bool, str]:
-    """(use_cpu, accelerate mixed_precision), downgrading what this machine cannot do with a warning."""
+    """(use_cpu, precision: fp32, fp16 or bf16): `auto` resolved for this machine, and what it cannot do
+    downgraded with a warning."""
     training = cfg.training
     use_cpu = training.device == "cpu" or not torch.cuda.is_available()
     if training.device == "cuda" and not torch.cuda.is_available():
         warnings.warn("--device cuda was asked for but CUDA is not available here: training on the CPU.",
                       stacklevel=2)
-    precision = {"fp32": "no", "fp16": "fp16", "bf16": "bf16"}[training.precision]
+    precision = training.precision
+    if precision == "auto":
+        precision = "bf16" if native_bf16(use_cpu) else "fp32"
     if precision == "fp16" and use_cpu:
         warnings.warn("--precision fp16 needs CUDA (accelerate would silently ignore it on the CPU): "
                       "training in fp32; use --precision bf16 for mixed precision on the CPU.", stacklevel=2)
-        precision = "no"
+        precision = "fp32"
     return use_cpu, precision
+
+
+def native_bf16(use_cpu: bool) -> bool:
+    """Whether this machine computes bf16 in hardware: a CUDA GPU that supports it, or a CPU with AVX512-BF16
+    or AMX (read from /proc/cpuinfo; elsewhere, whether oneDNN says it has a bf16 path)."""
+    if not use_cpu:
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        mkldnn = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+        return bool(mkldnn and mkldnn())
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def cpu_threads(requested: int, num_processes: int) -> int:

@@ -19,7 +19,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from ..config import FIELDS, USAGES, ModelSection, build_config, config_from_dict, config_values, flag_of
+from ..config import FIELDS, USAGES, ModelSection, build_config, config_values, flag_of, saved_run_config
 from ..data.tokenization import ensure_pad_token
 from ..errors import HfGptError
 from ..models.hfgpt import HfGptConfig
@@ -62,7 +62,7 @@ def continue_setup(argv: Sequence[str]) -> RunSetup:
             "takes the folder that `hfgpt train` made, <rundir>/<run-name>; to train on from a saved model "
             "instead, start a new run with `hfgpt fork SOURCE`.")
     try:
-        saved = config_from_dict(tomllib.loads(config_file.read_text(encoding="utf-8")), str(config_file))
+        saved = saved_run_config(tomllib.loads(config_file.read_text(encoding="utf-8")), str(config_file))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise HfGptError(f"{config_file} is not valid TOML ({error}); restore it from a copy.") from None
     # Settings that hold for one launch only (--stop-at-step, --reset, the run's place) are not carried over.

@@ -53,12 +53,22 @@ def parameter_groups(model: nn.Module, training: TrainingSection, global_batch: 
     return [group for group in groups if group["params"]]
 
 
+FUSED_DEVICES = ("cuda", "cpu", "xpu", "mps")  # where torch has a fused AdamW kernel
+
+
+def optimizer_kernel(asked: str, device_type: str, deepspeed: bool) -> str:
+    """`--optimizer-kernel auto` for this launch: fused where torch has it for the device, else foreach; under
+    DeepSpeed, which steps the optimizer inside its engine, foreach."""
+    if asked != "auto":
+        return asked
+    return "fused" if device_type in FUSED_DEVICES and not deepspeed else "foreach"
+
+
 def build_optimizer(model: nn.Module, training: TrainingSection, global_batch: int = 0) -> torch.optim.AdamW:
-    """AdamW over `parameter_groups`; the fused kernel where every parameter is on CUDA."""
-    on_cuda = all(p.is_cuda for p in model.parameters())
+    """AdamW over `parameter_groups`, with the kernel `training.optimizer_kernel` names (resolved)."""
+    kernel = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {"foreach": False}}
     return torch.optim.AdamW(parameter_groups(model, training, global_batch),
-                             betas=(training.beta1, training.beta2),
-                             fused=on_cuda or None)
+                             betas=(training.beta1, training.beta2), **kernel.get(training.optimizer_kernel, {}))
 
 
 def lr_factor(step: int, training: TrainingSection) -> float:

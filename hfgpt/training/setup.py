@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import ProjectConfiguration, set_seed
 from transformers import AutoModelForCausalLM, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerFast
 
@@ -27,6 +28,8 @@ from ..runs.rundir import ARCHITECTURE, LOGS, TOKENIZER
 from ..runs.state import TrainerState
 from .optim import apply_peak_lr, build_optimizer, build_scheduler
 from .trackers import check_trackers
+
+MIXED_PRECISION = {"fp32": "no", "fp16": "fp16", "bf16": "bf16"}  # hfgpt's names -> accelerate's
 
 
 @dataclass
@@ -93,12 +96,14 @@ def setup_model(setup: RunSetup, tokenizer: PreTrainedTokenizerFast) -> PreTrain
     return model
 
 
-def build_run(setup: RunSetup, data: PreparedData, run_dir: Path, layout: BatchLayout, use_cpu: bool,
-              precision: str) -> Run:
+def build_run(setup: RunSetup, data: PreparedData, run_dir: Path, layout: BatchLayout, use_cpu: bool) -> Run:
     """The accelerator and the prepared model and optimizer; a new run also saves what `continue` rebuilds."""
     cfg = setup.cfg
+    # accelerate keeps precision and accumulation process-wide; a run in a process that ran another (a notebook,
+    # a test) sets its own. The process group (PartialState) stays.
+    AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(
-        cpu=use_cpu and not using_deepspeed(), mixed_precision=precision,
+        cpu=use_cpu and not using_deepspeed(), mixed_precision=MIXED_PRECISION[cfg.training.precision],
         gradient_accumulation_steps=layout.grad_accum_steps,
         log_with=check_trackers(cfg.logging.trackers) or None,
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / LOGS)),

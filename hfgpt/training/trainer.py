@@ -28,6 +28,7 @@ from ..launch.processes import (
     cpu_threads,
     finish_processes,
     start_processes,
+    using_deepspeed,
     whole_parameters,
 )
 from ..runs.checkpoint import save_failure
@@ -36,6 +37,7 @@ from ..runs.rundir import CONFIG, LOGS, claim_run_dir
 from ..runs.runinfo import FAILED, INTERRUPTED, begin_session, end_session, new_run_info, read_run_info, write_run_info
 from ..runs.state import TrainerState
 from .loop import TrainingLoop
+from .optim import optimizer_kernel
 from .setup import Run, RunSetup, build_run, starting_state
 from .stopping import Stop, StopSignals
 from .trackers import check_trackers, flat_hparams
@@ -51,7 +53,10 @@ def run(setup: RunSetup) -> Path:
     cfg = setup.cfg
     quiet_libraries(cfg.logging.progress_bar)
     check_trackers(cfg.logging.trackers)  # before any data is read: a typo costs nothing
-    use_cpu, precision = choose_device_and_precision(cfg)
+    # `auto` resolved for this machine and saved as chosen, so that a continued run keeps it
+    use_cpu, cfg.training.precision = choose_device_and_precision(cfg)
+    cfg.training.optimizer_kernel = optimizer_kernel(cfg.training.optimizer_kernel, "cpu" if use_cpu else "cuda",
+                                                     using_deepspeed())
     state = start_processes(use_cpu)
     if use_cpu:
         torch.set_num_threads(cpu_threads(cfg.training.cpu_threads, state.num_processes))
@@ -64,7 +69,7 @@ def run(setup: RunSetup) -> Path:
             data_cfg = dataclasses.replace(cfg.data, reset=cfg.data.reset and state.is_main_process)
             data = prepare_data(data_cfg, cfg.seq_len, log=state.print, tokenizer=setup.tokenizer)
         layout = resolve_layout(cfg.training, cfg.seq_len, state.num_processes)
-        _train(build_run(setup, data, run_dir, layout, use_cpu, precision))
+        _train(build_run(setup, data, run_dir, layout, use_cpu))
         return run_dir
 
 
@@ -130,7 +135,7 @@ def _announce(run: Run) -> None:
     threads = f", {torch.get_num_threads()} threads each" if accelerator.device.type == "cpu" else ""
     precision = {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision)
     accelerator.print(f"device: {accelerator.device.type}, {accelerator.num_processes} process(es){threads}; "
-                      f"precision {precision}")
+                      f"precision {precision}; optimizer AdamW ({cfg.training.optimizer_kernel})")
     accelerator.print(f"model: {n_params:,} parameters; data: {len(run.data.train):,} train and "
                       f"{len(run.data.valid):,} validation blocks of {cfg.seq_len} tokens")
     accelerator.print(layout.describe(cfg.seq_len))

@@ -93,7 +93,7 @@ def test_what_continue_may_change_is_frozen():
         "max_steps", "log_every", "log_samples", "trackers", "progress_bar", "sample_prompt", "sample_tokens",
         "ckpt_every", "keep_last", "save_best", "eval_every", "eval_batches", "early_stopping", "patience",
         "early_stopping_min_delta", "max_bad_steps", "deterministic", "cpu_threads", "device", "num_proc",
-        "cache_dir", "datadir", "train", "valid", "meta"}
+        "cache_dir", "datadir", "train", "valid", "meta", "peak_tflops"}
 
 
 def test_where_a_run_goes_keeps_its_old_spellings(tmp_path):

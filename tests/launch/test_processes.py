@@ -9,6 +9,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType
 
+import hfgpt.launch.processes
 from hfgpt.config import TrainConfig
 from hfgpt.launch.memory import strategy_of
 from hfgpt.launch.processes import choose_device_and_precision, cpu_threads, start_processes, using_deepspeed
@@ -26,14 +27,30 @@ def config(**training) -> TrainConfig:
 @without_cuda
 def test_cuda_asked_for_without_cuda_warns_and_trains_on_the_cpu():
     with pytest.warns(UserWarning, match="--device cuda was asked for but CUDA is not available"):
-        assert choose_device_and_precision(config(device="cuda")) == (True, "no")
+        assert choose_device_and_precision(config(device="cuda", precision="fp32")) == (True, "fp32")
 
 
 @without_cuda
 def test_fp16_on_the_cpu_falls_back_to_fp32_and_bf16_stays():
     with pytest.warns(UserWarning, match="--precision fp16 needs CUDA"):
-        assert choose_device_and_precision(config(precision="fp16")) == (True, "no")
+        assert choose_device_and_precision(config(precision="fp16")) == (True, "fp32")
     assert choose_device_and_precision(config(precision="bf16")) == (True, "bf16")
+
+
+@without_cuda
+@pytest.mark.parametrize(("cpuinfo", "expected"), [
+    ("flags : fpu avx2 avx512f avx512_bf16 amx_tile", "bf16"), ("flags : fpu avx2 amx_bf16", "bf16"),
+    ("flags : fpu avx2 avx512f", "fp32"),
+])
+def test_auto_precision_is_bf16_where_the_cpu_computes_it_natively(monkeypatch, cpuinfo, expected):
+    real_read_text = hfgpt.launch.processes.Path.read_text
+
+    def read_text(path, *args, **kwargs):
+        return cpuinfo if str(path) == "/proc/cpuinfo" else real_read_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(hfgpt.launch.processes.Path, "read_text", read_text)
+    assert choose_device_and_precision(config(precision="auto")) == (True, expected)
+    assert choose_device_and_precision(config(precision="fp32")) == (True, "fp32")  # asked for: as asked
 
 
 def test_cpu_threads_share_the_cores_unless_asked(monkeypatch):
