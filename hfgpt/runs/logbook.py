@@ -38,6 +38,7 @@ def format_record(record: dict[str, Any], max_steps: int) -> str:
     if record["split"] == "train":
         parts += [f"lr {record['lr']:.2e}", f"gnorm {record['grad_norm']:.3f}",
                   f"{record['tokens_per_s']:,.0f} tok/s", f"{record['ms_per_step']:.1f} ms/step"]
+        parts += [f"mfu {100 * record['mfu']:.1f}%"] if record.get("mfu") else []
     return " | ".join(parts)
 
 

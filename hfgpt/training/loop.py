@@ -24,6 +24,7 @@ from ..runs.state import TrainerState
 from .criterion import next_token_loss
 from .evaluation import evaluate
 from .metrics import TokenMetrics
+from .mfu import flops_per_token, mfu, peak_tflops
 from .setup import Run
 from .stopping import Stop, StopSignals, check_bad_steps, due, early_stop, launch_stop
 
@@ -52,6 +53,12 @@ class TrainingLoop:
         self.logbook = Logbook(run.accelerator, run.run_dir, self.cfg.training.max_steps, state.step,
                                self.cfg.logging.progress_bar)
         self.window_start, self.window_steps = time.perf_counter(), 0
+        self.flops_per_token = flops_per_token(run.accelerator.unwrap_model(run.model), self.cfg.seq_len)
+        self.peak = peak_tflops(run.accelerator.device, self.cfg.training.precision, self.cfg.training.peak_tflops) \
+            if run.accelerator.is_main_process else 0.0  # only the main process reports, and probes a CPU
+        run.accelerator.print(f"mfu counts {self.flops_per_token:,.0f} FLOPs per token (6N + 12LTd) against "
+                              f"{self.peak:.3g} TFLOPS per device" if self.peak else
+                              "mfu: no peak known for this device (give --peak-tflops)")
 
     def train(self, signals: StopSignals) -> Stop:
         """Run until max_steps or a stop; returns how the run ends (completed, or why it stopped)."""
@@ -133,6 +140,8 @@ class TrainingLoop:
                 "step": done, "split": "train", **window, "lr": self.run.scheduler.get_last_lr()[0],
                 "grad_norm": _norm_value(grad_norm, self.run.model),
                 "tokens_per_s": self.window_steps * self.tokens_per_step / seconds,
+                "mfu": mfu(self.window_steps * self.tokens_per_step / seconds, self.flops_per_token, self.peak,
+                           self.run.accelerator.num_processes),
                 "ms_per_step": 1000 * seconds / self.window_steps, "tokens": done * self.tokens_per_step,
                 "epoch": self.order.epoch_at(done), "skipped_steps": self.state.progress.skipped_steps,
             })

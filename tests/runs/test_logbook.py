@@ -66,3 +66,8 @@ def test_a_number_that_is_not_finite_is_logged_as_null(tmp_path):
     line = (tmp_path / TRAIN_LOG).read_text()
     assert "NaN" not in line and "Infinity" not in line
     assert json.loads(line)["grad_norm"] is None and json.loads(line)["ppl"] is None
+
+
+def test_a_train_line_shows_mfu_when_the_record_has_it():
+    assert format_record({**train_record(3), "mfu": 0.123}, 10).endswith("| 12.5 ms/step | mfu 12.3%")
+    assert "mfu" not in format_record({**train_record(3), "mfu": 0.0}, 10)
