@@ -8,6 +8,7 @@ run got however the loop ends) and writes it into every checkpoint.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -52,7 +53,7 @@ class TrainingLoop:
         self.resumed_from = self.last_saved = state.step  # the newest checkpoint on disk
         self.logbook = Logbook(run.accelerator, run.run_dir, self.cfg.training.max_steps, state.step,
                                self.cfg.logging.progress_bar)
-        self.window_start, self.window_steps = time.perf_counter(), 0
+        self.window_start, self.window_steps, self.compile_seconds = time.perf_counter(), 0, 0.0
         self.flops_per_token = flops_per_token(run.accelerator.unwrap_model(run.model), self.cfg.seq_len)
         self.peak = peak_tflops(run.accelerator.device, self.cfg.training.precision, self.cfg.training.peak_tflops) \
             if run.accelerator.is_main_process else 0.0  # only the main process reports, and probes a CPU
@@ -67,6 +68,8 @@ class TrainingLoop:
         self.run.model.train()
         for step in range(self.state.step, max_steps):
             result = self._step(step, signals.received)
+            if step == self.resumed_from:
+                self._report_first_step()
             self._account(step + 1, result)
             done = self.state.step
             if due(self.cfg.logging.log_every, done, max_steps):
@@ -110,6 +113,18 @@ class TrainingLoop:
         optimizer.zero_grad(set_to_none=True)
         return StepResult(sums, grad_norm, nonfinite, signal, blocks)
 
+    def _report_first_step(self) -> None:
+        """With --compile, how long compiling took (the first step), or that it failed and training is eager."""
+        if not self.cfg.training.compile:
+            return
+        seconds = time.perf_counter() - self.window_start
+        self.compile_seconds = seconds  # left out of the first window's throughput
+        if torch._dynamo.utils.counters["stats"]["unique_graphs"]:
+            self.run.accelerator.print(f"compiled the model in {seconds:.1f} s (the first step)")
+        else:
+            warnings.warn("torch.compile could not compile the model on this platform (see the message above); "
+                          "training goes on uncompiled.", stacklevel=2)
+
     def _account(self, done: int, result: StepResult) -> None:
         """Count the step: skipped (logged, and stopping the run after too many in a row) or into the metric
         window and the schedule."""
@@ -133,16 +148,19 @@ class TrainingLoop:
 
     def _log_window(self, grad_norm: torch.Tensor | None) -> None:
         """The train record of the steps since the last one (nothing if every one of them was skipped)."""
-        done, seconds = self.state.step, time.perf_counter() - self.window_start
+        done, seconds, steps = self.state.step, time.perf_counter() - self.window_start, self.window_steps
+        if self.compile_seconds and steps > 1:  # the first step compiled the model: not a training speed
+            seconds, steps = seconds - self.compile_seconds, steps - 1
+        self.compile_seconds = 0.0
         window = self.metrics.read(self.run.accelerator)
         if window:
             self.logbook.record({
                 "step": done, "split": "train", **window, "lr": self.run.scheduler.get_last_lr()[0],
                 "grad_norm": _norm_value(grad_norm, self.run.model),
-                "tokens_per_s": self.window_steps * self.tokens_per_step / seconds,
-                "mfu": mfu(self.window_steps * self.tokens_per_step / seconds, self.flops_per_token, self.peak,
+                "tokens_per_s": steps * self.tokens_per_step / seconds,
+                "mfu": mfu(steps * self.tokens_per_step / seconds, self.flops_per_token, self.peak,
                            self.run.accelerator.num_processes),
-                "ms_per_step": 1000 * seconds / self.window_steps, "tokens": done * self.tokens_per_step,
+                "ms_per_step": 1000 * seconds / steps, "tokens": done * self.tokens_per_step,
                 "epoch": self.order.epoch_at(done), "skipped_steps": self.state.progress.skipped_steps,
             })
         self.window_start, self.window_steps = time.perf_counter(), 0

@@ -41,7 +41,8 @@ def peak_tflops(device: torch.device, precision: str, asked: float = 0.0) -> flo
 
 def _measured_cpu_peak(dtype: torch.dtype, size: int = 1024, seconds: float = 0.3) -> float:
     """TFLOPS of square matrix products on this CPU with its threads, the best of a few."""
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    own = torch.Generator().manual_seed(0)  # never the run's generator: that would shift its random stream
+    a, b = (torch.randn(size, size, generator=own).to(dtype) for _ in range(2))
     torch.mm(a, b)  # warm up
     best, deadline = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < deadline:

@@ -96,6 +96,15 @@ def setup_model(setup: RunSetup, tokenizer: PreTrainedTokenizerFast) -> PreTrain
     return model
 
 
+def compile_model(model: torch.nn.Module, mode: str) -> None:
+    """torch.compile the model in place (`Module.compile`: parameters keep their names, so checkpoints and
+    save_pretrained see no `_orig_mod.`), for fixed shapes: every training micro-batch has the same shape.
+    Code that fails to compile runs eagerly (dynamo's `suppress_errors`); the loop says so after step 1."""
+
+    torch._dynamo.config.suppress_errors = True
+    model.compile(mode=None if mode == "default" else mode, dynamic=False)
+
+
 def build_run(setup: RunSetup, data: PreparedData, run_dir: Path, layout: BatchLayout, use_cpu: bool) -> Run:
     """The accelerator and the prepared model and optimizer; a new run also saves what `continue` rebuilds."""
     cfg = setup.cfg
@@ -114,6 +123,8 @@ def build_run(setup: RunSetup, data: PreparedData, run_dir: Path, layout: BatchL
     data.tokenizer.model_max_length = cfg.seq_len
     set_seed(cfg.training.seed)
     model = setup_model(setup, data.tokenizer)
+    if cfg.training.compile:
+        compile_model(model, cfg.training.compile_mode)
     if accelerator.is_main_process:
         _prepare_run_dir(setup, run_dir, data.tokenizer, model)
     optimizer = build_optimizer(model, cfg.training, layout.global_batch)

@@ -163,7 +163,8 @@ def _save_final(run: Run, loop: TrainingLoop, stop: Stop, done: int) -> None:
 def _print_sample(run: Run) -> None:
     cfg = run.cfg
     unwrapped = run.accelerator.unwrap_model(run.model).eval()
-    with whole_parameters(run.accelerator, unwrapped):  # every process samples alike; the main one prints
+    # every process samples alike, the main one prints; a compiled model samples eagerly (other shapes)
+    with whole_parameters(run.accelerator, unwrapped), torch.compiler.set_stance("force_eager"):
         sample = generate_text(unwrapped, run.data.tokenizer, cfg.logging.sample_prompt,
                                max_new_tokens=cfg.logging.sample_tokens, seed=cfg.training.seed)
     run.accelerator.print(f"sample:\n{sample}")

@@ -45,3 +45,11 @@ def test_a_real_cpu_probe_gives_a_plausible_figure():
 def test_mfu_is_achieved_over_peak_for_all_devices():
     assert mfu(tokens_per_s=1000.0, per_token=1e9, peak=1.0, devices=2) == pytest.approx(0.5)
     assert mfu(tokens_per_s=1000.0, per_token=1e9, peak=0.0, devices=1) == 0.0
+
+
+def test_the_cpu_probe_leaves_the_random_stream_alone():
+    # the loop measures the peak after `continue` restored the RNG: drawing from it would change the run
+    torch.manual_seed(3)
+    before = torch.get_rng_state()
+    hfgpt.training.mfu._measured_cpu_peak(torch.float32, size=64, seconds=0.01)
+    assert torch.equal(torch.get_rng_state(), before)
