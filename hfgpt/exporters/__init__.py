@@ -10,7 +10,7 @@ tokenizer) and writes one of:
 Both folders load with plain `AutoModelForCausalLM.from_pretrained(output)`, no remote code, and compute what
 the hfgpt model computes. A model that mixes the families is refused (see `families`). The output is written
 beside its final name and renamed into place, so a failed export leaves nothing behind; an existing output is
-never replaced. This package imports hfgpt's model and errors; nothing in hfgpt imports it but the CLI.
+never replaced. This package imports hfgpt's model and errors only; within hfgpt only the CLI should import it.
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ def export(source: str | Path, to: str, output: str | Path, dtype: str = "f32") 
         gguf_family(config)
     else:
         require_family(config, to)
-    model = HfGptForCausalLM.from_pretrained(source, dtype=torch.float32).eval()
     tokenizer = load_tokenizer(source)
+    model = HfGptForCausalLM.from_pretrained(source, dtype=torch.float32).eval()
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
     try:
