@@ -1,14 +1,18 @@
-"""Tiny-config CPU tests of hfgpt/modeling_hfgpt.py, including a weight-for-weight match against GPT-2."""
+"""Tiny-config CPU tests of hfgpt/modeling_hfgpt.py over a grid of its architecture options, including
+weight-for-weight matches against GPT-2 and Llama."""
 
 from __future__ import annotations
 
+import json
 import math
 import time
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors import safe_open
-from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+from test_remote_code import MODEL_CHILD, run_without_hfgpt
+from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 import hfgpt  # noqa: F401  (registers model_type "hfgpt" with the Auto classes)
 from hfgpt.models.hfgpt import HfGptConfig
@@ -17,6 +21,24 @@ from hfgpt.training.setup import enable_activation_checkpointing
 
 VOCAB, HIDDEN, LAYERS, HEADS, MAX_POS = 97, 32, 2, 4, 64
 PAD = 0
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+# The option grid every behaviour test runs over: GPT-2's block, Llama's block, and two mixtures that no stock
+# architecture has (rotary positions alone, with biases and one key/value head; a gated MLP with grouped-query
+# attention on learned positions).
+ARCHITECTURES = {
+    "gpt2": dict(bias=True, hidden_act="gelu_new"),
+    "llama": dict(position_embedding_type="rotary", norm_type="rmsnorm", mlp_type="gated", hidden_act="silu",
+                  num_key_value_heads=2),
+    "rotary-mqa-bias": dict(position_embedding_type="rotary", bias=True, num_key_value_heads=1),
+    "gated-gqa": dict(mlp_type="gated", hidden_act="silu", num_key_value_heads=2),
+}
+
+
+@pytest.fixture(params=list(ARCHITECTURES))
+def arch(request) -> dict:
+    """The config fields of one architecture of the grid."""
+    return ARCHITECTURES[request.param]
 
 
 def tiny_config(**overrides) -> HfGptConfig:
@@ -45,8 +67,8 @@ def test_default_attention_is_sdpa():
     assert HfGptForCausalLM(tiny_config()).config._attn_implementation == "sdpa"
 
 
-def test_forward_shapes_and_shifted_loss():
-    model = tiny_model()
+def test_forward_shapes_and_shifted_loss(arch):
+    model = tiny_model(**arch)
     input_ids = random_ids()
     labels = input_ids.clone()
     labels[0, 3:6] = -100
@@ -88,9 +110,9 @@ def test_logits_to_keep():
     assert model(input_ids, logits_to_keep=0).logits.shape == full.shape
 
 
-def test_incremental_decoding_matches_full_forward():
+def test_incremental_decoding_matches_full_forward(arch):
     # also covers explicit cache_position, which older callers still pass
-    model = tiny_model()
+    model = tiny_model(**arch)
     input_ids = random_ids()
     full = model(input_ids).logits
     prefix = model(input_ids[:, :7], use_cache=True)
@@ -110,10 +132,10 @@ def left_padded(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
-def test_200_greedy_tokens_with_cache_equal_those_without(attn_implementation):
+def test_200_greedy_tokens_with_cache_equal_those_without(attn_implementation, arch):
     # transformers 5.24's generate() passes the cache as `cache=`: a forward that only knew `past_key_values`
     # silently ran without it and drifted from the uncached tokens.
-    model = tiny_model(attn_implementation, max_position_embeddings=256)
+    model = tiny_model(attn_implementation, max_position_embeddings=256, **arch)
     input_ids, attention_mask = left_padded([random_ids(1, 9, seed=2)[0], random_ids(1, 4, seed=3)[0]])
     options = {"attention_mask": attention_mask, "max_new_tokens": 200, "min_new_tokens": 200}
     with_cache = greedy(model, input_ids, **options)
@@ -155,21 +177,21 @@ def test_generation_reuses_the_cache_and_is_at_least_twice_as_fast():
     assert seconds[False] >= 2 * seconds[True], seconds
 
 
-def test_sdpa_and_eager_agree():
+def test_sdpa_and_eager_agree(arch):
     input_ids = random_ids()
     attention_mask = torch.ones_like(input_ids)
     attention_mask[0, :3] = 0
     for mask in (None, attention_mask):
-        sdpa = tiny_model("sdpa")(input_ids, attention_mask=mask).logits
-        eager = tiny_model("eager")(input_ids, attention_mask=mask).logits
+        sdpa = tiny_model("sdpa", **arch)(input_ids, attention_mask=mask).logits
+        eager = tiny_model("eager", **arch)(input_ids, attention_mask=mask).logits
         # padded query positions attend to nothing: their outputs are meaningless and may differ
         real = torch.ones_like(input_ids, dtype=torch.bool) if mask is None else mask.bool()
         torch.testing.assert_close(sdpa[real], eager[real], atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
-def test_left_padded_batch_generation_equals_unpadded_rows(attn_implementation):
-    model = tiny_model(attn_implementation)
+def test_left_padded_batch_generation_equals_unpadded_rows(attn_implementation, arch):
+    model = tiny_model(attn_implementation, **arch)
     rows = [random_ids(1, 7, seed=2)[0], random_ids(1, 4, seed=3)[0]]
     input_ids, attention_mask = left_padded(rows)
     batched = greedy(model, input_ids, attention_mask=attention_mask)
@@ -178,8 +200,8 @@ def test_left_padded_batch_generation_equals_unpadded_rows(attn_implementation):
         assert torch.equal(batched[i, input_ids.shape[1]:], alone[0, len(row):]), f"row {i} differs"
 
 
-def test_hidden_states_and_attentions():
-    model = tiny_model("eager")
+def test_hidden_states_and_attentions(arch):
+    model = tiny_model("eager", **arch)
     input_ids = random_ids()
     out = model(input_ids, output_hidden_states=True, output_attentions=True)
     assert len(out.hidden_states) == LAYERS + 1
@@ -192,8 +214,8 @@ def test_hidden_states_and_attentions():
         assert torch.all(weights.triu(diagonal=1) == 0)  # causal
 
 
-def test_save_load_round_trip_keeps_weights_tied(tmp_path):
-    model = tiny_model()
+def test_save_load_round_trip_keeps_weights_tied(tmp_path, arch):
+    model = tiny_model(**arch)
     assert model.lm_head.weight.data_ptr() == model.model.wte.weight.data_ptr()
     model.save_pretrained(tmp_path)
     with safe_open(tmp_path / "model.safetensors", framework="pt") as saved:
@@ -207,8 +229,8 @@ def test_save_load_round_trip_keeps_weights_tied(tmp_path):
     torch.testing.assert_close(loaded(input_ids).logits, model(input_ids).logits)
 
 
-def test_untied_config_unties(tmp_path):
-    model = tiny_model(tie_word_embeddings=False)
+def test_untied_config_unties(tmp_path, arch):
+    model = tiny_model(tie_word_embeddings=False, **arch)
     assert model.lm_head.weight.data_ptr() != model.model.wte.weight.data_ptr()
     assert not torch.equal(model.lm_head.weight, model.model.wte.weight)
     model.save_pretrained(tmp_path)
@@ -233,9 +255,9 @@ def test_scaled_residual_init():
     assert torch.equal(model.ln_f.weight, torch.ones(256))
 
 
-def gradients(checkpointing: bool, use_reentrant: bool) -> tuple[dict[str, torch.Tensor], int]:
+def gradients(arch: dict, checkpointing: bool, use_reentrant: bool) -> tuple[dict[str, torch.Tensor], int]:
     """Parameter gradients of one training step, and how often the first block's ln_1 ran."""
-    model = tiny_model(bias=True).train()
+    model = tiny_model(**arch).train()
     if checkpointing:
         enable_activation_checkpointing(model, use_reentrant=use_reentrant)
     calls = []
@@ -246,17 +268,17 @@ def gradients(checkpointing: bool, use_reentrant: bool) -> tuple[dict[str, torch
 
 
 @pytest.mark.parametrize("use_reentrant", [False, True])
-def test_gradient_checkpointing_gives_equal_gradients(use_reentrant):
-    plain, plain_calls = gradients(checkpointing=False, use_reentrant=use_reentrant)
-    checkpointed, checkpointed_calls = gradients(checkpointing=True, use_reentrant=use_reentrant)
+def test_gradient_checkpointing_gives_equal_gradients(use_reentrant, arch):
+    plain, plain_calls = gradients(arch, checkpointing=False, use_reentrant=use_reentrant)
+    checkpointed, checkpointed_calls = gradients(arch, checkpointing=True, use_reentrant=use_reentrant)
     assert (plain_calls, checkpointed_calls) == (1, 2)  # the backward pass recomputed the block
     assert plain.keys() == checkpointed.keys()
     for name in plain:
         torch.testing.assert_close(checkpointed[name], plain[name], msg=name)
 
 
-def test_resize_token_embeddings():
-    model = tiny_model()
+def test_resize_token_embeddings(arch):
+    model = tiny_model(**arch)
     model.resize_token_embeddings(VOCAB + 11)
     assert model.config.vocab_size == VOCAB + 11
     assert model.model.wte.weight.shape == (VOCAB + 11, HIDDEN)
@@ -305,3 +327,110 @@ def test_reference_match_gpt2():
     generated = model.generate(input_ids, max_new_tokens=8, do_sample=False, pad_token_id=PAD)
     reference = gpt2.generate(input_ids, max_new_tokens=8, do_sample=False, pad_token_id=PAD)
     assert torch.equal(generated, reference)
+
+
+def llama_pair(tie_word_embeddings: bool) -> tuple[LlamaForCausalLM, HfGptForCausalLM]:
+    """A random Llama (grouped-query attention, SwiGLU) and an HfGpt carrying the very same weights."""
+    torch.manual_seed(0)
+    llama = LlamaForCausalLM(LlamaConfig(
+        vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=48, num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS, num_key_value_heads=2, max_position_embeddings=MAX_POS, rms_norm_eps=1e-6,
+        rope_parameters={"rope_type": "default", "rope_theta": 500.0}, tie_word_embeddings=tie_word_embeddings,
+        bos_token_id=1, eos_token_id=2))
+    model = HfGptForCausalLM(tiny_config(**ARCHITECTURES["llama"], intermediate_size=48, rope_theta=500.0,
+                                         tie_word_embeddings=tie_word_embeddings))
+    theirs = llama.state_dict()
+    state = {"model.wte.weight": theirs["model.embed_tokens.weight"], "model.ln_f.weight": theirs["model.norm.weight"]}
+    if not tie_word_embeddings:
+        state["lm_head.weight"] = theirs["lm_head.weight"]
+    for i in range(LAYERS):
+        layer = f"model.layers.{i}."
+        state[layer + "ln_1.weight"] = theirs[layer + "input_layernorm.weight"]
+        state[layer + "ln_2.weight"] = theirs[layer + "post_attention_layernorm.weight"]
+        state[layer + "attn.c_attn.weight"] = torch.cat([theirs[f"{layer}self_attn.{name}_proj.weight"]
+                                                         for name in ("q", "k", "v")])
+        state[layer + "attn.c_proj.weight"] = theirs[layer + "self_attn.o_proj.weight"]
+        state[layer + "mlp.c_fc.weight"] = torch.cat([theirs[layer + "mlp.gate_proj.weight"],
+                                                      theirs[layer + "mlp.up_proj.weight"]])
+        state[layer + "mlp.c_proj.weight"] = theirs[layer + "mlp.down_proj.weight"]
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert missing == (["lm_head.weight"] if tie_word_embeddings else []) and unexpected == []
+    return llama.eval(), model.eval()
+
+
+@pytest.mark.parametrize("tie_word_embeddings", [True, False], ids=["tied", "untied"])
+def test_reference_match_llama(tie_word_embeddings):
+    llama, model = llama_pair(tie_word_embeddings)
+    input_ids = random_ids(length=12)
+    expected = llama(input_ids, labels=input_ids)
+    actual = model(input_ids, labels=input_ids)
+    torch.testing.assert_close(actual.logits, expected.logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(actual.loss, expected.loss, atol=1e-5, rtol=1e-5)
+
+    input_ids, attention_mask = left_padded([random_ids(1, 9, seed=2)[0], random_ids(1, 4, seed=3)[0]])
+    options = {"attention_mask": attention_mask, "max_new_tokens": 20, "do_sample": False, "pad_token_id": PAD}
+    assert torch.equal(model.generate(input_ids, **options), llama.generate(input_ids, **options))
+
+
+def test_rotary_positions_replace_the_position_table_and_survive_loading(tmp_path):
+    model = tiny_model(**ARCHITECTURES["llama"])
+    assert model.model.wpe is None and not any("wpe" in name for name, _ in model.named_parameters())
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    # a non-persistent buffer: from_pretrained's meta-device init leaves garbage unless _init_weights rebuilds it
+    torch.testing.assert_close(loaded.model.rotary_emb.inv_freq, model.model.rotary_emb.inv_freq, atol=0, rtol=0)
+
+
+def test_rotary_attention_depends_only_on_relative_positions():
+    # shifting every position by the same offset rotates queries and keys alike: the logits stay the same
+    model = tiny_model(**ARCHITECTURES["llama"])
+    input_ids = random_ids()
+    positions = torch.arange(10)[None]
+    torch.testing.assert_close(model(input_ids, position_ids=positions + 17).logits,
+                               model(input_ids, position_ids=positions).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_grouped_query_attention_caches_only_the_key_value_heads():
+    model = tiny_model(**ARCHITECTURES["llama"])
+    assert model.model.layers[0].attn.c_attn.weight.shape == (HIDDEN + 2 * 2 * (HIDDEN // HEADS), HIDDEN)
+    cache = model(random_ids(), use_cache=True).past_key_values
+    assert cache.layers[0].keys.shape == (2, 2, 10, HIDDEN // HEADS)  # (B, nkv, T, hs)
+
+
+def test_key_value_heads_follow_the_query_heads_unless_set():
+    config = tiny_config()
+    config.num_attention_heads = 8
+    assert config.num_key_value_heads is None and config.key_value_heads == 8
+    assert tiny_config(num_key_value_heads=2).key_value_heads == 2
+
+
+SAVED_FOLDERS = sorted(FIXTURES.glob("saved-with-transformers-*"))
+
+
+@pytest.mark.parametrize("folder", SAVED_FOLDERS, ids=lambda folder: folder.name)
+def test_a_folder_saved_before_the_options_loads_as_the_same_gpt2_model(folder):
+    # config.json files written before the architecture options existed have none of their keys
+    assert "position_embedding_type" not in json.loads((folder / "config.json").read_text())
+    model = HfGptForCausalLM.from_pretrained(folder).eval()
+    assert (model.config.position_embedding_type, model.config.norm_type, model.config.mlp_type) == (
+        "absolute", "layernorm", "standard")
+    expected = json.loads((folder / "expected.json").read_text())
+    prompt, new_tokens = torch.tensor(expected["prompt"]), len(expected["generated"][0]) - len(expected["prompt"][0])
+    generated = model.generate(prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                               pad_token_id=0)
+    assert generated.tolist() == expected["generated"]
+
+
+@pytest.mark.slow
+def test_every_architecture_loads_with_remote_code_without_hfgpt(tmp_path, arch):
+    model = tiny_model(**arch)
+    model_dir = tmp_path / "tiny-hfgpt"
+    model.save_pretrained(model_dir)
+    input_ids = random_ids(length=9)
+    with torch.no_grad():
+        logits = model(input_ids).logits
+    generated = model.generate(input_ids, max_new_tokens=6, do_sample=False, pad_token_id=PAD)
+    torch.save({"input_ids": input_ids, "logits": logits, "generated": generated}, tmp_path / "expected.pt")
+    result = run_without_hfgpt(tmp_path, MODEL_CHILD, str(model_dir), str(tmp_path / "expected.pt"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert "REMOTE CODE OK transformers_modules." in result.stdout

@@ -1,30 +1,54 @@
 """The hfgpt model configuration: `HfGptConfig`, saved as the model folder's `config.json`.
 
-It holds the architecture hyperparameters of the GPT-2 style decoder in `modeling_hfgpt.py`, under the
-standard transformers field names. Training settings live elsewhere. Like transformers' own configs it accepts
-any combination, since tools build configs field by field; the model checks what it needs when it is built.
+It holds the architecture hyperparameters of the decoder in `modeling_hfgpt.py`, under the standard
+transformers field names. Training settings live elsewhere. Like transformers' own configs it accepts any
+combination, since tools build configs field by field; the model checks what it needs when it is built.
+
+The defaults are the GPT-2 block hfgpt has always built, so a `config.json` saved before the architecture
+options existed loads as the same model. `position_embedding_type="rotary"`, `norm_type="rmsnorm"`,
+`mlp_type="gated"` with `hidden_act="silu"`, fewer `num_key_value_heads` and `bias=False` make a Llama block.
 """
 
 from typing import ClassVar
 
 from transformers import PreTrainedConfig
 
+POSITION_EMBEDDING_TYPES = ("absolute", "rotary")
+NORM_TYPES = ("layernorm", "rmsnorm")
+MLP_TYPES = ("standard", "gated")
+
 
 class HfGptConfig(PreTrainedConfig):
-    r"""Configuration of a GPT-2 style decoder-only language model.
+    r"""Configuration of a decoder-only language model: a GPT-2 block by default, a Llama block by option.
 
     Args:
         vocab_size: Number of tokens in the vocabulary.
         hidden_size: Width of the residual stream (embedding size).
-        intermediate_size: Width of the MLP hidden layer; `None` means `4 * hidden_size`.
+        intermediate_size: Width of the MLP hidden layer (for a gated MLP, of each of its two branches);
+            `None` means `4 * hidden_size`.
         num_hidden_layers: Number of decoder blocks.
-        num_attention_heads: Number of attention heads; must divide `hidden_size`.
-        max_position_embeddings: Longest sequence the learned position embeddings cover.
-        hidden_act: MLP activation, a key of `transformers.activations.ACT2FN` (GPT-2 uses `"gelu_new"`).
+        num_attention_heads: Number of query heads; must divide `hidden_size`.
+        num_key_value_heads: Number of key/value heads, shared by groups of query heads (grouped-query
+            attention); must divide `num_attention_heads`. `None` (kept as such, so that it follows a later
+            change of `num_attention_heads`) means as many as query heads: plain multi-head attention.
+        max_position_embeddings: Longest sequence the model is meant for: the size of the learned position
+            table with absolute positions; with rotary positions only a recorded limit, as in Llama.
+        position_embedding_type: `"absolute"`: a learned position table added to the token embeddings
+            (GPT-2); `"rotary"`: rotary embeddings of the queries and keys (RoFormer, Llama), in Llama's
+            rotate-half layout. The names are those of transformers' ESM/BERT-family configs.
+        rope_theta: Base of the rotary frequencies (Llama: 10000); used with rotary positions only.
+        norm_type: `"layernorm"` (GPT-2) or `"rmsnorm"` (Llama; no mean subtraction, never a bias).
+        layer_norm_eps: Epsilon of the LayerNorms.
+        rms_norm_eps: Epsilon of the RMSNorms. Kept apart from `layer_norm_eps`, as transformers keeps it
+            (`GPT2Config.layer_norm_epsilon` vs `LlamaConfig.rms_norm_eps`), so each exports as it is.
+        mlp_type: `"standard"`: `proj(act(fc(x)))` (GPT-2); `"gated"`: `proj(act(gate(x)) * up(x))`, with
+            `hidden_act="silu"` the SwiGLU of Llama. `hidden_act` names the activation in both, as in every
+            transformers config.
+        hidden_act: MLP activation, a key of `transformers.activations.ACT2FN` (GPT-2 uses `"gelu_new"`,
+            Llama `"silu"`).
         dropout: Dropout probability on the embeddings, the attention probabilities and both residual
             branches.
-        bias: Whether the linear layers and LayerNorms have a bias (GPT-2: `True`).
-        layer_norm_eps: Epsilon of the LayerNorms.
+        bias: Whether the linear layers and LayerNorms have a bias (GPT-2: `True`, Llama: `False`).
         initializer_range: Standard deviation of the normal weight init; the residual output projections
             use `initializer_range / sqrt(2 * num_hidden_layers)`.
         tie_word_embeddings: Whether the LM head shares its weight with the token embedding.
@@ -44,11 +68,17 @@ class HfGptConfig(PreTrainedConfig):
         intermediate_size: int | None = None,
         num_hidden_layers: int = 4,
         num_attention_heads: int = 4,
+        num_key_value_heads: int | None = None,
         max_position_embeddings: int = 256,
+        position_embedding_type: str = "absolute",
+        rope_theta: float = 10000.0,
+        norm_type: str = "layernorm",
+        layer_norm_eps: float = 1e-5,
+        rms_norm_eps: float = 1e-6,
+        mlp_type: str = "standard",
         hidden_act: str = "gelu",
         dropout: float = 0.0,
         bias: bool = False,
-        layer_norm_eps: float = 1e-5,
         initializer_range: float = 0.02,
         tie_word_embeddings: bool = True,
         use_cache: bool = True,
@@ -62,11 +92,17 @@ class HfGptConfig(PreTrainedConfig):
         self.intermediate_size = intermediate_size if intermediate_size is not None else 4 * hidden_size
         self.num_hidden_layers = num_hidden_layers
         self.num_attention_heads = num_attention_heads
+        self.num_key_value_heads = num_key_value_heads
         self.max_position_embeddings = max_position_embeddings
+        self.position_embedding_type = position_embedding_type
+        self.rope_theta = rope_theta
+        self.norm_type = norm_type
+        self.layer_norm_eps = layer_norm_eps
+        self.rms_norm_eps = rms_norm_eps
+        self.mlp_type = mlp_type
         self.hidden_act = hidden_act
         self.dropout = dropout
         self.bias = bias
-        self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
         # The v5 base config no longer declares these; without `tie_word_embeddings` nothing is tied.
         self.tie_word_embeddings = tie_word_embeddings
@@ -75,6 +111,11 @@ class HfGptConfig(PreTrainedConfig):
         self.eos_token_id = eos_token_id
         self.pad_token_id = pad_token_id
         super().__init__(**kwargs)
+
+    @property
+    def key_value_heads(self) -> int:
+        """The number of key/value heads the model has: `num_key_value_heads`, or one per query head."""
+        return self.num_key_value_heads or self.num_attention_heads
 
 
 __all__ = ["HfGptConfig"]

@@ -1,15 +1,20 @@
-"""The hfgpt model: a GPT-2 style decoder-only transformer in the transformers class layout.
+"""The hfgpt model: a decoder-only transformer in the transformers class layout, GPT-2 or Llama by option.
 
-Learned token and absolute position embeddings, pre-norm blocks (LayerNorm -> causal self-attention ->
-residual, LayerNorm -> MLP -> residual), a final LayerNorm and an LM head, tied to the token embedding by
-default. With `bias=True, hidden_act="gelu_new", dropout=0` it computes exactly what GPT-2 computes: GPT-2's
-Conv1D weights are the weights of these Linear layers, transposed.
+Token embeddings, pre-norm blocks (norm -> causal self-attention -> residual, norm -> MLP -> residual), a
+final norm and an LM head, tied to the token embedding by default. The defaults build GPT-2's block: learned
+absolute positions, LayerNorm, a GELU MLP; with `bias=True, hidden_act="gelu_new", dropout=0` it computes
+exactly what GPT-2 computes (GPT-2's Conv1D weights are the weights of these Linear layers, transposed).
+The options of `HfGptConfig` build Llama's block instead: rotary positions in Llama's rotate-half layout,
+RMSNorm, a gated MLP and grouped-query attention; such a model computes exactly what `LlamaForCausalLM`
+computes with the same weights, the fused projections split.
 
 This file imports only torch, transformers and its own configuration (through a single-dot relative
 import), so a saved model folder also loads with `trust_remote_code=True` where hfgpt is not installed.
 
-References: Radford et al. 2019, "Language Models are Unsupervised Multitask Learners" (GPT-2);
-transformers' llama and gpt2 modeling files for the class ladder and the attention/cache/mask APIs.
+References: Radford et al. 2019, "Language Models are Unsupervised Multitask Learners" (GPT-2); Su et al.
+2021, "RoFormer" (rotary positions); Zhang & Sennrich 2019 (RMSNorm); Shazeer 2020, "GLU Variants Improve
+Transformer" (SwiGLU); Ainslie et al. 2023 (grouped-query attention); transformers' llama and gpt2 modeling
+files for the class ladder and the attention/cache/mask APIs.
 """
 
 import inspect
@@ -28,7 +33,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
 
-from .configuration_hfgpt import HfGptConfig
+from .configuration_hfgpt import MLP_TYPES, NORM_TYPES, POSITION_EMBEDDING_TYPES, HfGptConfig
 
 # transformers 5.24 renamed the KV cache from `past_key_values` to `cache`: in `forward`, in `create_causal_mask`
 # and in the output classes, and its generate() passes `cache=`. This file speaks the installed release's name,
@@ -43,6 +48,88 @@ def _one_cache(cache: Cache | None, past_key_values: Cache | None) -> Cache | No
     return cache if cache is not None else past_key_values
 
 
+def check_architecture(config: HfGptConfig) -> None:
+    """Refuse, before any weight is made, a configuration the model cannot be built from."""
+    choices = {"position_embedding_type": POSITION_EMBEDDING_TYPES, "norm_type": NORM_TYPES, "mlp_type": MLP_TYPES}
+    for name, allowed in choices.items():
+        if getattr(config, name) not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, not {getattr(config, name)!r}")
+    if config.hidden_size % config.num_attention_heads != 0:
+        raise ValueError(f"hidden_size ({config.hidden_size}) must be divisible by num_attention_heads "
+                         f"({config.num_attention_heads})")
+    if config.num_attention_heads % config.key_value_heads != 0:
+        raise ValueError(f"num_attention_heads ({config.num_attention_heads}) must be divisible by "
+                         f"num_key_value_heads ({config.key_value_heads})")
+    if config.position_embedding_type == "rotary" and (config.hidden_size // config.num_attention_heads) % 2:
+        raise ValueError("rotary positions rotate pairs of dimensions: hidden_size / num_attention_heads "
+                         f"({config.hidden_size // config.num_attention_heads}) must be even")
+
+
+class HfGptRMSNorm(nn.Module):
+    """Root-mean-square norm with a learned scale and no bias, computed in fp32 (as Llama's, to the bit)."""
+
+    def __init__(self, hidden_size: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.variance_epsilon = eps
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        input_dtype = hidden_states.dtype
+        hidden_states = hidden_states.to(torch.float32)
+        variance = hidden_states.pow(2).mean(-1, keepdim=True)
+        hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
+        return self.weight * hidden_states.to(input_dtype)
+
+
+def make_norm(config: HfGptConfig) -> nn.Module:
+    """The block and final norm `config.norm_type` asks for."""
+    if config.norm_type == "rmsnorm":
+        return HfGptRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+    return nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.bias)
+
+
+class HfGptRotaryEmbedding(nn.Module):
+    """The cos and sin tables of rotary positions for given position ids, one frequency per pair of dims."""
+
+    def __init__(self, config: HfGptConfig) -> None:
+        super().__init__()
+        # Not saved: from_pretrained builds the model on the meta device, so _init_weights makes it anew.
+        self.register_buffer("inv_freq", self.compute_inv_freq(config), persistent=False)
+
+    @staticmethod
+    def compute_inv_freq(config: HfGptConfig) -> torch.Tensor:
+        head_dim = config.hidden_size // config.num_attention_heads
+        return 1.0 / (config.rope_theta ** (torch.arange(0, head_dim, 2, dtype=torch.float) / head_dim))
+
+    def forward(self, x: torch.Tensor, position_ids: torch.LongTensor) -> tuple[torch.Tensor, torch.Tensor]:
+        freqs = position_ids[..., None].float() * self.inv_freq.to(device=x.device)  # (B, T, hs/2), in fp32
+        emb = torch.cat((freqs, freqs), dim=-1)  # (B, T, hs): rotate-half layout, see rotate_half
+        return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """Pairs dimension i with i + hs/2 (Llama's layout in transformers), not 2i with 2i+1 (Meta's original):
+    so that a Llama export is a plain copy of the query and key weights."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary_pos_emb(query: torch.Tensor, key: torch.Tensor, cos: torch.Tensor,
+                         sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotate queries (B, nh, T, hs) and keys (B, nkv, T, hs) by their positions' angles."""
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, T, hs): the same angle for every head
+    return query * cos + rotate_half(query) * sin, key * cos + rotate_half(key) * sin
+
+
+def repeat_kv(hidden_states: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """(B, nkv, S, hs) -> (B, nkv * n_rep, S, hs): each key/value head serves n_rep query heads in a row."""
+    if n_rep == 1:
+        return hidden_states
+    batch, num_key_value_heads, length, head_dim = hidden_states.shape
+    hidden_states = hidden_states[:, :, None].expand(batch, num_key_value_heads, n_rep, length, head_dim)
+    return hidden_states.reshape(batch, num_key_value_heads * n_rep, length, head_dim)
+
+
 def eager_attention_forward(
     module: nn.Module,
     query: torch.Tensor,
@@ -54,6 +141,8 @@ def eager_attention_forward(
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax attention spelled out: returns the output (B, T, nh, hs) and the weights (B, nh, T, S)."""
+    key = repeat_kv(key, module.num_key_value_groups)
+    value = repeat_kv(value, module.num_key_value_groups)
     attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, nh, T, S), S = past + T
     if attention_mask is not None:
         # create_causal_mask gives eager an additive mask: 0 where allowed, dtype-min where masked
@@ -66,21 +155,23 @@ def eager_attention_forward(
 
 
 class HfGptAttention(nn.Module):
-    """Multi-head causal self-attention with a fused query/key/value projection."""
+    """Causal self-attention with a fused query/key/value projection; queries, then keys, then values.
+
+    With fewer key/value heads than query heads (grouped-query attention) the fused projection is narrower
+    than 3 * hidden_size, and the KV cache smaller by the same factor.
+    """
 
     def __init__(self, config: HfGptConfig, layer_idx: int) -> None:
         super().__init__()
-        if config.hidden_size % config.num_attention_heads != 0:
-            raise ValueError(f"hidden_size ({config.hidden_size}) must be divisible by num_attention_heads "
-                             f"({config.num_attention_heads})")
         self.config = config
         self.layer_idx = layer_idx  # the KV cache slot this layer reads and writes
-        self.hidden_size = config.hidden_size
         self.head_dim = config.hidden_size // config.num_attention_heads
+        self.num_key_value_groups = config.num_attention_heads // config.key_value_heads  # read by sdpa too
+        self.split_sizes = [config.hidden_size, *2 * [config.key_value_heads * self.head_dim]]
         self.scaling = self.head_dim**-0.5
         self.attention_dropout = config.dropout
         self.is_causal = True  # read by the sdpa and flash attention functions
-        self.c_attn = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.bias)
+        self.c_attn = nn.Linear(config.hidden_size, sum(self.split_sizes), bias=config.bias)
         self.c_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.bias)
         self.c_proj.is_residual_projection = True  # scaled init, see HfGptPreTrainedModel._init_weights
         self.resid_dropout = nn.Dropout(config.dropout)
@@ -89,18 +180,21 @@ class HfGptAttention(nn.Module):
         self,
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         cache: Cache | None = kwargs.pop(CACHE_NAME, None)
         batch_size, seq_len, _ = hidden_states.shape
         head_shape = (batch_size, seq_len, -1, self.head_dim)
-        query, key, value = self.c_attn(hidden_states).split(self.hidden_size, dim=-1)  # 3 x (B, T, C)
+        query, key, value = self.c_attn(hidden_states).split(self.split_sizes, dim=-1)  # (B, T, C), 2 x (B, T, Ckv)
         query = query.view(head_shape).transpose(1, 2)  # (B, nh, T, hs)
-        key = key.view(head_shape).transpose(1, 2)
+        key = key.view(head_shape).transpose(1, 2)  # (B, nkv, T, hs)
         value = value.view(head_shape).transpose(1, 2)
+        if position_embeddings is not None:
+            query, key = apply_rotary_pos_emb(query, key, *position_embeddings)  # the cache keeps rotated keys
 
         if cache is not None:
-            # append this step's keys/values and get the whole history back: (B, nh, S, hs)
+            # append this step's keys/values and get the whole history back: (B, nkv, S, hs)
             key, value = cache.update(key, value, self.layer_idx)
 
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
@@ -121,18 +215,30 @@ class HfGptAttention(nn.Module):
 
 
 class HfGptMLP(nn.Module):
-    """Position-wise feed-forward block: expand, activate, project back."""
+    """Position-wise feed-forward block: expand, activate, project back.
+
+    Gated (`mlp_type="gated"`), `c_fc` makes both branches in one matmul, the activated gate first and the
+    linear "up" branch second, as Phi-3's `gate_up_proj`: proj(act(gate) * up), SwiGLU with `silu`.
+    """
 
     def __init__(self, config: HfGptConfig) -> None:
         super().__init__()
-        self.c_fc = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.bias)
+        self.gated = config.mlp_type == "gated"
+        branches = 2 if self.gated else 1
+        self.c_fc = nn.Linear(config.hidden_size, branches * config.intermediate_size, bias=config.bias)
         self.act = ACT2FN[config.hidden_act]
         self.c_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.bias)
         self.c_proj.is_residual_projection = True  # scaled init, see HfGptPreTrainedModel._init_weights
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.act(self.c_fc(hidden_states))))
+        hidden_states = self.c_fc(hidden_states)  # (B, T, I), gated: (B, T, 2I)
+        if self.gated:
+            gate, up = hidden_states.chunk(2, dim=-1)
+            hidden_states = self.act(gate) * up
+        else:
+            hidden_states = self.act(hidden_states)
+        return self.dropout(self.c_proj(hidden_states))
 
 
 class HfGptDecoderLayer(GradientCheckpointingLayer):
@@ -140,9 +246,9 @@ class HfGptDecoderLayer(GradientCheckpointingLayer):
 
     def __init__(self, config: HfGptConfig, layer_idx: int) -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.bias)
+        self.ln_1 = make_norm(config)
         self.attn = HfGptAttention(config, layer_idx)
-        self.ln_2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.bias)
+        self.ln_2 = make_norm(config)
         self.mlp = HfGptMLP(config)
 
     def forward(
@@ -160,7 +266,7 @@ class HfGptDecoderLayer(GradientCheckpointingLayer):
 
 
 class HfGptPreTrainedModel(PreTrainedModel):
-    """Shared class settings and weight init; holds no buffers, so nothing to rebuild after loading."""
+    """Shared class settings and weight init, which also rebuilds the rotary table after loading."""
 
     config_class = HfGptConfig
     config: HfGptConfig
@@ -185,22 +291,31 @@ class HfGptPreTrainedModel(PreTrainedModel):
                 init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             init.normal_(module.weight, mean=0.0, std=std)
-        elif isinstance(module, nn.LayerNorm):
+        elif isinstance(module, (nn.LayerNorm, HfGptRMSNorm)):
             init.ones_(module.weight)
-            if module.bias is not None:
+            if getattr(module, "bias", None) is not None:
                 init.zeros_(module.bias)
+        elif isinstance(module, HfGptRotaryEmbedding):
+            init.copy_(module.inv_freq, module.compute_inv_freq(self.config))
 
 
 class HfGptModel(HfGptPreTrainedModel):
-    """The decoder without a head: returns the final-LayerNorm hidden states (B, T, C)."""
+    """The decoder without a head: returns the final-norm hidden states (B, T, C).
+
+    Positions enter either once, as a learned table added to the token embeddings (`wpe`), or in every
+    attention layer, as rotations of the queries and keys (`rotary_emb`); a model has one of the two.
+    """
 
     def __init__(self, config: HfGptConfig) -> None:
         super().__init__(config)
+        check_architecture(config)
+        rotary = config.position_embedding_type == "rotary"
         self.wte = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.wpe = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.wpe = None if rotary else nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.rotary_emb = HfGptRotaryEmbedding(config) if rotary else None
         self.drop = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(HfGptDecoderLayer(config, i) for i in range(config.num_hidden_layers))
-        self.ln_f = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.bias)
+        self.ln_f = make_norm(config)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -260,7 +375,10 @@ class HfGptModel(HfGptPreTrainedModel):
             **{CACHE_NAME: cache},
         )
 
-        hidden_states = self.drop(inputs_embeds + self.wpe(position_ids))  # (B, T, C)
+        hidden_states = inputs_embeds if self.wpe is None else inputs_embeds + self.wpe(position_ids)  # (B, T, C)
+        if self.rotary_emb is not None:
+            kwargs["position_embeddings"] = self.rotary_emb(hidden_states, position_ids)  # 2 x (B|1, T, hs)
+        hidden_states = self.drop(hidden_states)
         all_hidden_states = () if output_hidden_states else None
         all_attentions = () if output_attentions else None
         for layer in self.layers:
