@@ -23,7 +23,7 @@ FLOORS = [
     {"hfgpt.data"},
     {"hfgpt.runs"},
     {"hfgpt.launch"},
-    {"hfgpt.inference"},
+    {"hfgpt.inference", "hfgpt.exporters"},
     {"hfgpt.training"},
     {"hfgpt.commands"},
     {"hfgpt.cli", "hfgpt"},

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from no_hfgpt import MODEL_CHILD, run_without_hfgpt
 from safetensors import safe_open
-from test_remote_code import MODEL_CHILD, run_without_hfgpt
 from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 import hfgpt  # noqa: F401  (registers model_type "hfgpt" with the Auto classes)

@@ -12,17 +12,17 @@ import gguf
 import numpy as np
 import pytest
 import torch
+from export_models import LLAMA, prompt, saved
 from helpers import PANGRAMS, import_or_unavailable
-from test_exporters_stock import LLAMA, prompt, saved
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
+from hfgpt.data.tokenization import train_tokenizer
 from hfgpt.errors import HfGptError
 from hfgpt.exporters import export
 from hfgpt.exporters.gguf_file import gguf_vocabulary
 from hfgpt.models.hfgpt import HfGptConfig
 from hfgpt.models.hfgpt.modeling_hfgpt import HfGptForCausalLM
-from hfgpt.tokenization import train_tokenizer
 
 FAMILIES = {
     "gpt2": dict(bias=True, hidden_act="gelu_new", num_key_value_heads=2),

@@ -5,22 +5,20 @@ from __future__ import annotations
 
 import json
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
+from export_models import LLAMA, hfgpt_model, prompt, saved
 from helpers import PANGRAMS
+from no_hfgpt import run_without_hfgpt
 from safetensors.torch import load_file
-from test_remote_code import run_without_hfgpt
 from transformers import AutoModelForCausalLM, GPT2LMHeadModel, LlamaForCausalLM
 
+from hfgpt.data.tokenization import train_tokenizer
 from hfgpt.errors import HfGptError
 from hfgpt.exporters import export, stock_model
-from hfgpt.models.hfgpt import HfGptConfig
 from hfgpt.models.hfgpt.modeling_hfgpt import HfGptForCausalLM
-from hfgpt.tokenization import train_tokenizer
 
-LLAMA = dict(position_embedding_type="rotary", norm_type="rmsnorm", mlp_type="gated", hidden_act="silu")
 # Each family with and without the options its export has to translate: biases (zero ones for GPT-2),
 # grouped-query attention (repeated heads for GPT-2), an untied head, exact or tanh GELU.
 GPT2_VARIANTS = {
@@ -32,26 +30,6 @@ LLAMA_VARIANTS = {
     "llama-gqa": dict(LLAMA, num_key_value_heads=2),
     "bias-untied-mqa": dict(LLAMA, bias=True, num_key_value_heads=1, tie_word_embeddings=False, rope_theta=500.0),
 }
-
-
-def hfgpt_model(seed: int = 0, **options) -> HfGptForCausalLM:
-    torch.manual_seed(seed)
-    config = HfGptConfig(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                         max_position_embeddings=48, initializer_range=0.2, bos_token_id=0, eos_token_id=0,
-                         pad_token_id=1, **options)
-    return HfGptForCausalLM(config).eval()
-
-
-def saved(folder: Path, tokenizer: bool = True, **options) -> Path:
-    """A saved hfgpt folder (model and byte-level BPE tokenizer), as a run's final/ holds."""
-    hfgpt_model(**options).save_pretrained(folder)
-    if tokenizer:
-        train_tokenizer("bpe", PANGRAMS * 5, vocab_size=300).save_pretrained(folder)
-    return folder
-
-
-def prompt(length: int = 12) -> torch.Tensor:
-    return torch.randint(3, 300, (2, length), generator=torch.Generator().manual_seed(1))
 
 
 def assert_same_model(exported: torch.nn.Module, model: HfGptForCausalLM) -> None:
