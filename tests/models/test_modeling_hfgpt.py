@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import math
 import time
-from pathlib import Path
 
 import pytest
 import torch
+from helpers import REPO
 from no_hfgpt import MODEL_CHILD, run_without_hfgpt
 from safetensors import safe_open
 from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
@@ -21,7 +21,7 @@ from hfgpt.training.setup import enable_activation_checkpointing
 
 VOCAB, HIDDEN, LAYERS, HEADS, MAX_POS = 97, 32, 2, 4, 64
 PAD = 0
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = REPO / "tests" / "fixtures"
 
 # The option grid every behaviour test runs over: GPT-2's block, Llama's block, and two mixtures that no stock
 # architecture has (rotary positions alone, with biases and one key/value head; a gated MLP with grouped-query
