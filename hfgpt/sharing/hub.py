@@ -76,10 +76,19 @@ def hub_errors(what: str) -> Iterator[None]:
                   403: "the token may not write there (a write token, and your account or an organization you "
                        "may write to)", 404: "the Hub has no such repo or revision"}.get(status, "")
         raise HfGptError(f"{what}: {reason or str(error).splitlines()[0]}. No local file was changed.") from None
-    except Exception as error:  # httpx's connection errors and the like: the network
+    except Exception as error:
+        if not _network_error(error):
+            raise
         raise HfGptError(f"{what}: the Hub at {constants.ENDPOINT} cannot be reached ({type(error).__name__}: "
                          f"{str(error).splitlines()[0] if str(error) else 'no answer'}). Check the network, or set "
                          "HF_HUB_OFFLINE=1 to work without it; no local file was changed.") from None
+
+
+def _network_error(error: Exception) -> bool:
+    """No network, a refused connection, a timeout: an OSError, or an error of the HTTP library underneath
+    huggingface_hub (httpx, httpx2 since 2.0, requests before 1.0), told by its module so as not to import it."""
+    return isinstance(error, OSError) or type(error).__module__.startswith(("httpx", "httpcore", "requests",
+                                                                             "urllib3"))
 
 
 def ensure_repo(repo_id: str, private: bool) -> str:

@@ -18,6 +18,8 @@ import warnings
 from pathlib import Path
 from typing import IO, Any
 
+from tqdm.auto import tqdm
+
 from ..collectives import first_failure
 from ..config import HubSection
 from ..errors import HfGptError
@@ -147,4 +149,4 @@ class HubPusher:
                           stacklevel=1)
             return
         self.pushed_checkpoint = checkpoint or self.pushed_checkpoint
-        print(f"pushed step {step} to the Hub repo {self.repo_id}", flush=True)
+        tqdm.write(f"pushed step {step} to the Hub repo {self.repo_id}")

@@ -68,3 +68,16 @@ def test_eval_without_data_needs_a_run(valid_run, capsys):
     run_dir, _ = valid_run
     assert main(["eval", str(run_dir / "final")]) == 2
     assert "hfgpt eval needs --data or --dataset" in capsys.readouterr().err
+
+
+def test_eval_reads_a_split_of_a_dataset(valid_run, capsys, tmp_path):
+    """--dataset takes what training's --dataset takes; a local datasets folder stands in for a Hub id."""
+    run_dir, valid = valid_run
+    folder = tmp_path / "ds"
+    write_jsonl(folder / "validation.jsonl", [valid.read_text()])
+    write_jsonl(folder / "train.jsonl", ["other text"])
+    from_dataset = evaluated(capsys, str(run_dir / "final"), "--dataset", str(folder), "--split", "validation",
+                             "--cache-dir", str(tmp_path / "c"))
+    from_file = evaluated(capsys, str(run_dir / "final"), "--data", str(valid), "--cache-dir", str(tmp_path / "c"))
+    assert from_dataset["loss"] == pytest.approx(from_file["loss"], abs=1e-6)
+    assert from_dataset["data"] == f"{folder} (validation)"
