@@ -10,7 +10,6 @@ mode over a cache laid out as the Hub would have filled it (`cache_as_downloaded
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,8 +87,3 @@ def cache_as_downloaded(cache: Path, repo_id: str, files: dict[str, bytes], revi
     (repo / "refs").mkdir(parents=True, exist_ok=True)
     (repo / "refs" / revision).write_text(commit)
     return snapshot
-
-
-def copy_of(folder: Path, into: Path) -> Path:
-    shutil.copytree(folder, into)
-    return into

@@ -95,10 +95,14 @@ class HubPusher:
         checkpoint = self.run_dir / CHECKPOINTS / f"step_{step:08d}"
         if not (checkpoint / "model.safetensors").is_file():  # DeepSpeed keeps sharded weights
             return
-        files = checkpoint_model(self.run_dir, checkpoint)
-        if self.hub.hub_strategy == "checkpoint":
-            files |= run_files(self.run_dir, [checkpoint])
-        self._submit(step, files, checkpoint.name if self.hub.hub_strategy == "checkpoint" else "")
+        try:
+            files = checkpoint_model(self.run_dir, checkpoint)
+            if self.hub.hub_strategy == "checkpoint":
+                files |= run_files(self.run_dir, [checkpoint])
+            self._submit(step, files, checkpoint.name if self.hub.hub_strategy == "checkpoint" else "")
+        except (OSError, ValueError) as error:  # a file gone or unreadable: this save is not pushed, training goes on
+            warnings.warn(f"step {step} is not pushed to the Hub repo {self.repo_id} ({error}); the next save "
+                          "tries again.", stacklevel=2)
 
     def finish(self, folder: Path | None, step: int) -> None:
         """Upload `folder` (final/; None: nothing more) after what is under way, and wait for every upload
