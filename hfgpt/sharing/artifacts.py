@@ -17,9 +17,10 @@ from .card import CARD, CardInput, build_card, card_for_folder, write_card
 from .plots import plot_png, plot_runs
 
 
-def write_run_artifacts(run_dir: Path, hub: HubSection, sample: str | None) -> list[Path]:
-    """loss.png into the run, then into final/ and best/ with a card each (the sample is final/'s model's,
-    so best/'s card shows it only when best/ holds the same step). Returns the files written."""
+def write_run_artifacts(run_dir: Path, hub: HubSection, sample: str | None, repo_id: str = "") -> list[Path]:
+    """loss.png into the run, then into final/ and best/ with a card each, for the Hub repo `repo_id` if the run
+    pushes (the sample is final/'s model's, so best/'s card shows it only when best/ holds the same step).
+    Returns the files written."""
     written = [plot_runs([run_dir], run_dir / LOSS_PLOT)]
     run = summarize(run_dir)
     final_step = exported_step(run_dir / "final")
@@ -29,8 +30,7 @@ def write_run_artifacts(run_dir: Path, hub: HubSection, sample: str | None) -> l
             continue
         shutil.copyfile(run_dir / LOSS_PLOT, folder / LOSS_PLOT)
         same = name == "final" or exported_step(folder) == final_step
-        card = card_for_folder(folder, run, repo_id=hub.hub_model_id if hub.push_to_hub else "",
-                               license=hub.license, sample=sample if same else None)
+        card = card_for_folder(folder, run, repo_id=repo_id, license=hub.license, sample=sample if same else None)
         written += [folder / LOSS_PLOT, write_card(folder, card)]
     return written
 

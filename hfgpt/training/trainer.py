@@ -93,7 +93,7 @@ def _train(run: Run, repo_id: str) -> None:
         else:
             sample = _print_sample(run) if run.cfg.logging.sample_tokens else None
             if accelerator.is_main_process:
-                _share(run, sample)
+                _share(run, sample, repo_id)
             final = run.run_dir / "final"
     finally:
         pusher.finish(final, state.step)  # waits for the uploads under way, the last one included
@@ -113,10 +113,10 @@ def _start_trackers(run: Run, info: dict[str, Any], start_step: int) -> None:
         "tensorboard": {"purge_step": start_step + 1} if start_step else {}})
 
 
-def _share(run: Run, sample: str | None) -> None:
+def _share(run: Run, sample: str | None, repo_id: str) -> None:
     """loss.png and the model cards of final/ and best/ (main process); a failure is a warning, never the run's."""
     try:
-        written = write_run_artifacts(run.run_dir, run.cfg.hub, sample)
+        written = write_run_artifacts(run.run_dir, run.cfg.hub, sample, repo_id)
     except Exception as error:  # matplotlib, a full disk: the model is saved, the run is done
         warnings.warn(f"could not draw loss.png or write the model cards ({error_summary(error)}); the run and its "
                       f"model are saved: `hfgpt plot {run.run_dir}` and `hfgpt push` can make them later.",

@@ -112,6 +112,7 @@ def test_training_pushes_every_save_in_the_background_and_final_at_the_end(tmp_p
     assert final.message == "hfgpt: live at step 8" and not final.deleted
     assert final.files["model.safetensors"] == (run_dir / "final" / "model.safetensors").read_bytes()
     assert final.files["README.md"] == (run_dir / "final" / "README.md").read_bytes()
+    assert b'from_pretrained("me/live", trust_remote_code=True)' in final.files["README.md"]
     for commit in hub.commits:  # the card of a checkpoint's model names its step's validation
         _, results = model_index_to_eval_results(ModelCard(commit.files["README.md"].decode()).data.to_dict()
                                                  ["model-index"])
