@@ -25,6 +25,7 @@ from ..runs.summary import RunSummary, format_duration, read_json
 from .loading import usage_section
 
 CARD = "README.md"
+SAMPLE_FENCE = "````text\n"
 
 
 @dataclass
@@ -131,7 +132,7 @@ def reproduce(run: RunSummary) -> str:
 def build_card(card: CardInput) -> ModelCard:
     name = card_data(card).model_name
     plot = f"## Training curves\n\n![loss, learning rate and throughput]({LOSS_PLOT})\n\n" if card.has_plot else ""
-    sample = (f"## Sample\n\n````text\n{card.sample}\n````\n\n" if card.sample else
+    sample = (f"## Sample\n\n{SAMPLE_FENCE}{card.sample}\n````\n\n" if card.sample else
               "## Sample\n\n`hfgpt generate` samples it.\n\n")
     body = (f"# {name}\n\nA GPT-style causal language model trained from scratch on raw text with hfgpt "
             "(transformers, datasets and accelerate).\n\n"

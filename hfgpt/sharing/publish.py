@@ -1,6 +1,7 @@
 """`hfgpt push SOURCE`: what a push uploads from a run or a saved model folder, in one commit.
 
-A run uploads its final/ (else its best/) with the model card and loss plot (made now if the folder has none),
+A run uploads its final/ (else its best/) with the model card and loss plot (made now if the folder has none,
+or if its card shows how to load the model from somewhere else than this repo),
 and with `include_checkpoints` its sealed, verified checkpoints and the files `continue` needs (`hub.run_files`).
 Any save_pretrained folder uploads as it is, with a card if it has none.
 """
@@ -15,7 +16,7 @@ from ..errors import HfGptError
 from ..runs.checkpoint import checkpoint_problem, sealed_checkpoints
 from ..runs.rundir import CONFIG, LOSS_PLOT, TOKENIZER
 from ..runs.summary import summarize
-from .card import CARD, build_card, card_for_folder
+from .card import CARD, SAMPLE_FENCE, build_card, card_for_folder
 from .hub import Upload, folder_files, run_files
 from .loading import usage_section
 from .plots import plot_png
@@ -47,9 +48,10 @@ def push_files(source: Path, repo_id: str, include_checkpoints: bool, license: s
     if run_dir is not None:
         if LOSS_PLOT not in files:
             files[LOSS_PLOT] = plot_png([run_dir])
-        if CARD not in files:
-            card = card_for_folder(folder, summarize(run_dir), repo_id=repo_id, license=license,
-                                   has_plot=True)
+        written = (folder / CARD).read_text(encoding="utf-8") if CARD in files else ""
+        if f'"{repo_id}"' not in written:  # no card, or one that shows how to load it from elsewhere
+            card = card_for_folder(folder, summarize(run_dir), repo_id=repo_id, sample=sample_in(written),
+                                   license=license or (ModelCard(written).data.license or "" if written else ""))
             files[CARD] = str(build_card(card)).encode()
     elif CARD not in files:
         files[CARD] = str(_plain_card(repo_id, license)).encode()
@@ -62,6 +64,13 @@ def push_files(source: Path, repo_id: str, include_checkpoints: bool, license: s
             raise HfGptError(f"The run {run_dir} has no complete, verified checkpoint to push.")
         files |= run_files(run_dir, usable)
     return files
+
+
+def sample_in(card: str) -> str | None:
+    """The sample a card shows (between its ````text fences), to keep it in a card written anew."""
+    start = card.find(SAMPLE_FENCE)
+    end = card.find("\n````", start + len(SAMPLE_FENCE))
+    return card[start + len(SAMPLE_FENCE):end] if start >= 0 and end >= 0 else None
 
 
 def _plain_card(repo_id: str, license: str) -> ModelCard:

@@ -19,6 +19,7 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from hfgpt.cli import main
 from hfgpt.runs.checkpoint import complete_checkpoints
+from hfgpt.sharing.publish import sample_in
 from hfgpt.training.modes import train_setup
 from hfgpt.training.trainer import run
 
@@ -42,7 +43,11 @@ def test_push_uploads_final_with_its_card_and_plot_in_one_commit(tiny_run, hub, 
     commit = hub.commits[0]
     assert (commit.repo_id, commit.message, commit.revision) == ("me/tiny", "first", None)
     assert set(commit.files) == MODEL_FILES | {"metrics.json"}
-    assert commit.files["README.md"] == (tiny_run / "final" / "README.md").read_bytes()
+    local, pushed = (ModelCard(text) for text in ((tiny_run / "final" / "README.md").read_text(),
+                                                   commit.files["README.md"].decode()))
+    assert pushed.data == local.data and pushed.data.license == "mit", "the metadata as the run wrote it"
+    assert 'from_pretrained("me/tiny", trust_remote_code=True)' in pushed.text, "loaded from the repo"
+    assert "path/to/this/folder" in local.text and sample_in(pushed.content) == sample_in(local.content)
     assert commit.files["model.safetensors"] == (tiny_run / "final" / "model.safetensors").read_bytes()
     assert json.loads(commit.files["config.json"])["auto_map"]["AutoModelForCausalLM"] == \
         "modeling_hfgpt.HfGptForCausalLM"
