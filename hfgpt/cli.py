@@ -20,9 +20,14 @@ USAGE = """usage: hfgpt COMMAND ...
 
 commands:
   train [flags]            train a new model (hfgpt train --help lists every flag)
-  continue RUN_DIR [flags] resume a run from its newest complete checkpoint, exactly where it stopped
+  continue RUN_DIR [flags] resume a run from its newest complete checkpoint, exactly where it stopped (or a Hub
+                           id pushed with its checkpoints)
   fork SOURCE [flags]      a new run from a run, checkpoint, save_pretrained folder or Hub id's weights
-  generate MODEL [opts]    sample text from a run directory or a saved model folder
+  generate MODEL [opts]    sample text from a run directory, a saved model folder or a Hub id
+  eval MODEL --data FILE   loss, perplexity, accuracy and bits per byte of a model on a text (or --dataset ID)
+  plot RUN [RUN ...]       plot the loss, learning rate and throughput of runs into a PNG
+  runs [RUNDIR]            list the runs: status, steps, best validation loss, tokens, time
+  push SOURCE --repo-id ID upload a run's model (and --include-checkpoints) to the Hugging Face Hub
 
   hfgpt COMMAND --help     the options of one command; hfgpt --version: the versions in use
 """
@@ -30,7 +35,8 @@ commands:
 
 # name -> (module under hfgpt.commands, function): imported only when the command runs
 COMMANDS = {"train": ("train", "train"), "continue": ("train", "continue_run"), "fork": ("train", "fork"),
-            "generate": ("generate", "generate")}
+            "generate": ("generate", "generate"), "eval": ("evaluate", "evaluate_command"), "plot": ("plot", "plot"),
+            "runs": ("runs", "runs"), "push": ("push", "push")}
 
 
 # Line breaks that a typed path or value may hold, shown escaped so that an error stays one paragraph.

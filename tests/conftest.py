@@ -45,6 +45,10 @@ def _start_only_in_slow_tests(start_child):
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # matplotlib (loss.png) builds its font cache on its first use on a machine, running fc-list: let it do so
+    # now, before the rule below, rather than inside whichever fast test draws first.
+    import matplotlib.font_manager  # noqa: F401
+
     # Every subprocess.run/Popen/check_output goes through _execute_child.
     subprocess.Popen._execute_child = _start_only_in_slow_tests(subprocess.Popen._execute_child)
 

@@ -24,6 +24,7 @@ FLOORS = [
     {"hfgpt.runs"},
     {"hfgpt.launch"},
     {"hfgpt.inference", "hfgpt.exporters"},
+    {"hfgpt.sharing"},
     {"hfgpt.training"},
     {"hfgpt.commands"},
     {"hfgpt.cli", "hfgpt"},

@@ -42,6 +42,11 @@ import hfgpt
 from hfgpt.cli import main
 for argv in (["--help"], ["train", "--help"], ["continue", "--help"], ["fork", "--help"], ["--version"]):
     main(argv)
+for argv in (["generate", "--help"], ["eval", "--help"], ["plot", "--help"], ["runs", "--help"], ["push", "--help"]):
+    try:
+        main(argv)
+    except SystemExit:  # argparse's --help
+        pass
 heavy = sorted(name for name in ("torch", "transformers", "accelerate", "datasets") if name in sys.modules)
 print("heavy:", heavy)
 """)

@@ -8,6 +8,7 @@ transformers. Presets ship inside the package (presets/*.toml).
 from .schema import (
     CheckpointSection,
     DataSection,
+    HubSection,
     LoggingSection,
     ModelSection,
     RunSection,
@@ -28,8 +29,8 @@ from .sources import (
 from .table import ALIASES, FIELDS, SECTIONS, config_values, flag_of
 
 __all__ = [
-    "ALIASES", "FIELDS", "SECTIONS", "USAGES", "CheckpointSection", "DataSection", "LoggingSection", "ModelSection",
-    "RunSection", "TrainConfig", "TrainingSection", "build_config", "config_from_dict", "config_to_toml",
-    "config_values", "describe_settings", "flag_of", "format_help", "model_config_kwargs", "preset_names",
-    "saved_run_config",
+    "ALIASES", "FIELDS", "SECTIONS", "USAGES", "CheckpointSection", "DataSection", "HubSection", "LoggingSection",
+    "ModelSection", "RunSection", "TrainConfig", "TrainingSection", "build_config", "config_from_dict",
+    "config_to_toml", "config_values", "describe_settings", "flag_of", "format_help", "model_config_kwargs",
+    "preset_names", "saved_run_config",
 ]

@@ -1,4 +1,4 @@
-"""The training configuration: every setting with its default, meaning and rules, in six sections.
+"""The training configuration: every setting with its default, meaning and rules, in seven sections.
 
 Where values come from (defaults < TOML preset < flags file < command line) lives in `hfgpt.config.sources`;
 this module describes and validates the result. The model section uses the field names of `HfGptConfig`,
@@ -163,6 +163,18 @@ class LoggingSection:
     sample_prompt: str = setting("\n", "Prompt of the sample generated at the end of training.", on_continue="allow")
     sample_tokens: int = setting(200, "Tokens generated for the end-of-training sample; 0 skips it.",
                                  bounds=NOT_NEGATIVE, on_continue="allow")
+    # The tracking seed's W&B flags; the project is --wandb-project, else $WANDB_PROJECT, else "hfgpt".
+    wandb: bool = setting(False, "Log to Weights & Biases too (adds wandb to --trackers).", on_continue="allow")
+    wandb_project: str = setting("", "W&B (and Trackio) project; empty: $WANDB_PROJECT, else hfgpt. The run name "
+                                     "is the W&B run name.", on_continue="allow")
+    wandb_entity: str = setting("", "W&B entity (user or team); empty: your default one.", on_continue="allow")
+    wandb_group: str = setting("", "W&B group of runs.", on_continue="allow", aliases=("group",))
+    wandb_job_type: str = setting("", "W&B job type.", on_continue="allow", aliases=("job-type",))
+    wandb_mode: str = setting("auto", "W&B mode: online, offline (sync later with `wandb sync`) or disabled; auto: "
+                                      "$WANDB_MODE, else online.", choices=("auto", "online", "offline", "disabled"),
+                              on_continue="allow")
+    wandb_resume_id: str = setting("", "Resume this W&B run id; empty: a new W&B run, which `continue` resumes.",
+                                   on_continue="allow")
 
 
 @dataclass
@@ -190,6 +202,21 @@ class RunSection:
 
 
 @dataclass
+class HubSection:
+    # Spelled as transformers' Trainer spells them.
+    push_to_hub: bool = setting(False, "Upload the model to the Hugging Face Hub (in the background; a failed upload "
+                                       "is a warning, retried at the next save).", on_continue="allow")
+    hub_model_id: str = setting("", "The Hub repo to push to, owner/name (or name, under your account).",
+                                on_continue="allow")
+    hub_strategy: str = setting("end", "When to push: end (final/), every_save (the model at every checkpoint) or "
+                                       "checkpoint (also the latest resumable checkpoint, for `continue`).",
+                                choices=("end", "every_save", "checkpoint"), on_continue="allow")
+    hub_private: bool = setting(False, "Create the Hub repo private.", on_continue="allow")
+    license: str = setting("", "License of the model card's metadata (e.g. apache-2.0, mit); empty: none stated.",
+                           on_continue="allow")
+
+
+@dataclass
 class TrainConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
@@ -197,6 +224,7 @@ class TrainConfig:
     logging: LoggingSection = field(default_factory=LoggingSection)
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
     run: RunSection = field(default_factory=RunSection)
+    hub: HubSection = field(default_factory=HubSection)
 
     @property
     def seq_len(self) -> int:
@@ -208,6 +236,8 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Reject values that cannot train, all at once, each naming its flag and the fix."""
         check_run_name(self.run.run_name)  # a path posing as a name gets a paragraph of its own
+        if self.logging.wandb and "wandb" not in self.logging.trackers:
+            self.logging.trackers = [*self.logging.trackers, "wandb"]
         problems = [f"--{f.name.replace('_', '-')} {problem}" for section in dataclasses.fields(self)
                     for f in dataclasses.fields(getattr(self, section.name))
                     if (problem := rules_of(f).problem(getattr(getattr(self, section.name), f.name)))]
@@ -230,6 +260,8 @@ class TrainConfig:
             (t.lr_scaling == "none" or t.base_batch_size > 0,
              f"--lr-scaling {t.lr_scaling} needs --base-batch-size, the global batch (in sequences) "
              "that --lr was tuned for"),
+            (not self.hub.push_to_hub or self.hub.hub_model_id,
+             "--push-to-hub needs --hub-model-id, the repo to push to (owner/name)"),
         ]
         return [message for ok, message in checks if not ok]
 

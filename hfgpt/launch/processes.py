@@ -11,9 +11,11 @@ import contextlib
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from accelerate import Accelerator, PartialState
+from accelerate.state import AcceleratorState
 
 from ..config import TrainConfig
 from ..data.batches import BatchLayout
@@ -50,6 +52,13 @@ def native_bf16(use_cpu: bool) -> bool:
         mkldnn = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
         return bool(mkldnn and mkldnn())
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def new_accelerator(**settings: Any) -> Accelerator:
+    """An Accelerator with `settings`, whatever an earlier one in this process set (a notebook, a test, `hfgpt
+    eval` after a run): accelerate keeps precision and accumulation process-wide. The process group stays."""
+    AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(**settings)
 
 
 def cpu_threads(requested: int, num_processes: int) -> int:

@@ -10,6 +10,7 @@
         architecture/      the model's config.json, so `continue` rebuilds the same model
         checkpoints/       step_00000500/ ... verified resumable checkpoints (hfgpt.checkpoint), `latest`
         logs/              tracker output (TensorBoard event files, ...)
+        loss.png           the run's loss, learning rate and throughput curves, drawn at its end
         best/              save_pretrained model + tokenizer of the best validation loss so far
         final/             save_pretrained model + tokenizer, loadable by AutoModelForCausalLM
         .run.json.tmp, .config.toml.tmp, .train_log.jsonl.tmp, .samples.jsonl.tmp, .best.tmp, .best.old,
@@ -60,9 +61,11 @@ ARCHITECTURE = "architecture"  # the run's model config.json, so `continue` rebu
 TOKENIZER = "tokenizer"
 CONFIG = "config.toml"
 LOGS = "logs"
-_WRITTEN = frozenset({RUN_INFO, CONFIG, TRAIN_LOG, SAMPLES_LOG, TOKENIZER, ARCHITECTURE, CHECKPOINTS, LOGS, *EXPORTS})
+LOSS_PLOT = "loss.png"  # the run's curves, drawn at its end (hfgpt.sharing.plots)
+_WRITTEN = frozenset({RUN_INFO, CONFIG, TRAIN_LOG, SAMPLES_LOG, TOKENIZER, ARCHITECTURE, CHECKPOINTS, LOGS, LOSS_PLOT,
+                      *EXPORTS})
 _STAGED = re.compile("|".join([
-    rf"\.({'|'.join(map(re.escape, (RUN_INFO, CONFIG, TRAIN_LOG, SAMPLES_LOG)))})\.tmp",  # files.replace_text
+    rf"\.({'|'.join(map(re.escape, (RUN_INFO, CONFIG, TRAIN_LOG, SAMPLES_LOG, LOSS_PLOT)))})\.tmp",  # replaced whole
     rf"\.({'|'.join(EXPORTS)})\.(tmp|old)",  # export.export_model's swap
     rf"{re.escape(RUN_INFO)}\.unreadable(\.\d+)?",  # runinfo.read_run_info's set-aside
 ]))

@@ -44,6 +44,8 @@ class StepResult:
 class TrainingLoop:
     """The optimizer steps from `state.step` to `max_steps` or a stop."""
 
+    after_save = staticmethod(lambda step: None)  # told of each checkpoint (the trainer's Hub uploads)
+
     def __init__(self, run: Run, state: TrainerState) -> None:
         self.run, self.state, self.cfg = run, state, run.cfg
         self.order = BlockOrder(len(run.data.train), run.layout, self.cfg.training.seed)
@@ -193,6 +195,7 @@ class TrainingLoop:
             prune_checkpoints(self.run.run_dir, self.cfg.checkpoint.keep_last,
                               protected=(self.resumed_from, self.state.progress.best_step))
             drop_replaced_run(self.run.run_dir)  # the run this one replaces (--overwrite) is no longer needed
+        self.after_save(done)
 
 
 def _norm_value(grad_norm: torch.Tensor | None, model: torch.nn.Module) -> float:

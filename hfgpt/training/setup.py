@@ -11,7 +11,6 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState
 from accelerate.utils import ProjectConfiguration, set_seed
 from transformers import AutoModelForCausalLM, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerFast
 
@@ -19,7 +18,7 @@ from ..config import TrainConfig, model_config_kwargs
 from ..data.batches import BatchLayout
 from ..data.prepare import PreparedData
 from ..files import short_hash
-from ..launch.processes import configure_deepspeed, using_deepspeed
+from ..launch.processes import configure_deepspeed, new_accelerator, using_deepspeed
 from ..models.hfgpt import HfGptConfig, HfGptForCausalLM
 from ..runs.checkpoint import clear_leftovers
 from ..runs.model_folders import recover_exports
@@ -108,10 +107,7 @@ def compile_model(model: torch.nn.Module, mode: str) -> None:
 def build_run(setup: RunSetup, data: PreparedData, run_dir: Path, layout: BatchLayout, use_cpu: bool) -> Run:
     """The accelerator and the prepared model and optimizer; a new run also saves what `continue` rebuilds."""
     cfg = setup.cfg
-    # accelerate keeps precision and accumulation process-wide; a run in a process that ran another (a notebook,
-    # a test) sets its own. The process group (PartialState) stays.
-    AcceleratorState._reset_state(reset_partial_state=False)
-    accelerator = Accelerator(
+    accelerator = new_accelerator(
         cpu=use_cpu and not using_deepspeed(), mixed_precision=MIXED_PRECISION[cfg.training.precision],
         gradient_accumulation_steps=layout.grad_accum_steps,
         log_with=check_trackers(cfg.logging.trackers) or None,

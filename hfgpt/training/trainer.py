@@ -1,6 +1,7 @@
-"""A launch from start to end, for the three modes: `run(setup)` starts the processes, claims the run
-directory, prepares the data, builds the `Run` (hfgpt.training.setup), restores a `continue`, hands the steps
-to `TrainingLoop`, then saves final/, prints a sample, and records how the run ended in run.json.
+"""A launch from start to end, for the three modes: `run(setup)` starts the processes, checks a Hub push can
+work, claims the run directory, prepares the data, builds the `Run` (hfgpt.training.setup), restores a
+`continue`, starts the trackers, hands the steps to `TrainingLoop`, then saves final/, prints a sample, records
+how the run ended in run.json, draws loss.png, writes the model cards of final/ and best/, and pushes.
 
 The data order is a pure function of (seed, step) (`hfgpt.data.batches`), so a resumed run reads exactly what
 the uninterrupted one would have, with no skipping through data.
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import platform
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from ..config import TrainConfig, config_to_toml, describe_settings
 from ..console import quiet_libraries
 from ..data.batches import resolve_layout
 from ..data.prepare import prepare_data
+from ..errors import error_summary
 from ..files import replace_text
 from ..inference.generation import generate_text
 from ..launch.memory import estimate_for
@@ -36,11 +40,13 @@ from ..runs.model_folders import export_model
 from ..runs.rundir import CONFIG, LOGS, claim_run_dir
 from ..runs.runinfo import FAILED, INTERRUPTED, begin_session, end_session, new_run_info, read_run_info, write_run_info
 from ..runs.state import TrainerState
+from ..sharing.artifacts import snapshot_describer, write_run_artifacts
+from ..sharing.pusher import HubPusher, preflight
 from .loop import TrainingLoop
 from .optim import optimizer_kernel
 from .setup import Run, RunSetup, build_run, starting_state
 from .stopping import Stop, StopSignals
-from .trackers import check_trackers, flat_hparams
+from .trackers import check_trackers, flat_hparams, with_projects
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -58,6 +64,7 @@ def run(setup: RunSetup) -> Path:
     cfg.training.optimizer_kernel = optimizer_kernel(cfg.training.optimizer_kernel, "cpu" if use_cpu else "cuda",
                                                      using_deepspeed())
     state = start_processes(use_cpu)
+    repo_id = preflight(cfg.hub, state.is_main_process)  # before any data is read: no hours of training lost
     if use_cpu:
         torch.set_num_threads(cpu_threads(cfg.training.cpu_threads, state.num_processes))
     if cfg.training.deterministic:
@@ -69,34 +76,65 @@ def run(setup: RunSetup) -> Path:
             data_cfg = dataclasses.replace(cfg.data, reset=cfg.data.reset and state.is_main_process)
             data = prepare_data(data_cfg, cfg.seq_len, log=state.print, tokenizer=setup.tokenizer)
         layout = resolve_layout(cfg.training, cfg.seq_len, state.num_processes)
-        _train(build_run(setup, data, run_dir, layout, use_cpu))
+        _train(build_run(setup, data, run_dir, layout, use_cpu), repo_id)
         return run_dir
 
 
-def _train(run: Run) -> None:
-    """Everything from the first step to final/, in the run directory this launch holds."""
+def _train(run: Run, repo_id: str) -> None:
+    """Everything from the first step to final/ and what shares it, in the run directory this launch holds."""
     accelerator = run.accelerator
     accelerator.print(f"config: {describe_settings(run.cfg)}; every setting is in {run.run_dir / CONFIG}")
     state = starting_state(run)
     info = _open_session(run, state.step)
-    accelerator.init_trackers(run.run_dir.name, config=flat_hparams(run.cfg), init_kwargs={
-        "tensorboard": {"purge_step": state.step + 1} if state.step else {},
-        "wandb": {"id": broadcast_value(info.get("wandb_id", "")), "resume": "allow", "name": run.run_dir.name,
-                  "dir": str(run.run_dir / LOGS)},
-    })
+    _start_trackers(run, info, state.step)
     _announce(run)
-    stop = _train_and_save(run, state, info)
-    if stop.status == INTERRUPTED:
-        accelerator.print(f"stopped after step {state.step} ({stop.reason}); resume with: hfgpt continue "
-                          f"{run.run_dir}")
-    elif run.cfg.logging.sample_tokens:
-        _print_sample(run)
+    pusher = HubPusher(run.run_dir, run.cfg.hub, repo_id, accelerator.is_main_process and bool(repo_id),
+                       snapshot_describer(run.run_dir, run.cfg.hub, repo_id))
+    final = None  # what the push at the end uploads: final/ of a run that ended well, else nothing more
+    try:
+        stop = _train_and_save(run, state, info, pusher)
+        if stop.status == INTERRUPTED:
+            accelerator.print(f"stopped after step {state.step} ({stop.reason}); resume with: hfgpt continue "
+                              f"{run.run_dir}")
+        else:
+            sample = _print_sample(run) if run.cfg.logging.sample_tokens else None
+            if accelerator.is_main_process:
+                _share(run, sample, repo_id)
+            final = run.run_dir / "final"
+    finally:
+        pusher.finish(final, state.step)  # waits for the uploads under way, the last one included
     finish_processes(accelerator)
 
 
-def _train_and_save(run: Run, state: TrainerState, info: dict[str, Any]) -> Stop:
+def _start_trackers(run: Run, info: dict[str, Any], start_step: int) -> None:
+    """The trackers, W&B and Trackio in their project (hfgpt.training.trackers), the run's W&B id resumed."""
+    logging, accelerator = run.cfg.logging, run.accelerator
+    wandb_id = broadcast_value(logging.wandb_resume_id or info.get("wandb_id", ""))
+    if accelerator.is_main_process and logging.wandb_resume_id and info.get("wandb_id") != wandb_id:
+        info["wandb_id"] = wandb_id  # later launches resume the W&B run it now logs to
+        write_run_info(run.run_dir, info)
+    accelerator.log_with = with_projects(accelerator.log_with, logging, run.run_dir.name, wandb_id,
+                                         run.run_dir / LOGS)
+    accelerator.init_trackers(run.run_dir.name, config=flat_hparams(run.cfg), init_kwargs={
+        "tensorboard": {"purge_step": start_step + 1} if start_step else {}})
+
+
+def _share(run: Run, sample: str | None, repo_id: str) -> None:
+    """loss.png and the model cards of final/ and best/ (main process); a failure is a warning, never the run's."""
+    try:
+        written = write_run_artifacts(run.run_dir, run.cfg.hub, sample, repo_id)
+    except Exception as error:  # matplotlib, a full disk: the model is saved, the run is done
+        warnings.warn(f"could not draw loss.png or write the model cards ({error_summary(error)}); the run and its "
+                      f"model are saved: `hfgpt plot {run.run_dir}` and `hfgpt push` can make them later.",
+                      stacklevel=2)
+        return
+    run.accelerator.print(f"wrote {', '.join(str(path.relative_to(run.run_dir)) for path in written)}")
+
+
+def _train_and_save(run: Run, state: TrainerState, info: dict[str, Any], pusher: HubPusher) -> Stop:
     """The loop, then final/ (unless the run was interrupted); run.json says how it ended, whatever happens."""
     loop = TrainingLoop(run, state)
+    loop.after_save = pusher.after_save
     stop = Stop(FAILED, "")
     try:
         with StopSignals() as signals:
@@ -123,9 +161,22 @@ def _open_session(run: Run, start_step: int) -> dict[str, Any]:
     info = (read_run_info(run.run_dir) if setup.mode == "continue" else None) or \
         new_run_info(setup.mode, cfg.to_dict(), run.accelerator.num_processes, setup.parent)
     begin_session(info, setup.mode, start_step, cfg.to_dict())
+    info["sessions"][-1].update(_launch_facts(run))
     write_run_info(run.run_dir, info)
     replace_text(run.run_dir / CONFIG, config_to_toml(cfg))
     return info
+
+
+def _launch_facts(run: Run) -> dict[str, Any]:
+    """What this launch ran on, for the model card: hardware, precision, processes, batch."""
+    accelerator = run.accelerator
+    if accelerator.device.type == "cuda":
+        hardware = f"{accelerator.num_processes} x {torch.cuda.get_device_name(accelerator.device)}"
+    else:
+        hardware = f"{accelerator.device.type} ({platform.machine()}, {os.cpu_count()} cores)"
+    precision = {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision)
+    return {"hardware": hardware, "precision": precision, "processes": accelerator.num_processes,
+            "batch": run.layout.describe(run.cfg.seq_len).removeprefix("batch: ")}
 
 
 def _announce(run: Run) -> None:
@@ -160,7 +211,7 @@ def _save_final(run: Run, loop: TrainingLoop, stop: Stop, done: int) -> None:
                           + (f" ({stop.reason})" if stop.reason else ""))
 
 
-def _print_sample(run: Run) -> None:
+def _print_sample(run: Run) -> str:
     cfg = run.cfg
     unwrapped = run.accelerator.unwrap_model(run.model).eval()
     # every process samples alike, the main one prints; a compiled model samples eagerly (other shapes)
@@ -168,3 +219,4 @@ def _print_sample(run: Run) -> None:
         sample = generate_text(unwrapped, run.data.tokenizer, cfg.logging.sample_prompt,
                                max_new_tokens=cfg.logging.sample_tokens, seed=cfg.training.seed)
     run.accelerator.print(f"sample:\n{sample}")
+    return sample

@@ -78,8 +78,11 @@ def test_an_unknown_command_is_named_with_the_closest_one(capsys):
     assert main(["genrate", "runs/x"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("hfgpt: error: unknown command 'genrate'. Did you mean `hfgpt generate`?")
-    assert main(["eval"]) == 2
-    assert "unknown command 'eval'" in capsys.readouterr().err
+    assert main(["evaluate"]) == 2
+    assert "unknown command 'evaluate'. Did you mean `hfgpt eval`?" in capsys.readouterr().err
+    assert main(["serve"]) == 2
+    assert "unknown command 'serve'. The commands are train, continue, fork, generate, eval" in \
+        capsys.readouterr().err
 
 
 def test_version_names_hfgpt_and_its_stack(capsys):

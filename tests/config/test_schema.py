@@ -93,7 +93,9 @@ def test_what_continue_may_change_is_frozen():
         "max_steps", "log_every", "log_samples", "trackers", "progress_bar", "sample_prompt", "sample_tokens",
         "ckpt_every", "keep_last", "save_best", "eval_every", "eval_batches", "early_stopping", "patience",
         "early_stopping_min_delta", "max_bad_steps", "deterministic", "cpu_threads", "device", "num_proc",
-        "cache_dir", "datadir", "train", "valid", "meta", "peak_tflops"}
+        "cache_dir", "datadir", "train", "valid", "meta", "wandb", "wandb_project", "wandb_entity", "wandb_group",
+        "wandb_job_type", "wandb_mode", "wandb_resume_id", "push_to_hub", "hub_model_id", "hub_strategy",
+        "hub_private", "license", "peak_tflops"}
 
 
 def test_where_a_run_goes_keeps_its_old_spellings(tmp_path):

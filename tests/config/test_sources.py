@@ -42,7 +42,7 @@ def error_of(argv: list[str]) -> str:
 def test_every_field_is_one_flag_across_sections():
     per_section = [dataclasses.fields(getattr(TrainConfig(), s)) for s in SECTIONS]
     assert len(FIELDS) == sum(map(len, per_section))
-    assert SECTIONS == ["model", "data", "training", "logging", "checkpoint", "run"]
+    assert SECTIONS == ["model", "data", "training", "logging", "checkpoint", "run", "hub"]
     assert all(f.help for f in FIELDS.values())
     assert not any(name.startswith("no_") for name in FIELDS)
 
@@ -56,7 +56,7 @@ def test_alias_table_is_frozen_and_points_at_fields():
         "block-size": "max_position_embeddings", "data-path": "train", "runname": "run_name",
         "lrcrit": "lr_head", "learning-rate": "lr", "grad-accum": "grad_accum_steps",
         "gradient-accumulation-steps": "grad_accum_steps", "eval-interval": "eval_every",
-        "log-interval": "log_every",
+        "log-interval": "log_every", "group": "wandb_group", "job-type": "wandb_job_type",
     }
     assert all(alias.replace("-", "_") not in FIELDS for alias in ALIASES)
 
@@ -77,7 +77,8 @@ def test_flag_spellings(argv):
 ALIAS_VALUES = {"max_steps": "7", "batch_size": "3", "hidden_size": "64", "num_attention_heads": "2",
                 "intermediate_size": "256", "num_hidden_layers": "2", "max_position_embeddings": "256",
                 "train": "a.txt,b.txt", "run_name": "r1", "lr_head": "0.5", "lr": "0.5",
-                "grad_accum_steps": "3", "eval_every": "7", "log_every": "7"}
+                "grad_accum_steps": "3", "eval_every": "7", "log_every": "7", "wandb_group": "g",
+                "wandb_job_type": "eval"}
 
 
 @pytest.mark.parametrize("alias", sorted(ALIASES))

@@ -47,7 +47,10 @@ def test_a_run_saved_before_the_regrouping_continues_to_the_end_of_an_uninterrup
     run(continue_setup([str(old), "--cache-dir", str(tmp_path / "cache")]))
     fresh = run(train_setup([*FLAGS, "--train", str(corpus), "--rundir", str(tmp_path / "runs"), "--run-name",
                              "fresh", "--cache-dir", str(tmp_path / "cache")]))
-    assert log_without_timing(old) == log_without_timing(fresh)
+    # Bits per byte is measured since the fixture was saved at step 4: its own records lack it, the rest have it.
+    fresh_log = [{key: value for key, value in record.items() if record["step"] > 4 or key != "bpb"}
+                 for record in log_without_timing(fresh)]
+    assert log_without_timing(old) == fresh_log
     continued, uninterrupted = (load_file(run_dir / "final" / "model.safetensors") for run_dir in (old, fresh))
     assert continued.keys() == uninterrupted.keys()
     assert all(continued[name].equal(uninterrupted[name]) for name in continued)

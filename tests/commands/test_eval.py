@@ -1,0 +1,83 @@
+"""`hfgpt eval` measures a saved model as training measures its validation set: on the same blocks it gives
+the run's own validation loss, from a run directory or from the validation text given with --data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import read_log, tiny_run_flags, write_jsonl, write_txt
+
+from hfgpt.cli import main
+from hfgpt.training.modes import train_setup
+from hfgpt.training.trainer import run
+
+VALID_TEXT = "Sphinx of black quartz, judge my vow.\nHow vexingly quick daft zebras jump!\n" * 6
+
+
+@pytest.fixture(scope="module")
+def valid_run(tmp_path_factory):
+    """A run whose validation set is one file, small enough that every one of its blocks is evaluated."""
+    root = tmp_path_factory.mktemp("eval")
+    valid = write_txt(root / "valid.txt", VALID_TEXT)
+    run_dir = run(train_setup(tiny_run_flags(root, "v", "--valid", str(valid), "--max-steps", "6",
+                                             "--eval-every", "3", "--eval-batches", "20", "--log-every", "3")))
+    return run_dir, valid
+
+
+def last_valid(run_dir):
+    return [r for r in read_log(run_dir) if r["split"] == "valid"][-1]
+
+
+def evaluated(capsys, *argv):
+    assert main(["eval", *argv, "--json", "--no-progress-bar"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_eval_of_final_on_the_validation_file_gives_the_runs_validation_loss(valid_run, capsys, tmp_path):
+    run_dir, valid = valid_run
+    expected = last_valid(run_dir)
+    result = evaluated(capsys, str(run_dir / "final"), "--data", str(valid), "--cache-dir", str(tmp_path / "c"))
+    assert result["loss"] == pytest.approx(expected["loss"], abs=1e-4)
+    assert result["ppl"] == pytest.approx(expected["ppl"], rel=1e-4)
+    assert result["acc"] == pytest.approx(expected["acc"], abs=1e-6)
+    assert result["bpb"] == pytest.approx(expected["bpb"], abs=1e-4)
+    assert result["bytes"] == len(VALID_TEXT.encode()) - result["blocks"]  # each block's first byte is context
+    assert result["seq_len"] == 32 and result["data"] == str(valid)
+
+
+def test_eval_of_a_run_measures_its_own_validation_blocks(valid_run, capsys):
+    run_dir, _ = valid_run
+    result = evaluated(capsys, str(run_dir))
+    assert result["loss"] == pytest.approx(last_valid(run_dir)["loss"], abs=1e-4)
+    assert "the validation blocks of the run" in result["data"]
+
+
+def test_eval_reads_the_sources_training_reads_and_prints_a_line(valid_run, capsys, tmp_path):
+    run_dir, _ = valid_run
+    rows = write_jsonl(tmp_path / "valid.jsonl", VALID_TEXT.splitlines(keepends=True)[:4], column="body")
+    result = evaluated(capsys, str(run_dir / "final"), "--data", str(rows), "--text-column", "body",
+                       "--batch-size", "2", "--batches", "1", "--cache-dir", str(tmp_path / "c"))
+    assert result["blocks"] <= 2 and result["tokens"] > 0
+    assert main(["eval", str(run_dir / "final"), "--data", str(rows), "--text-column", "body",
+                 "--cache-dir", str(tmp_path / "c"), "--no-progress-bar"]) == 0
+    assert " bits per byte (" in capsys.readouterr().out
+
+
+def test_eval_without_data_needs_a_run(valid_run, capsys):
+    run_dir, _ = valid_run
+    assert main(["eval", str(run_dir / "final")]) == 2
+    assert "hfgpt eval needs --data or --dataset" in capsys.readouterr().err
+
+
+def test_eval_reads_a_split_of_a_dataset(valid_run, capsys, tmp_path):
+    """--dataset takes what training's --dataset takes; a local datasets folder stands in for a Hub id."""
+    run_dir, valid = valid_run
+    folder = tmp_path / "ds"
+    write_jsonl(folder / "validation.jsonl", [valid.read_text()])
+    write_jsonl(folder / "train.jsonl", ["other text"])
+    from_dataset = evaluated(capsys, str(run_dir / "final"), "--dataset", str(folder), "--split", "validation",
+                             "--cache-dir", str(tmp_path / "c"))
+    from_file = evaluated(capsys, str(run_dir / "final"), "--data", str(valid), "--cache-dir", str(tmp_path / "c"))
+    assert from_dataset["loss"] == pytest.approx(from_file["loss"], abs=1e-6)
+    assert from_dataset["data"] == f"{folder} (validation)"
