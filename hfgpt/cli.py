@@ -28,6 +28,7 @@ commands:
   plot RUN [RUN ...]       plot the loss, learning rate and throughput of runs into a PNG
   runs [RUNDIR]            list the runs: status, steps, best validation loss, tokens, time
   push SOURCE --repo-id ID upload a run's model (and --include-checkpoints) to the Hugging Face Hub
+  export SOURCE --to T     a stock GPT-2 or Llama folder, or a GGUF file for llama.cpp (--output PATH)
 
   hfgpt COMMAND --help     the options of one command; hfgpt --version: the versions in use
 """
@@ -36,7 +37,8 @@ commands:
 # name -> (module under hfgpt.commands, function): imported only when the command runs
 COMMANDS = {"train": ("train", "train"), "continue": ("train", "continue_run"), "fork": ("train", "fork"),
             "generate": ("generate", "generate"), "eval": ("evaluate", "evaluate_command"), "plot": ("plot", "plot"),
-            "runs": ("runs", "runs"), "push": ("push", "push")}
+            "runs": ("runs", "runs"), "push": ("push", "push"),
+            "export": ("export", "export_command")}
 
 
 # Line breaks that a typed path or value may hold, shown escaped so that an error stays one paragraph.

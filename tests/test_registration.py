@@ -42,7 +42,8 @@ import hfgpt
 from hfgpt.cli import main
 for argv in (["--help"], ["train", "--help"], ["continue", "--help"], ["fork", "--help"], ["--version"]):
     main(argv)
-for argv in (["generate", "--help"], ["eval", "--help"], ["plot", "--help"], ["runs", "--help"], ["push", "--help"]):
+for argv in (["generate", "--help"], ["eval", "--help"], ["plot", "--help"], ["runs", "--help"], ["push", "--help"],
+             ["export", "--help"]):
     try:
         main(argv)
     except SystemExit:  # argparse's --help

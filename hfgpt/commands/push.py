@@ -12,7 +12,8 @@ from pathlib import Path
 def push(argv: Sequence[str]) -> None:
     parser = argparse.ArgumentParser(prog="hfgpt push", description="Upload a model to the Hugging Face Hub in "
                                      "one commit (huggingface_hub; the token is HF_TOKEN or `hf auth login`'s).")
-    parser.add_argument("source", help="a run directory (its final/, else best/), or a save_pretrained folder")
+    parser.add_argument("source", help="a run directory (its final/, else best/), a save_pretrained folder (an "
+                        "`hfgpt export` one too) or a .gguf file")
     parser.add_argument("--repo-id", required=True, help="the Hub repo, owner/name (created if it does not exist)")
     parser.add_argument("--private", action="store_true", help="create the repo private")
     parser.add_argument("--revision", default=None, help="the branch to commit to (created if needed); default main")

@@ -5,6 +5,7 @@ Imports only the ground floor (errors, files), so that `hfgpt train --help` need
 transformers. Presets ship inside the package (presets/*.toml).
 """
 
+from .model_section import model_config_kwargs
 from .schema import (
     CheckpointSection,
     DataSection,
@@ -14,7 +15,6 @@ from .schema import (
     RunSection,
     TrainConfig,
     TrainingSection,
-    model_config_kwargs,
 )
 from .sources import (
     USAGES,

@@ -1,8 +1,7 @@
 """The training configuration: every setting with its default, meaning and rules, in seven sections.
 
 Where values come from (defaults < TOML preset < flags file < command line) lives in `hfgpt.config.sources`;
-this module describes and validates the result. The model section uses the field names of `HfGptConfig`,
-which is built from it by name (`model_config_kwargs`).
+this module describes and validates the result. The model section lives in `model_section`.
 """
 
 from __future__ import annotations
@@ -13,33 +12,10 @@ from typing import Any
 
 from ..errors import HfGptError
 from .fields import NOT_NEGATIVE, POSITIVE, Bounds, rules_of, setting, zero_or_positive
+from .model_section import ModelSection
 from .run_names import check_run_name
 
 MIN_BPE_VOCAB = 256 + 3  # every byte, plus hfgpt's three special tokens (end of text, pad, unk)
-
-
-@dataclass
-class ModelSection:
-    hidden_size: int = setting(128, "Width of the residual stream (embedding dimension).", bounds=POSITIVE,
-                               aliases=("dim", "n-embd"))
-    intermediate_size: int = setting(0, "Width of the MLP; 0 means 4 x hidden_size.",
-                                     bounds=zero_or_positive("4 x hidden"), aliases=("ff",))
-    num_hidden_layers: int = setting(4, "Number of decoder blocks.", bounds=POSITIVE, aliases=("layers", "n-layer"))
-    num_attention_heads: int = setting(4, "Attention heads per block; must divide hidden_size.", bounds=POSITIVE,
-                                       aliases=("heads", "n-head"))
-    max_position_embeddings: int = setting(128, "Longest context the model can attend over.", bounds=POSITIVE,
-                                           aliases=("seq", "block-size"))
-    dropout: float = setting(0.0, "Dropout on embeddings, attention weights and residual branches.",
-                             bounds=Bounds(low=0, high=1, high_open=True))
-    bias: bool = setting(False, "Use biases in linear layers and norms (GPT-2 does).")
-    hidden_act: str = setting("gelu", "MLP activation, any name in transformers' ACT2FN.")
-    layer_norm_eps: float = setting(1e-5, "Epsilon of the layer norms.", bounds=POSITIVE)
-    initializer_range: float = setting(0.02, "Std of the normal weight init (residual projections are scaled).",
-                                       bounds=POSITIVE)
-    tie_word_embeddings: bool = setting(True, "Share the input embedding with the output head.")
-    attn_implementation: str = setting("sdpa", "Attention kernel: sdpa (flash/mem-efficient on GPU) or eager.",
-                                       choices=("sdpa", "eager"))
-    gradient_checkpointing: bool = setting(False, "Recompute activations in the backward pass to save memory.")
 
 
 @dataclass
@@ -61,7 +37,10 @@ class DataSection:
     text_column: str = setting("text", "Column that holds the text in .jsonl, .parquet and Hub datasets.")
     valid_fraction: float = setting(0.05, "Share of the packed training blocks held out when no valid set is "
                                           "given.", bounds=Bounds(low=0, high=1, low_open=True, high_open=True))
-    tokenizer: str = setting("char", "Tokenizer to train on the training text: char or bpe.", choices=("char", "bpe"))
+    tokenizer: str = setting("char", "char or bpe, trained on the training text; or a ready tokenizer: a "
+                                     "tokenizer.json, a folder AutoTokenizer loads (relative to --tokensdir) or a Hub "
+                                     "id such as gpt2.")
+    tokensdir: str = setting("", "Where a relative --tokenizer path is looked up (default: the working directory).")
     vocab_size: int = setting(8192, "Target vocabulary size of the bpe tokenizer (char derives its own).",
                               bounds=Bounds(low=MIN_BPE_VOCAB, reason="256 bytes plus 3 special tokens"))
     seq_len: int = setting(0, "Tokens per training block; 0 means max_position_embeddings.",
@@ -101,6 +80,12 @@ class TrainingSection:
                         aliases=("learning-rate",))
     lr_head: float = setting(0.0, "Peak learning rate of the output head; 0 means lr (used only when untied).",
                              bounds=zero_or_positive("same as --lr"), on_continue="warn", aliases=("lrcrit",))
+    criterion: str = setting("ce", "The training objective: ce, cross-entropy of the next token (with the options "
+                                   "below). The reported loss is always the plain cross-entropy.", choices=("ce",))
+    label_smoothing: float = setting(0.0, "Label smoothing of the cross-entropy objective.",
+                                     bounds=Bounds(low=0, high=1, high_open=True))
+    z_loss: float = setting(0.0, "Weight of PaLM's z-loss, w * log(Z)^2 of the softmax normaliser Z (PaLM: 1e-4); "
+                                 "0: off.", bounds=NOT_NEGATIVE)
     min_lr_ratio: float = setting(0.1, "The cosine schedule ends at lr x min_lr_ratio.", bounds=Bounds(low=0, high=1))
     warmup_steps: int = setting(100, "Linear warmup steps before the cosine decay.", bounds=NOT_NEGATIVE)
     weight_decay: float = setting(0.1, "AdamW weight decay; never applied to norms, biases and embeddings.",
@@ -252,6 +237,13 @@ class TrainConfig:
         checks = [
             (m.num_attention_heads <= 0 or m.hidden_size % m.num_attention_heads == 0,
              f"--num-attention-heads ({m.num_attention_heads}) must divide --hidden-size ({m.hidden_size})"),
+            (m.num_key_value_heads <= 0 or m.num_attention_heads % m.num_key_value_heads == 0,
+             f"--num-key-value-heads ({m.num_key_value_heads}) must divide --num-attention-heads "
+             f"({m.num_attention_heads})"),
+            (m.position_embedding_type != "rotary" or m.num_attention_heads <= 0
+             or m.hidden_size // m.num_attention_heads % 2 == 0,
+             f"rotary positions need an even head size, but --hidden-size {m.hidden_size} / "
+             f"--num-attention-heads {m.num_attention_heads} is odd"),
             (self.seq_len <= m.max_position_embeddings,
              f"--seq-len ({d.seq_len}) must be between 1 and --max-position-embeddings "
              f"({m.max_position_embeddings}); lower it or raise the model's context"),
@@ -264,14 +256,3 @@ class TrainConfig:
              "--push-to-hub needs --hub-model-id, the repo to push to (owner/name)"),
         ]
         return [message for ok, message in checks if not ok]
-
-
-def model_config_kwargs(model: ModelSection) -> dict[str, Any]:
-    """The model section as `HfGptConfig` keyword arguments, by field name; what is not an architecture setting
-    (the attention kernel, checkpointing) stays out, and 0 for intermediate_size is HfGptConfig's None."""
-    kwargs = {name: value for name, value in dataclasses.asdict(model).items() if name not in RUNTIME_MODEL_FIELDS}
-    kwargs["intermediate_size"] = kwargs["intermediate_size"] or None
-    return kwargs
-
-
-RUNTIME_MODEL_FIELDS = ("attn_implementation", "gradient_checkpointing")

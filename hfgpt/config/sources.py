@@ -1,7 +1,8 @@
 """Where settings come from, and how they merge into one checked `TrainConfig`.
 
-Lowest priority first: the defaults (`hfgpt.config.schema`), TOML presets or files (`--config`), flags files
-(`--flagsfile`), then the command line (`hfgpt.config.flags`). A preset is a TOML file shipped in the package
+Lowest priority first: the defaults (`hfgpt.config.schema`), TOML presets or files (`--config`), an architecture
+file (`--arch`, `hfgpt.config.arch`: the model settings only), flags files (`--flagsfile`), then the command line
+(`hfgpt.config.flags`). A preset is a TOML file shipped in the package
 (hfgpt/config/presets/) or found under ./recipes/configs/. Every mistake raises `HfGptError` naming the
 flag, file or key, with the closest valid names.
 """
@@ -16,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HfGptError
+from .arch import arch_values
 from .flags import parse_flags, parser, read_flagsfile, suggest
+from .model_section import ARCHITECTURE_FIELDS
 from .schema import TrainConfig
 from .table import FIELDS, SECTIONS, config_values, flag_of, make_config, shown_value, toml_string
 
@@ -52,6 +55,10 @@ def build_config(argv: Sequence[str], prog: str = "hfgpt train", base: Mapping[s
         values.update(_read_toml(_find_preset(name, where)))
     for flags in [*files, cli]:
         values.update(flags.values)
+    if values.get("arch"):  # below the flags, above presets: then resolved into the model settings it gives
+        given = {name for flags in [*files, cli] for name in flags.values}
+        found = arch_values(values["arch"], values.get("archdir", ""), _model_table)
+        values |= {name: value for name, value in found.items() if name not in given} | {"arch": "", "archdir": ""}
     return make_config(values).validate()
 
 
@@ -155,6 +162,15 @@ def _values_from_dict(data: Mapping[str, Any], source: str) -> dict[str, Any]:
             if f is None or section not in (f.section, f.rules.former_section):
                 raise _unknown_key(section, key, source)
             values[key] = _checked(f.section, key, value, source)
+    return values
+
+
+def _model_table(table: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """A [model] table's values, checked; only the architecture may be set from an --arch file."""
+    values = _values_from_dict({"model": table}, source)
+    for name in values.keys() - set(ARCHITECTURE_FIELDS):
+        raise HfGptError(f"{name} in {source} is not part of the architecture; give it as a flag (--arch sets only "
+                         f"{', '.join(ARCHITECTURE_FIELDS)}).")
     return values
 
 

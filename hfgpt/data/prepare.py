@@ -80,10 +80,11 @@ def prepare_data(cfg: DataSection, seq_len: int, log: Callable[[str], None] = pr
                  tokenizer: PreTrainedTokenizerFast | None = None) -> PreparedData:
     """Return the tokenizer and packed train/valid blocks for `cfg`, building what is not cached.
 
-    A given `tokenizer` (a continued run's, a forked model's) is used as it is instead of a trained
+    A given `tokenizer` (a continued run's, a forked model's, a ready one) is used as it is instead of a trained
     one; with binary shards it must agree with their meta.json.
     """
-    check_tokenizer_kind(cfg.tokenizer)
+    if tokenizer is None:
+        check_tokenizer_kind(cfg.tokenizer)
     if seq_len < 1:
         raise HfGptError(f"--seq-len must be at least 1 token, got {seq_len}.")
     root = cache_root(cfg.cache_dir)

@@ -39,6 +39,21 @@ def load_saved_model(source: str, purpose: str) -> tuple[PreTrainedModel, PreTra
             "once).") from None
 
 
+def saved_model_folder(source: Path, purpose: str) -> Path:
+    """The save_pretrained folder of `source`: a run directory's final/ (else its best/), or `source` itself when
+    it is such a folder; `purpose` ("push", "export") words the errors."""
+    if (source / CONFIG).is_file() and (source / TOKENIZER).is_dir():
+        for name in ("final", "best"):
+            if (source / name / "config.json").is_file():
+                return source / name
+        raise HfGptError(f"The run {source} has no final/ and no best/ model to {purpose} yet; let it train to its "
+                         "end (or its first evaluation).")
+    if (source / "config.json").is_file():
+        return source
+    raise HfGptError(f"{source} is neither an hfgpt run directory nor a saved model folder (no config.json); give a "
+                     "run directory, its final/ or best/, or any save_pretrained folder.")
+
+
 def load_saved(loader: Any, folder: Path) -> Any:
     """`loader.from_pretrained(folder)` for a folder a run saved at its start; a damaged one is named."""
     try:

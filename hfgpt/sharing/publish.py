@@ -3,11 +3,13 @@
 A run uploads its final/ (else its best/) with the model card and loss plot (made now if the folder has none,
 or if its card shows how to load the model from somewhere else than this repo),
 and with `include_checkpoints` its sealed, verified checkpoints and the files `continue` needs (`hub.run_files`).
-Any save_pretrained folder uploads as it is, with a card if it has none.
+Any save_pretrained folder uploads as it is, with a card if it has none (for an `hfgpt export` folder, one that
+loads it without remote code); a `.gguf` file uploads with a card on running it in llama.cpp.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
@@ -15,10 +17,11 @@ from huggingface_hub import ModelCard, ModelCardData
 from ..errors import HfGptError
 from ..runs.checkpoint import checkpoint_problem, sealed_checkpoints
 from ..runs.rundir import CONFIG, LOSS_PLOT, TOKENIZER
+from ..runs.saved_models import saved_model_folder
 from ..runs.summary import summarize
 from .card import CARD, SAMPLE_FENCE, build_card, card_for_folder
 from .hub import Upload, folder_files, run_files
-from .loading import usage_section
+from .loading import gguf_usage_section, stock_usage_section, usage_section
 from .plots import plot_png
 
 
@@ -28,21 +31,18 @@ def is_run_dir(path: Path) -> bool:
 
 def model_folder(source: Path) -> tuple[Path, Path | None]:
     """(the save_pretrained folder to push, its run or None) for a run directory or a model folder."""
-    if is_run_dir(source):
-        for name in ("final", "best"):
-            if (source / name / "config.json").is_file():
-                return source / name, source
-        raise HfGptError(f"The run {source} has no final/ and no best/ model to push yet; let it train to its "
-                         f"end (or its first evaluation), or push one checkpoint's run with --include-checkpoints.")
-    if (source / "config.json").is_file():
-        parent = source.parent if is_run_dir(source.parent) else None
-        return source, parent
-    raise HfGptError(f"{source} is neither an hfgpt run directory nor a saved model folder (no config.json); give a "
-                     "run directory, its final/ or best/, or any save_pretrained folder.")
+    folder = saved_model_folder(source, "push")
+    return folder, source if folder != source else source.parent if is_run_dir(source.parent) else None
 
 
 def push_files(source: Path, repo_id: str, include_checkpoints: bool, license: str = "") -> Upload:
     """Everything `hfgpt push` uploads from `source` to `repo_id`, by path in the repo."""
+    if source.suffix == ".gguf" and source.is_file():  # an `hfgpt export --to gguf` file
+        if include_checkpoints:
+            raise HfGptError(f"--include-checkpoints pushes a run's checkpoints, but {source} is one GGUF file; push "
+                             "the run directory for those.")
+        card = _plain_card(repo_id, license, gguf_usage_section(repo_id, source.name), ["gguf"])
+        return {source.name: source, CARD: str(card).encode()}
     folder, run_dir = model_folder(source)
     files: Upload = folder_files(folder)
     if run_dir is not None:
@@ -53,8 +53,10 @@ def push_files(source: Path, repo_id: str, include_checkpoints: bool, license: s
             card = card_for_folder(folder, summarize(run_dir), repo_id=repo_id, sample=sample_in(written),
                                    license=license or (ModelCard(written).data.license or "" if written else ""))
             files[CARD] = str(build_card(card)).encode()
-    elif CARD not in files:
-        files[CARD] = str(_plain_card(repo_id, license)).encode()
+    elif CARD not in files and _model_type(folder) == "hfgpt":
+        files[CARD] = str(_plain_card(repo_id, license, usage_section(repo_id), ["custom_code"])).encode()
+    elif CARD not in files:  # an `hfgpt export --to gpt2|llama` folder, or any stock one
+        files[CARD] = str(_plain_card(repo_id, license, stock_usage_section(repo_id), [])).encode()
     if include_checkpoints:
         if run_dir is None:
             raise HfGptError(f"--include-checkpoints pushes a run's checkpoints, but {source} is not in a run; give "
@@ -73,8 +75,12 @@ def sample_in(card: str) -> str | None:
     return card[start + len(SAMPLE_FENCE):end] if start >= 0 and end >= 0 else None
 
 
-def _plain_card(repo_id: str, license: str) -> ModelCard:
-    """The card of a model folder that is not a run's: metadata and how to load it."""
+def _plain_card(repo_id: str, license: str, usage: str, tags: list[str]) -> ModelCard:
+    """The card of a model that is not a run's: metadata and how to load it."""
     data = ModelCardData(library_name="transformers", pipeline_tag="text-generation", license=license or None,
-                         tags=["hfgpt", "causal-lm", "custom_code"])
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n# {repo_id.rpartition('/')[2]}\n\n{usage_section(repo_id)}")
+                         tags=["hfgpt", "causal-lm", *tags])
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n# {repo_id.rpartition('/')[2]}\n\n{usage}")
+
+
+def _model_type(folder: Path) -> str:
+    return json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type", "")

@@ -31,7 +31,8 @@ def evaluate(model: torch.nn.Module, data: PreparedData, cfg: TrainConfig, layou
             batch = to_device(fetch_blocks(data.valid, block_ids, data.tokenizer.pad_token_id), accelerator.device)
             logits = model(input_ids=batch["input_ids"], use_cache=False).logits
             if counted:
-                metrics.add(metrics.measure(logits, batch["labels"], next_token_loss(logits, batch["labels"])[0]))
+                loss = next_token_loss(logits, batch["labels"]).cross_entropy
+                metrics.add(metrics.measure(logits, batch["labels"], loss))
     model.train()
     result = metrics.read(accelerator)
     if result:  # the evaluated blocks are the first `evaluated_blocks`, on every process alike

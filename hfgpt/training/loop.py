@@ -92,6 +92,7 @@ class TrainingLoop:
     def _step(self, step: int, signalled: int) -> StepResult:
         """One optimizer step: this process's micro-batches, accumulated; then clip, agree, update."""
         accelerator, model, optimizer = self.run.accelerator, self.run.model, self.run.optimizer
+        training = self.cfg.training
         loss_sum = torch.zeros((), device=accelerator.device)
         sums = torch.zeros(3, dtype=torch.float64, device=accelerator.device)
         blocks: list[int] = []
@@ -102,10 +103,10 @@ class TrainingLoop:
                               accelerator.device)
             with accelerator.accumulate(model):  # gradients are synced on the step's last micro-batch only
                 logits = model(input_ids=batch["input_ids"], use_cache=False).logits
-                loss, _ = next_token_loss(logits, batch["labels"])
-                accelerator.backward(loss)
-            loss_sum += loss.detach()
-            sums += TokenMetrics.measure(logits, batch["labels"], loss)
+                loss = next_token_loss(logits, batch["labels"], training.label_smoothing, training.z_loss)
+                accelerator.backward(loss.objective)
+            loss_sum += loss.objective.detach()
+            sums += TokenMetrics.measure(logits, batch["labels"], loss.cross_entropy)
         if not accelerator.sync_gradients:
             raise RuntimeError("accelerate's accumulation count disagrees with the step's micro-batches")
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), self.cfg.training.max_grad_norm or float("inf"))

@@ -20,7 +20,8 @@ from transformers import (
 )
 
 from ..config import FIELDS, USAGES, ModelSection, build_config, config_values, flag_of, saved_run_config
-from ..data.tokenization import ensure_pad_token
+from ..data.ready_tokenizer import load_ready_tokenizer
+from ..data.tokenization import TOKENIZER_KINDS, ensure_pad_token
 from ..errors import HfGptError
 from ..models.hfgpt import HfGptConfig
 from ..runs.rundir import ARCHITECTURE, CONFIG, TOKENIZER
@@ -30,7 +31,10 @@ from .setup import RunSetup
 
 
 def train_setup(argv: Sequence[str]) -> RunSetup:
-    return RunSetup("train", build_config(argv, "hfgpt train"))
+    cfg = build_config(argv, "hfgpt train")
+    ready = cfg.data.tokenizer not in TOKENIZER_KINDS  # a tokenizer.json, a folder or a Hub id: loaded now
+    return RunSetup("train", cfg, tokenizer=load_ready_tokenizer(cfg.data.tokenizer, cfg.data.tokensdir) if ready
+                    else None)
 
 
 def _positional(argv: Sequence[str], mode: str, what: str) -> tuple[str, list[str]]:
@@ -107,6 +111,7 @@ def fork_setup(argv: Sequence[str]) -> RunSetup:
 def _model_section(config: HfGptConfig, asked: ModelSection) -> ModelSection:
     """The model section that describes `config`; a different shape asked for on the command line is ignored."""
     shape = {f.name: getattr(config, f.name) for f in dataclasses.fields(ModelSection) if hasattr(config, f.name)}
+    shape = {name: 0 if value is None else value for name, value in shape.items()}  # None: derived, spelled 0
     ignored = [name for name, value in shape.items() if getattr(asked, name) not in (value, FIELDS[name].default)]
     if ignored:
         warnings.warn(f"fork takes the model from its source, so {', '.join(map(flag_of, ignored))} "

@@ -8,6 +8,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import REPO
 
 from hfgpt.config import (
@@ -19,9 +20,12 @@ from hfgpt.config import (
     config_from_dict,
     config_to_toml,
     describe_settings,
+    model_config_kwargs,
     preset_names,
 )
 from hfgpt.errors import HfGptError
+from hfgpt.exporters.families import stock_family
+from hfgpt.models.hfgpt import HfGptConfig, HfGptForCausalLM
 
 PRESET_DIR = REPO / "hfgpt" / "config" / "presets"
 
@@ -57,6 +61,7 @@ def test_alias_table_is_frozen_and_points_at_fields():
         "lrcrit": "lr_head", "learning-rate": "lr", "grad-accum": "grad_accum_steps",
         "gradient-accumulation-steps": "grad_accum_steps", "eval-interval": "eval_every",
         "log-interval": "log_every", "group": "wandb_group", "job-type": "wandb_job_type",
+        "kv-heads": "num_key_value_heads",
     }
     assert all(alias.replace("-", "_") not in FIELDS for alias in ALIASES)
 
@@ -78,7 +83,7 @@ ALIAS_VALUES = {"max_steps": "7", "batch_size": "3", "hidden_size": "64", "num_a
                 "intermediate_size": "256", "num_hidden_layers": "2", "max_position_embeddings": "256",
                 "train": "a.txt,b.txt", "run_name": "r1", "lr_head": "0.5", "lr": "0.5",
                 "grad_accum_steps": "3", "eval_every": "7", "log_every": "7", "wandb_group": "g",
-                "wandb_job_type": "eval"}
+                "wandb_job_type": "eval", "num_key_value_heads": "2"}
 
 
 @pytest.mark.parametrize("alias", sorted(ALIASES))
@@ -331,7 +336,7 @@ def test_describe_settings_names_only_what_differs_from_the_defaults_as_flags():
 # ---- presets -------------------------------------------------------------------------------------
 
 def test_presets_exist():
-    assert {"quickstart", "shakespeare-char", "gpt2-small"} <= set(preset_names())
+    assert {"quickstart", "shakespeare-char", "gpt2-small", "llama-style", "llama-small"} <= set(preset_names())
 
 
 @pytest.mark.parametrize("path", sorted(PRESET_DIR.glob("*.toml")), ids=lambda p: p.stem)
@@ -354,6 +359,21 @@ def test_preset_values():
             g.training.precision, g.training.device, g.model.dropout, g.training.eval_every,
             g.checkpoint.ckpt_every) == (12, 12, 768, 1024, "bpe", 50257, True, "gelu_new", 480 * 1024, 12, 6e-4,
                                          2000, 600000, 0.1, 0.95, "bf16", "cuda", 0.0, 1000, 1000)
+
+
+@pytest.mark.parametrize(("llama", "sibling", "vocab", "within"), [
+    ("llama-style", "shakespeare-char", 65, 0.011), ("llama-small", "gpt2-small", 50257, 0.10)])
+def test_the_llama_presets_are_llama_blocks_the_size_of_their_gpt2_siblings(llama, sibling, vocab, within):
+    def built(preset: str) -> HfGptForCausalLM:
+        with torch.device("meta"):  # the shapes only
+            return HfGptForCausalLM(HfGptConfig(vocab_size=vocab, **model_config_kwargs(
+                build_config(["--config", preset]).model)))
+
+    ours, theirs = built(llama), built(sibling)
+    assert (stock_family(ours.config), stock_family(theirs.config)) == ("llama", "gpt2")
+    assert ours.config.key_value_heads < ours.config.num_attention_heads and not ours.config.bias
+    count = sum(p.numel() for p in ours.parameters())
+    assert count == pytest.approx(sum(p.numel() for p in theirs.parameters()), rel=within)
 
 
 def test_presets_resolve_from_the_package_and_the_cwd(tmp_path, monkeypatch):

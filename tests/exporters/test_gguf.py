@@ -5,6 +5,7 @@ exactly as hfgpt does."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from types import ModuleType
 
@@ -113,9 +114,10 @@ def word_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def test_refusals_name_what_prevents_the_export(tmp_path):
-    with pytest.raises(HfGptError, match=r"llama.cpp's gpt2 computes its MLP with gelu_new or gelu_pytorch_tanh, "
-                                         r"not hidden_act='gelu'; export with --to gpt2"):
-        export(saved(tmp_path / "exact-gelu", tokenizer=False), "gguf", tmp_path / "a.gguf")
+    with pytest.raises(HfGptError, match=r"llama.cpp's llama computes its MLP with silu, not hidden_act='gelu'; "
+                                         r"export with --to llama"):
+        export(saved(tmp_path / "gelu-llama", tokenizer=False, **dict(LLAMA, hidden_act="gelu")), "gguf",
+               tmp_path / "a.gguf")
     with pytest.raises(HfGptError, match=r"GPT-2 has no gated MLP \(mlp_type='gated'\), and no stock architecture"):
         export(saved(tmp_path / "mixture", tokenizer=False, mlp_type="gated", hidden_act="silu"), "gguf",
                tmp_path / "b.gguf")
@@ -129,15 +131,16 @@ def test_refusals_name_what_prevents_the_export(tmp_path):
 
 
 TEXT = "".join(f"{line}\n" for line in PANGRAMS) + "Café naïve, 日本 😀!\n"
-CASES = {  # family, tokenizer
-    "gpt2-bpe": ("gpt2", "bpe"),
-    "llama-bpe": ("llama", "bpe"),
-    "llama-char": ("llama", "char"),
-    "gpt2-char": ("gpt2", "char"),
+CASES = {  # family, tokenizer, options on top of the family's
+    "gpt2-bpe": ("gpt2", "bpe", {}),
+    "llama-bpe": ("llama", "bpe", {}),
+    "llama-char": ("llama", "char", {}),
+    # hfgpt's default activation, exact GELU, which llama.cpp computes with the tanh approximation
+    "gpt2-char-exact-gelu": ("gpt2", "char", {"hidden_act": "gelu"}),
 }
 
 
-def trained(folder: Path, family: str, kind: str, steps: int = 300) -> Path:
+def trained(folder: Path, family: str, kind: str, options: dict, steps: int = 300) -> Path:
     """A tiny model trained to recite TEXT, saved with its tokenizer: peaked logits, so that greedy tokens do
     not hang on the last bits of float arithmetic that differ between llama.cpp and torch."""
     tokenizer = train_tokenizer(kind, [TEXT], vocab_size=300)
@@ -146,7 +149,7 @@ def trained(folder: Path, family: str, kind: str, steps: int = 300) -> Path:
     model = HfGptForCausalLM(HfGptConfig(
         vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
         max_position_embeddings=64, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, **FAMILIES[family]))
+        pad_token_id=tokenizer.pad_token_id, **{**FAMILIES[family], **options}))
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     generator = torch.Generator().manual_seed(0)
     for _ in range(steps):
@@ -188,11 +191,15 @@ def llama_cpp_greedy(llm, prompt_ids: list[int], new_tokens: int) -> list[int]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["f32", "q8_0"])
-@pytest.mark.parametrize(("family", "kind"), CASES.values(), ids=CASES)
-def test_llama_cpp_tokenizes_and_generates_what_hfgpt_does(family, kind, dtype, tmp_path, monkeypatch):
+@pytest.mark.parametrize(("family", "kind", "options"), CASES.values(), ids=CASES)
+def test_llama_cpp_tokenizes_and_generates_what_hfgpt_does(family, kind, options, dtype, tmp_path, monkeypatch):
     llama_cpp = import_or_unavailable("llama_cpp")
-    source = trained(tmp_path / "source", family, kind)
-    path = export(source, "gguf", tmp_path / "model.gguf", dtype=dtype)
+    source = trained(tmp_path / "source", family, kind, options)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = export(source, "gguf", tmp_path / "model.gguf", dtype=dtype)
+    approximated = [w for w in caught if "tanh approximation" in str(w.message)]
+    assert len(approximated) == (options.get("hidden_act") == "gelu"), [str(w.message) for w in caught]
     tokenizer = PreTrainedTokenizerFast.from_pretrained(source)
     model = HfGptForCausalLM.from_pretrained(source).eval()
     text, new_tokens = "Café naïve, 日本", 40

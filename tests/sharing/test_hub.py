@@ -18,6 +18,7 @@ from huggingface_hub import ModelCard, constants
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from hfgpt.cli import main
+from hfgpt.exporters import export
 from hfgpt.runs.checkpoint import complete_checkpoints
 from hfgpt.sharing.publish import sample_in
 from hfgpt.training.modes import train_setup
@@ -71,6 +72,24 @@ def test_a_folder_without_a_card_gets_one(tiny_run, hub, tmp_path):
     assert main(["push", str(folder), "--repo-id", "me/plain", "--license", "apache-2.0"]) == 0
     card = ModelCard(hub.commits[0].files["README.md"].decode())
     assert card.data.license == "apache-2.0" and 'from_pretrained("me/plain", trust_remote_code=True)' in card.text
+
+
+def test_an_export_pushes_with_a_card_that_loads_it_without_hfgpt(tiny_run, hub, tmp_path):
+    folder = export(tiny_run / "final", "gpt2", tmp_path / "gpt2")
+    assert main(["push", str(folder), "--repo-id", "me/stock"]) == 0
+    files = hub.commits[-1].files
+    assert {"config.json", "model.safetensors", "tokenizer.json", "README.md"} <= set(files)
+    card = ModelCard(files["README.md"].decode())
+    assert 'from_pretrained("me/stock")' in card.text and "trust_remote_code" not in card.text
+    assert "custom_code" not in card.data.tags and json.loads(files["config.json"])["model_type"] == "gpt2"
+
+    with pytest.warns(UserWarning, match="tanh approximation"):
+        gguf_file = export(tiny_run / "final", "gguf", tmp_path / "tiny-f16.gguf", dtype="f16")
+    assert main(["push", str(gguf_file), "--repo-id", "me/tiny-gguf"]) == 0
+    files = hub.commits[-1].files
+    assert set(files) == {"tiny-f16.gguf", "README.md"} and files["tiny-f16.gguf"] == gguf_file.read_bytes()
+    card = ModelCard(files["README.md"].decode())
+    assert "llama-cli -hf me/tiny-gguf" in card.text and "gguf" in card.data.tags
 
 
 @pytest.mark.parametrize(("setting", "message"), [

@@ -57,7 +57,7 @@ def test_a_batch_without_targets_counts_zero_tokens_not_nan():
     # the last packed block may hold one real token: no position has a next token to predict
     labels = torch.tensor([[7, -100, -100, -100]])
     logits = torch.randn(1, 4, 9)
-    loss, count = next_token_loss(logits, labels)
+    loss, count = next_token_loss(logits, labels)[1:]
     assert (loss.item(), count.item()) == (0.0, 0)
     assert TokenMetrics.measure(logits, labels, loss).tolist() == [0.0, 0.0, 0.0]
 
@@ -65,9 +65,24 @@ def test_a_batch_without_targets_counts_zero_tokens_not_nan():
 def test_next_token_loss_is_the_mean_cross_entropy_of_the_shifted_targets():
     labels = torch.tensor([[0, 1, 2, 3], [0, 2, 1, -100]])
     logits = torch.randn(2, 4, 5, generator=torch.Generator().manual_seed(0))
-    loss, count = next_token_loss(logits, labels)
+    loss, count = next_token_loss(logits, labels)[1:]
     targets = labels[:, 1:]
     kept = targets != -100
     expected = torch.nn.functional.cross_entropy(logits[:, :-1][kept], targets[kept])
     assert count.item() == 5
     torch.testing.assert_close(loss, expected)
+
+
+def test_label_smoothing_and_z_loss_change_the_objective_never_the_reported_cross_entropy():
+    labels = torch.tensor([[0, 1, 2, 3], [0, 2, 1, -100]])
+    logits = torch.randn(2, 4, 5, generator=torch.Generator().manual_seed(0))
+    plain = next_token_loss(logits, labels)
+    assert plain.objective.equal(plain.cross_entropy)
+    smoothed = next_token_loss(logits, labels, label_smoothing=0.1)
+    targets, kept = labels[:, 1:], labels[:, 1:] != -100
+    expected = torch.nn.functional.cross_entropy(logits[:, :-1][kept], targets[kept], label_smoothing=0.1)
+    torch.testing.assert_close(smoothed.objective, expected)
+    with_z = next_token_loss(logits, labels, z_loss=1e-2)
+    z = torch.logsumexp(logits[:, :-1][kept], dim=-1).square().mean()
+    torch.testing.assert_close(with_z.objective, plain.cross_entropy + 1e-2 * z)
+    assert smoothed.cross_entropy.equal(plain.cross_entropy) and with_z.cross_entropy.equal(plain.cross_entropy)

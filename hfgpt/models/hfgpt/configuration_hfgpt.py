@@ -69,7 +69,7 @@ class HfGptConfig(PreTrainedConfig):
         num_hidden_layers: int = 4,
         num_attention_heads: int = 4,
         num_key_value_heads: int | None = None,
-        max_position_embeddings: int = 256,
+        max_position_embeddings: int = 128,
         position_embedding_type: str = "absolute",
         rope_theta: float = 10000.0,
         norm_type: str = "layernorm",

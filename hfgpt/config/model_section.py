@@ -1,0 +1,62 @@
+"""The [model] section: the architecture, under the field names of `HfGptConfig`, which is built from it by
+name (`model_config_kwargs`) with these defaults (a test holds the two sets of defaults equal)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from .fields import NOT_NEGATIVE, POSITIVE, Bounds, setting, zero_or_positive
+
+
+@dataclass
+class ModelSection:
+    hidden_size: int = setting(128, "Width of the residual stream (embedding dimension).", bounds=POSITIVE,
+                               aliases=("dim", "n-embd"))
+    intermediate_size: int = setting(0, "Width of the MLP (of each branch of a gated one); 0 means 4 x hidden_size.",
+                                     bounds=zero_or_positive("4 x hidden"), aliases=("ff",))
+    num_hidden_layers: int = setting(4, "Number of decoder blocks.", bounds=POSITIVE, aliases=("layers", "n-layer"))
+    num_attention_heads: int = setting(4, "Attention heads per block; must divide hidden_size.", bounds=POSITIVE,
+                                       aliases=("heads", "n-head"))
+    num_key_value_heads: int = setting(0, "Key/value heads, each shared by a group of attention heads (grouped-query "
+                                          "attention); must divide num_attention_heads. 0: one per attention head.",
+                                       bounds=NOT_NEGATIVE, aliases=("kv-heads",))
+    max_position_embeddings: int = setting(128, "Longest context the model can attend over.", bounds=POSITIVE,
+                                           aliases=("seq", "block-size"))
+    position_embedding_type: str = setting("absolute", "Positions: absolute (a learned table, GPT-2) or rotary "
+                                                       "(RoPE, Llama).", choices=("absolute", "rotary"))
+    rope_theta: float = setting(10000.0, "Base of the rotary frequencies.", bounds=POSITIVE)
+    norm_type: str = setting("layernorm", "layernorm (GPT-2) or rmsnorm (Llama).", choices=("layernorm", "rmsnorm"))
+    mlp_type: str = setting("standard", "standard: proj(act(fc(x))) (GPT-2); gated: proj(act(gate(x)) * up(x)), "
+                                        "with hidden_act silu the SwiGLU of Llama.", choices=("standard", "gated"))
+    dropout: float = setting(0.0, "Dropout on embeddings, attention weights and residual branches.",
+                             bounds=Bounds(low=0, high=1, high_open=True))
+    bias: bool = setting(False, "Use biases in linear layers and norms (GPT-2 does).")
+    hidden_act: str = setting("gelu", "MLP activation, any name in transformers' ACT2FN.")
+    layer_norm_eps: float = setting(1e-5, "Epsilon of the LayerNorms.", bounds=POSITIVE)
+    rms_norm_eps: float = setting(1e-6, "Epsilon of the RMSNorms.", bounds=POSITIVE)
+    initializer_range: float = setting(0.02, "Std of the normal weight init (residual projections are scaled).",
+                                       bounds=POSITIVE)
+    tie_word_embeddings: bool = setting(True, "Share the input embedding with the output head.")
+    attn_implementation: str = setting("sdpa", "Attention kernel: sdpa (flash/mem-efficient on GPU) or eager.",
+                                       choices=("sdpa", "eager"))
+    gradient_checkpointing: bool = setting(False, "Recompute activations in the backward pass to save memory.")
+    arch: str = setting("", "The architecture from a file: a TOML [model] table or a transformers config.json (gpt2, "
+                            "llama or hfgpt); flags given with it override its values. Resolved into the settings "
+                            "above, which the run saves.")
+    archdir: str = setting("", "Where a relative --arch is looked up (default: the working directory).")
+
+
+def model_config_kwargs(model: ModelSection) -> dict[str, Any]:
+    """The model section as `HfGptConfig` keyword arguments, by field name; what is not an architecture setting
+    (the attention kernel, checkpointing) stays out, and 0 for the derived sizes is HfGptConfig's None."""
+    kwargs = {name: value for name, value in dataclasses.asdict(model).items() if name not in RUNTIME_MODEL_FIELDS}
+    kwargs["intermediate_size"] = kwargs["intermediate_size"] or None
+    kwargs["num_key_value_heads"] = kwargs["num_key_value_heads"] or None
+    return kwargs
+
+
+RUNTIME_MODEL_FIELDS = ("attn_implementation", "gradient_checkpointing", "arch", "archdir")
+# The settings that shape the model: what --arch may set.
+ARCHITECTURE_FIELDS = tuple(f.name for f in dataclasses.fields(ModelSection) if f.name not in RUNTIME_MODEL_FIELDS)
