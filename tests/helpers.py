@@ -155,9 +155,17 @@ def tiny_run_flags(root: Path, name: str, *extra: str) -> list[str]:
             str(root / "cache"), *extra]
 
 
-def read_log(run_dir: Path) -> list[dict]:
-    """The records of a run's train_log.jsonl."""
-    return [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+TIMING_FIELDS = ("time", "tokens_per_s", "ms_per_step", "mfu")  # what differs between two runs of the same math
+
+
+def read_log(run_dir: Path, name: str = "train_log.jsonl") -> list[dict]:
+    """The records of a run's train_log.jsonl (or another JSON-lines file of the run)."""
+    return [json.loads(line) for line in (run_dir / name).read_text().splitlines()]
+
+
+def untimed_log(run_dir: Path, name: str = "train_log.jsonl") -> list[dict]:
+    """The records of a run's log without the fields that measure time."""
+    return [{k: v for k, v in record.items() if k not in TIMING_FIELDS} for record in read_log(run_dir, name)]
 
 
 def make_docs(n: int, seed: int = 0) -> list[str]:

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import flip_one_bit, import_or_unavailable, launch_command, launch_env, run_hfgpt, unavailable
-from resume_helpers import checked, exact_flags, log_records
+from helpers import flip_one_bit, import_or_unavailable, launch_command, launch_env, run_hfgpt, unavailable, untimed_log
+from resume_helpers import checked, exact_flags
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import hfgpt  # noqa: F401  (registers the Auto classes)
@@ -28,7 +28,7 @@ TOKEN_BATCH = ["--token-batch-size", "512", "--dropout", "0", "--precision", "fp
 
 
 def losses(run_dir: Path) -> list[tuple[int, str, float]]:
-    return [(r["step"], r["split"], r["loss"]) for r in log_records(run_dir)]
+    return [(r["step"], r["split"], r["loss"]) for r in untimed_log(run_dir)]
 
 
 def largest_relative_difference(run: Path, reference: Path) -> float:
