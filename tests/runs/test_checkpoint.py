@@ -17,7 +17,6 @@ from helpers import flip_one_bit, plant_pickle, reseal_checkpoint
 from hfgpt.errors import HfGptError
 from hfgpt.models.hfgpt import HfGptConfig
 from hfgpt.models.hfgpt.modeling_hfgpt import HfGptForCausalLM
-from hfgpt.runs.state import TrainerState
 from hfgpt.runs.checkpoint import (
     MANIFEST,
     checkpoint_problem,
@@ -25,9 +24,9 @@ from hfgpt.runs.checkpoint import (
     complete_checkpoints,
     load_newest_checkpoint,
     prune_checkpoints,
-    read_trainer_state,
     save_checkpoint,
 )
+from hfgpt.runs.state import TrainerState
 
 
 def tiny_model(hidden: int = 16) -> HfGptForCausalLM:

@@ -21,8 +21,8 @@ from helpers import snapshot
 
 from hfgpt.cli import main
 from hfgpt.config import RunSection
-from hfgpt.errors import HfGptError
 from hfgpt.config.run_names import check_run_name
+from hfgpt.errors import HfGptError
 from hfgpt.runs.rundir import claim_run_dir, default_run_name, drop_replaced_run, unknown_entries
 
 
