@@ -71,6 +71,9 @@ class DataSection:
     split_documents: str = setting("file", "What a .txt file holds: one document (file) or documents separated by "
                                            "blank lines (blank-line); each document ends with an end-of-text token.",
                                    choices=("file", "blank-line"))
+    streaming: bool = setting(False, "Tokenize and pack the training text on the fly from a stream (datasets' "
+                                     "IterableDataset) instead of a packed cache: for corpora bigger than the disk. "
+                                     "continue resumes at the saved stream position, on as many processes.")
     seq_len: int = setting(0, "Tokens per training block; 0 means max_position_embeddings.",
                            bounds=zero_or_positive("max_position_embeddings"))
     num_proc: int = setting(1, "Processes used to tokenize (1: this one).", bounds=POSITIVE, on_continue="allow")

@@ -16,7 +16,7 @@ The result lives under `<cache>/packed/<key>/`, where the key hashes everything 
 nothing of how they are stored, so a run knows its data by the same key across versions), so a later run
 (or another process after `prepare_in_turn`) reuses it without reading any text. A rebuild (--reset, or a
 cache that cannot be read) deletes only that folder and its own work folder beside it, never through a
-symlink: a linked entry is refused, not replaced.
+symlink: a linked entry is refused, not replaced. `--streaming` packs nothing: see hfgpt.data.streaming.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from ..files import publish, refuse_linked_cache, remove_made, short_hash
 from .packing import Split, build, open_split
 from .prepared import PreparedData
 from .shards import Shards, find_shards, shard_fingerprint, shard_ids, shard_tokenizer
+from .streaming import prepare_stream
 from .texts import text_splits
 from .tokenization import check_tokenizer_kind
 
@@ -66,6 +67,8 @@ def prepare_data(cfg: DataSection, seq_len: int, log: Callable[[str], None] = pr
         raise HfGptError(f"--seq-len must be at least 1 token, got {seq_len}.")
     root = cache_root(cfg.cache_dir)
     shards = find_shards(cfg)
+    if cfg.streaming:
+        return prepare_stream(cfg, seq_len, root, log, tokenizer, shards)
     given_for_text = tokenizer is not None and shards is None  # may not know every character of the text
     unknown: dict[str, int] = {}
     if shards is None:

@@ -130,8 +130,7 @@ def _announce(run: Run) -> None:
     precision = {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision)
     accelerator.print(f"device: {accelerator.device.type}, {accelerator.num_processes} process(es){threads}; "
                       f"precision {precision}")
-    accelerator.print(f"model: {n_params:,} parameters; data: {len(run.data.train):,} train and "
-                      f"{len(run.data.valid):,} validation blocks of {cfg.seq_len} tokens")
+    accelerator.print(f"model: {n_params:,} parameters; data: {run.data.blocks()} of {cfg.seq_len} tokens")
     accelerator.print(layout.describe(cfg.seq_len))
     accelerator.print(estimate_for(accelerator, run.model, n_params, layout, cfg).format())
     if cfg.training.lr_scaling != "none":
