@@ -77,8 +77,9 @@ class DataSection:
     seq_len: int = setting(0, "Tokens per training block; 0 means max_position_embeddings.",
                            bounds=zero_or_positive("max_position_embeddings"))
     num_proc: int = setting(1, "Processes used to tokenize (1: this one).", bounds=POSITIVE, on_continue="allow")
-    cache_dir: str = setting("", "Where tokenizers and packed Arrow data are cached; "
-                                 "empty: $HFGPT_CACHE or ~/.cache/hfgpt.", on_continue="allow")
+    cache_dir: str = setting("", "Where tokenizers and packed Arrow data are cached; empty: $HFGPT_CACHE or "
+                                 "~/.cache/hfgpt. Shared by all machines: built once; node-local: once per machine.",
+                             on_continue="allow")
     reset: bool = setting(False, "Retrain the tokenizer and rebuild the packed data instead of using the cache.",
                           on_continue="launch")
 
