@@ -8,14 +8,14 @@ those of the pieces the GPT-2 pattern
 other, each piece encoded alone. Let text[p-1] be non-whitespace and text[p] whitespace.
 - A piece boundary lies at p: the piece holding text[p-1] is a contraction or a run of letters, digits or
   other symbols (the optional space of ` ?` only ever starts a piece), none of which takes whitespace after it.
-- The pieces before p are the same in text[:p]: every alternative tried from a start before p stops at the
-  whitespace at p at the latest (each run ends at its first character of another class, each whitespace run
-  before p ends before text[p-1]), so none looks past p, and `(?!\\S)` is only tried inside earlier
-  whitespace runs, whose next character is the same in both.
+- The pieces before p are the same in text[:p]: an alternative tried from a start before p reads no further
+  than p, where the whole text's whitespace and the prefix's end both stop it alike (a run of letters, digits
+  or symbols ends at its first character of another class, a contraction fails on either); whitespace runs
+  before p end before text[p-1], so `(?!\\S)` is only ever tried where both texts hold the same characters.
 - The pieces from p on are the same in text[p:]: the pattern has no look-behind, and matching resumes at p.
-This is why the rule is "before a whitespace run" and not "after a line break": cut "a\\n\\nb" after its
-first or second line feed and the prefix's last piece becomes "\\n\\n" (`\\s+(?!\\S)` at the end of the text)
-where the whole text has "\\n", "\\n" (merged differently by BPE); "a\\r\\nb" likewise.
+This is why the rule is "before a whitespace run" and not "before what follows a line break": cut "a\\n\\nb"
+before the b and the prefix's last piece becomes "\\n\\n" (`\\s+(?!\\S)` at the end of the text) where the
+whole text has "\\n", "\\n" (which BPE merges differently); "a\\r\\nb" likewise.
 hfgpt's char tokenizer splits every code point, so any cut between characters is exact; this rule serves it
 too. Special tokens hold no whitespace, so no cut falls inside one (the library matches them first). For any
 other tokenizer (a forked model's, with a normalizer, another pattern, or added tokens that strip spaces),
@@ -23,7 +23,7 @@ other tokenizer (a forked model's, with a normalizer, another pattern, or added 
 
 `\\s` is Unicode White_Space; Python's `str.isspace` adds U+001C..U+001F, so `not isspace()` is surely
 non-whitespace, and the four ASCII characters above are surely whitespace (tests/data/test_chunking.py checks
-both against the tokenizers library over every code point).
+both against the tokenizers library over the Basic Multilingual Plane, which holds all of White_Space).
 """
 
 from __future__ import annotations

@@ -80,10 +80,12 @@ class Encoder:
         split = [pieces(text) if self.cut else [text] for text in texts]
         encodings = iter(self.tokenizer.encode_batch_fast(list(chain.from_iterable(split)),
                                                           add_special_tokens=False))
-        eos = [self.eos_id]
-        ids = (chain(chain.from_iterable(next(encodings).ids for _ in parts), eos if end else ())
-               for parts, end in zip(split, ends, strict=True))
-        return np.fromiter(chain.from_iterable(ids), dtype=np.int32)
+        runs: list[list[int]] = []  # the ids of each piece, and [EOS] where a document ends
+        for parts, end in zip(split, ends, strict=True):
+            runs.extend(next(encodings).ids for _ in parts)
+            if end:
+                runs.append([self.eos_id])
+        return np.fromiter(chain.from_iterable(runs), dtype=np.int32)  # the fastest flattening measured here
 
 
 _worker: Encoder | None = None

@@ -9,13 +9,17 @@ import json
 import numpy as np
 import pytest
 from datasets import Dataset
-from helpers import make_docs, run, run_hfgpt, section, write_jsonl
+from helpers import make_docs, play, run, run_hfgpt, section, write_jsonl, write_txt
 from resume_helpers import MAX_STEPS, assert_same_run, checked, exact_flags, log_records
 
+import hfgpt.data.streams
 from hfgpt.data.batches import BatchLayout
 from hfgpt.data.feed import StreamBatches
+from hfgpt.data.sources import Source
 from hfgpt.data.stream_batches import Position, StreamReader
-from hfgpt.data.streams import held_out
+from hfgpt.data.streaming import example_encoder
+from hfgpt.data.streams import held_out, text_stream
+from hfgpt.data.tokenization import train_tokenizer
 from hfgpt.errors import HfGptError
 
 DOCS = [f"doc{i} " + "xy" * (i % 7) for i in range(23)]
@@ -122,3 +126,17 @@ def test_a_streamed_run_stopped_and_continued_ends_as_an_uninterrupted_one(tmp_p
     state = json.loads((tmp_path / "runs" / "resumed" / "checkpoints" / f"step_{MAX_STEPS:08d}" /
                         "trainer_state.json").read_text())
     assert state["data_stream"][0]["blocks"] == MAX_STEPS * 8 and log_records(tmp_path / "runs" / "whole")
+
+
+def test_a_txt_streams_in_safe_cut_spans_with_one_eos_per_document(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(hfgpt.data.streams, "STREAM_SPAN", 200)
+    docs = [play(seed, lines=30).replace("\n\n", "\n") for seed in range(4)]
+    write_txt(tmp_path / "a.txt", "\n\n".join(docs))
+    source = Source("a.txt", files=(tmp_path / "a.txt",))
+    tokenizer = train_tokenizer("bpe", docs, vocab_size=300)
+    encode = example_encoder(tokenizer.backend_tokenizer, tokenizer.eos_token_id)
+    for split, texts in (("file", ["\n\n".join(docs)]), ("blank-line", docs)):
+        examples = list(text_stream(source, "text", split, tmp_path / "datasets"))
+        assert len(examples) > 10 and sum(example["end"] for example in examples) == len(texts)
+        ids = [i for example in examples for i in encode(example).tolist()]
+        assert ids == [i for text in texts for i in [*tokenizer.encode(text), tokenizer.eos_token_id]]

@@ -11,6 +11,7 @@ import pytest
 from helpers import expected, make_docs, play, run, section, stream, write_jsonl, write_txt
 
 import hfgpt.data.chunking
+import hfgpt.data.prepare
 import hfgpt.data.reading
 import hfgpt.data.texts
 from hfgpt.data.reading import SourceText
@@ -103,3 +104,18 @@ def test_tokenizing_shows_a_progress_bar_with_mb_per_second_unless_told_not_to(t
         assert "tokenizing" not in capsys.readouterr().err
     finally:
         datasets.enable_progress_bars()
+
+
+def test_a_tokenizer_that_cannot_be_cut_tokenizes_each_file_whole(tmp_path, small_spans) -> None:
+    """A forked model's tokenizer may normalize or split otherwise: then a file is read whole, as before."""
+    from tokenizers import normalizers
+
+    text = play(4, lines=100).replace("e", "e\u0301")  # e + combining acute: NFC joins them into é
+    write_txt(tmp_path / "data" / "a.txt", text)
+    tokenizer = train_tokenizer("char", [text, "é"])
+    tokenizer.backend_tokenizer.normalizer = normalizers.NFC()
+    logs: list[str] = []
+    data = hfgpt.data.prepare.prepare_data(section(tmp_path, train="a.txt"), 32, log=logs.append,
+                                           tokenizer=tokenizer)
+    assert any("each .txt file is read and tokenized whole" in line for line in logs)
+    assert stream(data) == expected(data, [text])
