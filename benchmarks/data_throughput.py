@@ -9,7 +9,9 @@ number of processes:
   writing), with a tokenizer given, so that tokenizer training is not timed;
 - raw encode_batch: `num_proc` processes, each calling `Tokenizer.encode_batch` on batches of 1000 lines of its
   share of the file and keeping nothing (what the issue measured: the tokenizer's own speed);
-- raw encode_batch_fast: the same with `encode_batch_fast` (no offsets), which hfgpt uses.
+- raw encode_batch_fast: the same with `encode_batch_fast` (no offsets), which hfgpt uses;
+- raw encode_batch_fast on 4 KB pieces: the same on strings of about 4 KB cut at safe cuts, hfgpt's way, which
+  the tokenizer encodes faster than lines: the tokenizer at its best, so hfgpt's own cost is the difference.
 Speeds are MB of text per second of wall time. Peak RSS is sampled from /proc every 0.1 s over the child and
 all its descendants: the peak of their sum (shared pages count once per process, so it errs high) and the
 largest single process seen (`ru_maxrss` would not do: Linux keeps a spawned child's maxrss from before its
@@ -33,6 +35,8 @@ from pathlib import Path
 
 SHAKESPEARE = Path("/work/shared/data/tinyshakespeare.txt")
 MB = 1_000_000
+RAW = {"raw": "raw encode_batch, lines", "raw-fast": "raw encode_batch_fast, lines",
+       "raw-pieces": "raw encode_batch_fast, 4 KB"}
 
 
 def generate(path: Path, megabytes: int, source: Path) -> None:
@@ -102,25 +106,29 @@ def child_hfgpt(corpus: Path, tokenizer_file: Path, num_proc: int, seq_len: int,
             "largest_shard": shards[-1]}
 
 
-def _raw_worker(corpus: str, start: int, end: int, tokenizer_file: str, fast: bool) -> int:
+def _raw_worker(corpus: str, start: int, end: int, tokenizer_file: str, how: str) -> int:
+    """Tokens of the lines that start in `[start, end]` of the file, encoded as `how` says (see RAW)."""
     from tokenizers import Tokenizer
 
+    from hfgpt.data.chunking import pieces
+
     tokenizer = Tokenizer.from_file(tokenizer_file)
-    encode = tokenizer.encode_batch_fast if fast else tokenizer.encode_batch
-    tokens, batch = 0, []
+    encode = tokenizer.encode_batch if how == "raw" else tokenizer.encode_batch_fast
+    tokens = 0
     with open(corpus, "rb") as file:
         file.seek(start)
         if start:
             file.readline()  # the line that began before `start` belongs to the worker before
-        while file.tell() <= end and (line := file.readline()):
-            batch.append(line.decode("utf-8"))
-            if len(batch) == 1000:
-                tokens += sum(len(e.ids) for e in encode(batch, add_special_tokens=False))
-                batch = []
-    return tokens + sum(len(e.ids) for e in encode(batch, add_special_tokens=False))
+        while file.tell() <= end and (lines := file.readlines(min(1 << 20, end + 1 - file.tell()))):
+            texts = [line.decode("utf-8") for line in lines]
+            if how == "raw-pieces":
+                texts = pieces("".join(texts))
+            for batch in range(0, len(texts), 1000):
+                tokens += sum(len(e.ids) for e in encode(texts[batch:batch + 1000], add_special_tokens=False))
+    return tokens
 
 
-def child_raw(corpus: Path, tokenizer_file: Path, num_proc: int, fast: bool) -> dict:
+def child_raw(corpus: Path, tokenizer_file: Path, num_proc: int, how: str) -> dict:
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
@@ -129,7 +137,7 @@ def child_raw(corpus: Path, tokenizer_file: Path, num_proc: int, fast: bool) -> 
     start = time.perf_counter()
     with ProcessPoolExecutor(num_proc, mp_context=get_context("spawn")) as pool:
         tokens = sum(pool.map(_raw_worker, [str(corpus)] * num_proc, bounds[:-1], [b - 1 for b in bounds[1:]],
-                              [str(tokenizer_file)] * num_proc, [fast] * num_proc))
+                              [str(tokenizer_file)] * num_proc, [how] * num_proc))
     return {"seconds": time.perf_counter() - start, "tokens": tokens}
 
 
@@ -148,7 +156,7 @@ def run_child(argv: list[str]) -> None:
     elif kind == "hfgpt":
         result = child_hfgpt(Path(argv[1]), Path(argv[2]), int(argv[3]), int(argv[4]), Path(argv[5]))
     else:
-        result = child_raw(Path(argv[1]), Path(argv[2]), int(argv[3]), fast=kind == "raw-fast")
+        result = child_raw(Path(argv[1]), Path(argv[2]), int(argv[3]), kind)
     print(json.dumps(result))
 
 
@@ -162,6 +170,7 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=1024)
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--keep", action="store_true", help="keep the generated corpus and the packed cache")
+    parser.add_argument("--raw", nargs="*", default=list(RAW), choices=list(RAW), help="the raw measurements")
     options = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hfgpt-throughput-", dir=options.workdir))
     try:
@@ -184,12 +193,9 @@ def report(options: argparse.Namespace, work: Path) -> None:
     print(f"corpus {corpus} ({size / MB:,.0f} MB), tokenizer {options.tokenizer} ({vocabulary['tokens']} tokens), "
           f"--num-proc {options.num_proc}, seq_len {options.seq_len}, {os.cpu_count()} cores, load "
           f"{os.getloadavg()[0]:.2f}", flush=True)
-    results = {
-        "raw encode_batch": measure(["--child", "raw", *common], env),
-        "raw encode_batch_fast": measure(["--child", "raw-fast", *common], env),
-        "hfgpt text -> packed Arrow": measure(["--child", "hfgpt", corpus, work / "tokenizer", options.num_proc,
-                                               options.seq_len, work / "cache"], env),
-    }
+    results = {name: measure(["--child", how, *common], env) for how, name in RAW.items() if how in options.raw}
+    results["hfgpt text -> packed Arrow"] = measure(["--child", "hfgpt", corpus, work / "tokenizer",
+                                                     options.num_proc, options.seq_len, work / "cache"], env)
     hfgpt = results["hfgpt text -> packed Arrow"]
     for name, result in results.items():
         ratio = "" if result is hfgpt else f"   hfgpt speed / this = {result['seconds'] / hfgpt['seconds']:.2f}x"
