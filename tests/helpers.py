@@ -12,6 +12,7 @@ import importlib
 import json
 import os
 import pickle
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -237,3 +238,19 @@ def write_char_shards(folder: Path, train: str, valid: str | None = None, dtype:
     content = {"vocab_size": len(stoi), "dtype": dtype, "itos": {str(i): c for c, i in stoi.items()}, **meta}
     (folder / "meta.json").write_text(json.dumps(content), encoding="utf-8")
     return stoi
+
+
+def play(seed: int, lines: int = 400, crlf: bool = False) -> str:
+    """Text shaped like tinyshakespeare: speakers, verse lines, blank lines between speeches."""
+    rng = random.Random(seed)
+    words = ["the", "lord", "good", "sweet", "I", "thou", "my", "speak", "hear", "me", "Rome", "death", "love",
+             "what's", "o'er", "'tis", "Citizen", "MENENIUS", "king", "naïve", "Æsop"]
+    out = []
+    while len(out) < lines:
+        out.append(rng.choice(["First Citizen:", "MENENIUS:", "KING RICHARD III:", "ALL:"]))
+        for _ in range(rng.randint(1, 6)):
+            line = " ".join(rng.choice(words) for _ in range(rng.randint(1, 10)))
+            out.append(line[:1].upper() + line[1:] + rng.choice([".", ",", "!", "?", ";", ":", ""]))
+        out.append("")
+    text = "\n".join(out)
+    return text.replace("\n", "\r\n") if crlf else text
