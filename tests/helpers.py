@@ -12,6 +12,7 @@ import importlib
 import json
 import os
 import pickle
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -155,9 +156,17 @@ def tiny_run_flags(root: Path, name: str, *extra: str) -> list[str]:
             str(root / "cache"), *extra]
 
 
-def read_log(run_dir: Path) -> list[dict]:
-    """The records of a run's train_log.jsonl."""
-    return [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+TIMING_FIELDS = ("time", "tokens_per_s", "ms_per_step", "mfu")  # what differs between two runs of the same math
+
+
+def read_log(run_dir: Path, name: str = "train_log.jsonl") -> list[dict]:
+    """The records of a run's train_log.jsonl (or another JSON-lines file of the run)."""
+    return [json.loads(line) for line in (run_dir / name).read_text().splitlines()]
+
+
+def untimed_log(run_dir: Path, name: str = "train_log.jsonl") -> list[dict]:
+    """The records of a run's log without the fields that measure time."""
+    return [{k: v for k, v in record.items() if k not in TIMING_FIELDS} for record in read_log(run_dir, name)]
 
 
 def make_docs(n: int, seed: int = 0) -> list[str]:
@@ -229,3 +238,19 @@ def write_char_shards(folder: Path, train: str, valid: str | None = None, dtype:
     content = {"vocab_size": len(stoi), "dtype": dtype, "itos": {str(i): c for c, i in stoi.items()}, **meta}
     (folder / "meta.json").write_text(json.dumps(content), encoding="utf-8")
     return stoi
+
+
+def play(seed: int, lines: int = 400, crlf: bool = False) -> str:
+    """Text shaped like tinyshakespeare: speakers, verse lines, blank lines between speeches."""
+    rng = random.Random(seed)
+    words = ["the", "lord", "good", "sweet", "I", "thou", "my", "speak", "hear", "me", "Rome", "death", "love",
+             "what's", "o'er", "'tis", "Citizen", "MENENIUS", "king", "naïve", "Æsop"]
+    out = []
+    while len(out) < lines:
+        out.append(rng.choice(["First Citizen:", "MENENIUS:", "KING RICHARD III:", "ALL:"]))
+        for _ in range(rng.randint(1, 6)):
+            line = " ".join(rng.choice(words) for _ in range(rng.randint(1, 10)))
+            out.append(line[:1].upper() + line[1:] + rng.choice([".", ",", "!", "?", ";", ":", ""]))
+        out.append("")
+    text = "\n".join(out)
+    return text.replace("\n", "\r\n") if crlf else text

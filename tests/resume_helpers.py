@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import torch
-from helpers import REPO, run_hfgpt
+from helpers import REPO, run_hfgpt, untimed_log
 from safetensors.torch import load_file
 
 MAX_STEPS = 12
@@ -59,12 +59,6 @@ def checked(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     return result
 
 
-def log_records(run_dir: Path, name: str = "train_log.jsonl") -> list[dict]:
-    """The records of a run's log without the fields that measure time."""
-    records = [json.loads(line) for line in (run_dir / name).read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k not in ("time", "tokens_per_s", "ms_per_step")} for r in records]
-
-
 def final_state(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict]:
     """The model weights and optimizer state of a run's last checkpoint."""
     last = run_dir / "checkpoints" / f"step_{MAX_STEPS:08d}"
@@ -82,8 +76,8 @@ def assert_same_run(run: Path, reference: Path) -> None:
     for index, state in ref_optimizer["state"].items():
         for key, value in state.items():
             assert torch.equal(optimizer["state"][index][key], value), f"{run.name}: optimizer {index}.{key} differs"
-    assert log_records(run) == log_records(reference)
-    assert log_records(run, "samples.jsonl") == log_records(reference, "samples.jsonl")
+    assert untimed_log(run) == untimed_log(reference)
+    assert untimed_log(run, "samples.jsonl") == untimed_log(reference, "samples.jsonl")
 
 
 # recipes/train.py, SIGKILLed inside the save of one checkpoint: after accelerate's save_state has written

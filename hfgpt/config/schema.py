@@ -43,11 +43,22 @@ class DataSection:
     tokensdir: str = setting("", "Where a relative --tokenizer path is looked up (default: the working directory).")
     vocab_size: int = setting(8192, "Target vocabulary size of the bpe tokenizer (char derives its own).",
                               bounds=Bounds(low=MIN_BPE_VOCAB, reason="256 bytes plus 3 special tokens"))
+    tokenizer_sample: int = setting(1000, "MB of training text the bpe tokenizer trains on: all of it when there "
+                                          "is no more, else a uniform sample of this size (with streaming: the "
+                                          "first MB of the stream). 0: all of it, however big. char reads all.",
+                                    bounds=NOT_NEGATIVE)
+    split_documents: str = setting("file", "What a .txt file holds: one document (file) or documents separated by "
+                                           "blank lines (blank-line); each document ends with an end-of-text token.",
+                                   choices=("file", "blank-line"))
+    streaming: bool = setting(False, "Tokenize and pack the training text on the fly from a stream (datasets' "
+                                     "IterableDataset) instead of a packed cache: for corpora bigger than the disk. "
+                                     "continue resumes at the saved stream position, on as many processes.")
     seq_len: int = setting(0, "Tokens per training block; 0 means max_position_embeddings.",
                            bounds=zero_or_positive("max_position_embeddings"))
-    num_proc: int = setting(1, "Processes used to tokenize.", bounds=POSITIVE, on_continue="allow")
-    cache_dir: str = setting("", "Where tokenizers and packed Arrow data are cached; "
-                                 "empty: $HFGPT_CACHE or ~/.cache/hfgpt.", on_continue="allow")
+    num_proc: int = setting(1, "Processes used to tokenize (1: this one).", bounds=POSITIVE, on_continue="allow")
+    cache_dir: str = setting("", "Where tokenizers and packed Arrow data are cached; empty: $HFGPT_CACHE or "
+                                 "~/.cache/hfgpt. Shared by all machines: built once; node-local: once per machine.",
+                             on_continue="allow")
     reset: bool = setting(False, "Retrain the tokenizer and rebuild the packed data instead of using the cache.",
                           on_continue="launch")
 

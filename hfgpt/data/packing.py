@@ -1,29 +1,31 @@
-"""Token streams into fixed-length blocks: every document tokenized with EOS appended (`datasets.map`, in
-batches, `num_proc` processes), read back as one stream, and cut into blocks of `seq_len` tokens written as
-Arrow. Blocks are cut from one continuous stream, so no token is lost or repeated whatever the map batch size
-or `num_proc`; only the very last block is padded (the loss masks pad labels). Without a validation set,
-the last blocks of the stream are held out, so the two sets never share a block.
+"""Token streams into fixed-length blocks, written as Arrow shards of bounded size and read memory-mapped.
+
+A split's stream (every document's ids with EOS appended, hfgpt.data.encoding; or a binary shard's ids) is
+cut into blocks of `seq_len` tokens as it arrives and written to `<split>-00000.arrow`, `<split>-00001.arrow`,
+... of at most SHARD_BYTES each, so that neither memory nor any one file grows with the corpus. Blocks are
+cut from one continuous stream, so no token is lost or repeated whatever the task size or `num_proc`; only
+the very last block is padded (the loss masks pad labels). Without a validation set, the last blocks of the
+stream are held out, so the two sets never share a block. `facts.json` in the folder says which shards and
+blocks make each split; `open_split` maps them. A folder without `"layout"` in it is the single-file layout
+of earlier versions (a `DatasetDict` saved with `save_to_disk`), still read as it is.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-from datasets import Dataset, DatasetDict, Features, List, Value
-from transformers import PreTrainedTokenizerFast
+from datasets import Dataset, Features, List, Value, concatenate_datasets
 
-from ..console import datasets_bars_off
 from ..errors import HfGptError
-from ..files import short_hash
 
-TOKENIZE_BATCH_SIZE = 1000  # documents per `map` batch
-_READ_BATCH = 1000  # tokenized documents read per packing step; bounds memory
+SHARD_BYTES = 256 << 20  # the largest shard file
+LAYOUT = 2  # facts.json's "layout": sharded blocks, as this module writes them
 
 
 @dataclass(frozen=True)
@@ -35,91 +37,100 @@ class Split:
     read: Callable[[Path, str], Iterator[np.ndarray]]  # (work folder, split name) -> int32 chunks of the stream
 
 
-def build(work: Path, train_split: Split, valid_split: Split | None, pad_id: int, valid_fraction: float,
-           seq_len: int) -> dict[str, int]:
-    """Write the packed splits to `work/out` (a `DatasetDict`) and return the facts to keep with them."""
-    train, train_tokens, padded = pack(train_split.read(work, "train"), seq_len, pad_id,
-                                        work / "train-blocks.arrow")
+class ShardWriter:
+    """Cuts a token stream into `seq_len` blocks as it comes, into shard files of at most SHARD_BYTES."""
+
+    def __init__(self, folder: Path, name: str, seq_len: int, pad_id: int) -> None:
+        self.folder, self.name, self.seq_len, self.pad_id = folder, name, seq_len, pad_id
+        self.schema = Features({"input_ids": List(Value("int32"), length=seq_len)}).arrow_schema
+        self.per_shard = max(1, SHARD_BYTES // (4 * seq_len))
+        self.files: list[str] = []
+        self.blocks = self.tokens = 0
+        self.carry = np.empty(0, dtype=np.int32)  # the stream's tail that does not fill a block yet
+        self._sink: pa.OSFile | None = None
+        self._writer: pa.ipc.RecordBatchStreamWriter | None = None
+        self._open_shard()
+
+    def add(self, chunk: np.ndarray) -> None:
+        stream = np.concatenate([self.carry, chunk.astype(np.int32, copy=False)])
+        self.tokens += len(chunk)
+        cut = len(stream) // self.seq_len * self.seq_len
+        self._write(stream[:cut])
+        self.carry = stream[cut:]
+
+    def close(self) -> dict[str, Any]:
+        """Pad and write the last block; returns the split's entry for facts.json (and its counts)."""
+        padded = (self.seq_len - len(self.carry)) % self.seq_len
+        if len(self.carry):
+            self._write(np.concatenate([self.carry, np.full(padded, self.pad_id, dtype=np.int32)]))
+        self._close_shard()
+        return {"files": self.files, "start": 0, "stop": self.blocks, "tokens": self.tokens, "padded": padded}
+
+    def _write(self, stream: np.ndarray) -> None:  # stream: (k * seq_len,) int32
+        while len(stream):
+            room = self.per_shard - (self.blocks - (len(self.files) - 1) * self.per_shard)
+            if room == 0:
+                self._close_shard()
+                self._open_shard()
+                continue
+            part, stream = stream[: room * self.seq_len], stream[room * self.seq_len:]
+            blocks = pa.FixedSizeListArray.from_arrays(pa.array(part, type=pa.int32()), self.seq_len)
+            assert self._writer is not None
+            self._writer.write_batch(pa.record_batch([blocks], schema=self.schema))
+            self.blocks += len(part) // self.seq_len
+
+    def _open_shard(self) -> None:
+        self.files.append(f"{self.name}-{len(self.files):05d}.arrow")
+        self._sink = pa.OSFile(str(self.folder / self.files[-1]), "wb")
+        self._writer = pa.ipc.new_stream(self._sink, self.schema)
+
+    def _close_shard(self) -> None:
+        if self._writer is not None and self._sink is not None:
+            self._writer.close()
+            self._sink.close()
+        self._writer = self._sink = None
+
+
+def build(out: Path, train_split: Split, valid_split: Split | None, pad_id: int, valid_fraction: float,
+          seq_len: int, work: Path) -> dict[str, Any]:
+    """Write the packed splits' shards to `out` and return the facts to keep with them (facts.json)."""
+    out.mkdir(parents=True, exist_ok=True)
+    train = _pack(train_split.read(work, "train"), out, "train", seq_len, pad_id)
     if valid_split is not None:
-        valid, valid_tokens, valid_padded = pack(valid_split.read(work, "valid"), seq_len, pad_id,
-                                                  work / "valid-blocks.arrow")
-        padded += valid_padded
+        valid = _pack(valid_split.read(work, "valid"), out, "valid", seq_len, pad_id)
+        train_tokens, valid_tokens = train["tokens"], valid["tokens"]
+        padded = train["padded"] + valid["padded"]
     else:
-        n_blocks = len(train)
+        n_blocks = train["stop"]
         if n_blocks < 2:
             raise HfGptError(
-                f"{train_split.origin} gives only {train_tokens} tokens, fewer than 2 blocks of --seq-len "
+                f"{train_split.origin} gives only {train['tokens']} tokens, fewer than 2 blocks of --seq-len "
                 f"{seq_len}, so no block can be held out for validation. Use a shorter --seq-len, more "
                 "text, or a separate --valid set."
             )
         n_valid = min(n_blocks - 1, max(1, math.ceil(valid_fraction * n_blocks)))
         n_train = n_blocks - n_valid
         # The held-out blocks are the tail of the stream: contiguous, and sharing no block with train.
-        train, valid = train.select(range(n_train)), train.select(range(n_train, n_blocks))
-        train_tokens, valid_tokens = n_train * seq_len, train_tokens - n_train * seq_len
-    with datasets_bars_off():  # the packing line says what was saved
-        DatasetDict(train=train, valid=valid).save_to_disk(str(work / "out"))  # single process: see PITFALLS
-    return {"seq_len": seq_len, "train_tokens": train_tokens, "valid_tokens": valid_tokens,
-            "padded_tokens": padded}
+        valid = {**train, "start": n_train}
+        train = {**train, "stop": n_train}
+        train_tokens, valid_tokens, padded = n_train * seq_len, train["tokens"] - n_train * seq_len, train["padded"]
+    splits = {name: {key: entry[key] for key in ("files", "start", "stop")}
+              for name, entry in (("train", train), ("valid", valid))}
+    return {"layout": LAYOUT, "seq_len": seq_len, "train_tokens": train_tokens, "valid_tokens": valid_tokens,
+            "padded_tokens": padded, "splits": splits}
 
 
-def tokenize(raw: Dataset, tokenizer: PreTrainedTokenizerFast, work: Path, name: str,
-              num_proc: int) -> Dataset:
-    """Every document's token ids followed by EOS, one row per document, in document order."""
-    backend, eos_id = tokenizer.backend_tokenizer, tokenizer.eos_token_id
-
-    def encode(batch: dict[str, list[str | None]]) -> dict[str, list[list[int]]]:
-        texts = [text or "" for text in batch["text"]]
-        encodings = backend.encode_batch_fast(texts, add_special_tokens=False)
-        return {"input_ids": [[*encoding.ids, eos_id] for encoding in encodings]}
-
-    return raw.map(
-        encode,
-        batched=True,
-        batch_size=TOKENIZE_BATCH_SIZE,
-        num_proc=num_proc if num_proc > 1 else None,
-        remove_columns=raw.column_names,
-        features=Features({"input_ids": List(Value("int32"))}),
-        # An explicit file and fingerprint in the throwaway work folder: no dill hashing of the tokenizer.
-        cache_file_name=str(work / f"{name}-tokens.arrow"),
-        new_fingerprint=short_hash([work.name, name]),
-        desc=f"tokenizing {name}",
-    )
+def _pack(chunks: Iterator[np.ndarray], out: Path, name: str, seq_len: int, pad_id: int) -> dict[str, Any]:
+    writer = ShardWriter(out, name, seq_len, pad_id)
+    for chunk in chunks:
+        writer.add(chunk)
+    return writer.close()
 
 
-def documents(tokens: Dataset, origin: str) -> Iterator[np.ndarray]:
-    """The tokenized documents as one stream, batch by batch; fails when every document was empty."""
-    n_tokens = 0
-    for batch in tokens.with_format("arrow").iter(batch_size=_READ_BATCH):
-        chunk = pc.list_flatten(batch["input_ids"]).to_numpy()
-        n_tokens += len(chunk)
-        yield chunk
-    if n_tokens == len(tokens):  # nothing but the EOS appended to each document
-        raise HfGptError(f"{origin} holds no text at all: every document is empty. Give it some text.")
-
-
-def pack(chunks: Iterable[np.ndarray], seq_len: int, pad_id: int, path: Path) -> tuple[Dataset, int, int]:
-    """Cut the concatenated token stream into `seq_len` blocks, padding only the last one.
-
-    Returns the blocks (memory-mapped from `path`), the real token count and the padding count.
-    """
-    schema = Features({"input_ids": List(Value("int32"), length=seq_len)}).arrow_schema
-    carry = np.empty(0, dtype=np.int32)  # the stream's tail that does not fill a block yet
-    n_tokens = 0
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-
-        def write(stream: np.ndarray) -> None:  # stream: (k * seq_len,) int32
-            blocks = pa.FixedSizeListArray.from_arrays(pa.array(stream, type=pa.int32()), seq_len)
-            writer.write_batch(pa.record_batch([blocks], schema=schema))
-
-        for chunk in chunks:
-            stream = np.concatenate([carry, chunk])
-            n_tokens += len(chunk)
-            cut = len(stream) // seq_len * seq_len
-            if cut:
-                write(stream[:cut])
-            carry = stream[cut:]
-        n_padded = (seq_len - len(carry)) % seq_len
-        if len(carry):
-            write(np.concatenate([carry, np.full(n_padded, pad_id, dtype=np.int32)]))
-    return Dataset.from_file(str(path)), n_tokens, n_padded
+def open_split(folder: Path, entry: dict[str, Any]) -> Dataset:
+    """The blocks `[start, stop)` of a split's shards, memory-mapped, as one dataset (no copy is made)."""
+    shards = [Dataset.from_file(str(folder / name)) for name in entry["files"]]
+    blocks = concatenate_datasets(shards) if len(shards) > 1 else shards[0]
+    if (entry["start"], entry["stop"]) != (0, len(blocks)):
+        blocks = blocks.select(range(entry["start"], entry["stop"]))  # contiguous: a slice of the table
+    return blocks

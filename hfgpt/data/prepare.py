@@ -1,22 +1,22 @@
-"""Raw text or token shards in, fixed-length token blocks out: memory-mapped Arrow data, built once and cached.
+"""Raw text or token shards in, fixed-length token blocks out: memory-mapped Arrow shards, built once and cached.
 
 `prepare_data` takes the train (and optional validation) text that `hfgpt.data.sources` finds, checks
-and loads (local files, a `load_dataset` dataset, or the default corpus), trains or reuses a
-tokenizer on the training text, tokenizes every document with EOS appended, and packs the token
-stream into blocks of `seq_len` tokens:
+and opens (local files, a `load_dataset` dataset, or the default corpus), trains or reuses a
+tokenizer on the training text (`--tokenizer-sample` MB of it at most), tokenizes every document with EOS
+appended, and packs the token stream into blocks of `seq_len` tokens (hfgpt.data.packing):
 
     doc1 EOS doc2 EOS doc3 ... EOS PAD PAD      ->  [b0][b1][b2]...[b(n-1)]
 
+A .txt file is read and tokenized in chunks cut where the tokenizer would cut anyway (hfgpt.data.chunking),
+in `--num-proc` processes (hfgpt.data.encoding), so memory stays flat whatever the size of the file.
 Binary shards (nanoGPT's train.bin/val.bin, see `hfgpt.data.shards`) are token ids already: their
 stream is packed as it is, with the tokenizer their meta.json describes, and never re-tokenized.
 A caller may supply the tokenizer (a continued run's, a forked model's) instead of a trained one.
-Blocks are cut from one continuous stream, so no token is lost or repeated whatever the map
-batch size or `num_proc`; only the very last block is padded (the trainer masks pad labels).
-Without a validation set, the last blocks of the stream are held out, so the two sets never
-share a block. The result lives under `<cache>/packed/<key>/`, where the key hashes everything
-that shapes it, so a later run (or another rank after `main_process_first`) reuses it without
-reading any text. A rebuild (--reset, or a cache that cannot be read) deletes only that folder and
-its own work folder beside it, never through a symlink: a linked entry is refused, not replaced.
+The result lives under `<cache>/packed/<key>/`, where the key hashes everything that shapes the blocks (and
+nothing of how they are stored, so a run knows its data by the same key across versions), so a later run
+(or another process after `prepare_in_turn`) reuses it without reading any text. A rebuild (--reset, or a
+cache that cannot be read) deletes only that folder and its own work folder beside it, never through a
+symlink: a linked entry is refused, not replaced. `--streaming` packs nothing: see hfgpt.data.streaming.
 """
 
 from __future__ import annotations
@@ -27,48 +27,27 @@ import re
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
+from typing import Any
 
+import datasets
 import numpy as np
-import pyarrow.compute as pc
-from datasets import Dataset, load_from_disk
+from datasets import load_from_disk
 from transformers import PreTrainedTokenizerFast
 
 from ..config import DataSection
 from ..errors import HfGptError, error_summary
 from ..files import publish, refuse_linked_cache, remove_made, short_hash
-from .packing import Split, build, documents, tokenize
+from .packing import Split, build, open_split
+from .prepared import PreparedData
 from .shards import Shards, find_shards, shard_fingerprint, shard_ids, shard_tokenizer
-from .sources import Source, find_sources, fingerprint, load_source, texts
-from .tokenization import check_tokenizer_kind, load_or_train_tokenizer
+from .streaming import prepare_stream
+from .texts import text_splits
+from .tokenization import check_tokenizer_kind
 
-FORMAT_VERSION = 1  # bump when the packed layout changes, so old caches are rebuilt
+FORMAT_VERSION = 1  # in the key: bump when the blocks of the same inputs change, so old caches are rebuilt
 _PACKED = re.compile(r"[0-9a-f]{16}")  # <cache>/packed/<key>: sources.short_hash of what shapes the blocks
 _WORK = re.compile(rf"\.{_PACKED.pattern}-\w+")  # tempfile.mkdtemp(prefix=".<key>-") beside them
-
-
-@dataclass
-class PreparedData:
-    """The tokenizer and the packed blocks, `(n, seq_len)` int arrays via `ds[indices]["input_ids"]`."""
-
-    tokenizer: PreTrainedTokenizerFast
-    train: Dataset
-    valid: Dataset
-    cache_dir: Path  # the packed data folder
-    reused: bool  # loaded from the cache rather than built by this call
-    seq_len: int
-    train_tokens: int  # real tokens (EOS included, padding excluded)
-    valid_tokens: int
-    padded_tokens: int  # pad tokens filling the last block of a stream
-
-    def summary(self) -> str:
-        return (
-            f"{len(self.train):,} train + {len(self.valid):,} valid blocks of {self.seq_len} tokens "
-            f"({self.train_tokens:,} + {self.valid_tokens:,} tokens, {self.padded_tokens} padding), "
-            f"vocabulary {len(self.tokenizer):,}, {'reused' if self.reused else 'built'} {self.cache_dir}"
-        )
 
 
 def cache_root(cache_dir: str = "") -> Path:
@@ -89,23 +68,19 @@ def prepare_data(cfg: DataSection, seq_len: int, log: Callable[[str], None] = pr
         raise HfGptError(f"--seq-len must be at least 1 token, got {seq_len}.")
     root = cache_root(cfg.cache_dir)
     shards = find_shards(cfg)
+    if cfg.streaming:
+        return prepare_stream(cfg, seq_len, root, log, tokenizer, shards)
     given_for_text = tokenizer is not None and shards is None  # may not know every character of the text
+    unknown: dict[str, int] = {}
     if shards is None:
-        tokenizer, train, valid = _text_splits(cfg, root, tokenizer, log)
+        text = text_splits(cfg, root, tokenizer, log, progress=datasets.is_progress_bar_enabled())
+        tokenizer, train, valid, unknown = text.tokenizer, text.train, text.valid, text.unknown
     else:
         tokenizer = shard_tokenizer(shards, tokenizer)
         train, valid = _shard_splits(shards)
         log(f"reading token ids from {shards.train}" + (f" and {shards.valid}" if shards.valid else "")
             + f" as {shards.meta.path} describes; they are not re-tokenized")
-    key = short_hash({
-        "format": FORMAT_VERSION,
-        "train": train.fingerprint,
-        "valid": valid.fingerprint if valid else None,
-        "valid_fraction": None if valid else cfg.valid_fraction,
-        "tokenizer": short_hash(tokenizer.backend_tokenizer.to_str()),
-        "seq_len": seq_len,
-    })
-    folder = root / "packed" / key
+    folder = root / "packed" / packed_key(cfg, train, valid, tokenizer, seq_len)
     if folder.is_dir() and not cfg.reset:
         try:
             data = _open(folder, tokenizer, reused=True)
@@ -120,8 +95,24 @@ def prepare_data(cfg: DataSection, seq_len: int, log: Callable[[str], None] = pr
                  reused=False)
     log(f"packed {data.summary()}")
     if given_for_text:
-        _warn_of_unknown_tokens(data)
+        _warn_of_unknown_tokens(data, unknown.get("train", 0))
     return data
+
+
+def packed_key(cfg: DataSection, train: Split, valid: Split | None, tokenizer: PreTrainedTokenizerFast,
+               seq_len: int) -> str:
+    """What shapes the blocks, hashed: the same inputs keep the key they had before (a run's data identity)."""
+    inputs: dict[str, Any] = {
+        "format": FORMAT_VERSION,
+        "train": train.fingerprint,
+        "valid": valid.fingerprint if valid else None,
+        "valid_fraction": None if valid else cfg.valid_fraction,
+        "tokenizer": short_hash(tokenizer.backend_tokenizer.to_str()),
+        "seq_len": seq_len,
+    }
+    if cfg.split_documents != "file":  # added later: absent at its default, so that older keys stand
+        inputs["split_documents"] = cfg.split_documents
+    return short_hash(inputs)
 
 
 def _build_cache(folder: Path, train: Split, valid: Split | None, pad_id: int, valid_fraction: float,
@@ -131,7 +122,7 @@ def _build_cache(folder: Path, train: Split, valid: Split | None, pad_id: int, v
     folder.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
-        facts = build(work, train, valid, pad_id, valid_fraction, seq_len)
+        facts = build(work / "out", train, valid, pad_id, valid_fraction, seq_len, work)
         (work / "out" / "facts.json").write_text(json.dumps(facts))
         remove_made(folder, _PACKED)  # --reset, or a damaged cache
         publish(work / "out", folder)  # if another process was first: identical inputs, identical blocks
@@ -140,13 +131,8 @@ def _build_cache(folder: Path, train: Split, valid: Split | None, pad_id: int, v
     return folder
 
 
-def _warn_of_unknown_tokens(data: PreparedData) -> None:
+def _warn_of_unknown_tokens(data: PreparedData, unknown: int) -> None:
     """A forked or continued run's tokenizer maps what it never saw to unk; say how much of the text that is."""
-    unk = data.tokenizer.unk_token_id
-    if unk is None or not data.train_tokens:
-        return
-    ids = pc.list_flatten(data.train.data.column("input_ids"))
-    unknown = pc.sum(pc.equal(ids, unk)).as_py() or 0
     if unknown > data.train_tokens / 1000:
         warnings.warn(
             f"{unknown:,} of the {data.train_tokens:,} training tokens ({unknown / data.train_tokens:.1%}) are "
@@ -155,50 +141,26 @@ def _warn_of_unknown_tokens(data: PreparedData) -> None:
             "own tokenizer if they matter.", stacklevel=2)
 
 
-def _text_splits(cfg: DataSection, root: Path, tokenizer: PreTrainedTokenizerFast | None,
-                 log: Callable[[str], None]) -> tuple[PreTrainedTokenizerFast, Split, Split | None]:
-    """The tokenizer (given, or trained on the training text) and the text splits, tokenized when read."""
-    train_src, valid_src = find_sources(cfg)
-
-    @cache
-    def load(src: Source) -> Dataset:
-        return load_source(src, cfg.text_column, root / "datasets")
-
-    train_fp = fingerprint(train_src, load, cfg.text_column)
-    if tokenizer is None:
-        tokenizer = load_or_train_tokenizer(
-            cfg.tokenizer, lambda: texts(load(train_src)), fingerprint=train_fp,
-            cache_dir=root / "tokenizers", vocab_size=cfg.vocab_size, reset=cfg.reset, log=log,
-        )
-
-    def split(src: Source, fp: str) -> Split:
-        def read(work: Path, name: str) -> Iterator[np.ndarray]:
-            return documents(tokenize(load(src), tokenizer, work, name, cfg.num_proc), src.origin)
-        return Split(src.origin, fp, read)
-
-    valid = split(valid_src, fingerprint(valid_src, load, cfg.text_column)) if valid_src else None
-    return tokenizer, split(train_src, train_fp), valid
-
-
 def _shard_splits(shards: Shards) -> tuple[Split, Split | None]:
     """The shards as splits: their ids are the stream, read in place."""
     def split(path: Path) -> Split:
-        return Split(f"the shard {path}", shard_fingerprint(path, shards.meta),
-                      lambda work, name: shard_ids(path, shards))
+        def read(work: Path, name: str) -> Iterator[np.ndarray]:
+            return shard_ids(path, shards)
+        return Split(f"the shard {path}", shard_fingerprint(path, shards.meta), read)
 
     return split(shards.train), split(shards.valid) if shards.valid else None
 
 
 def _open(folder: Path, tokenizer: PreTrainedTokenizerFast, reused: bool) -> PreparedData:
-    splits = load_from_disk(str(folder))
     facts = json.loads((folder / "facts.json").read_text())
-    return PreparedData(
-        tokenizer=tokenizer,
-        train=splits["train"].with_format("numpy"),
-        valid=splits["valid"].with_format("numpy"),
-        cache_dir=folder,
-        reused=reused,
-        **facts,
-    )
+    if "layout" in facts:
+        train, valid = (open_split(folder, facts["splits"][name]) for name in ("train", "valid"))
+    else:  # written by hfgpt before the shards: one DatasetDict
+        splits = load_from_disk(str(folder))
+        train, valid = splits["train"], splits["valid"]
+    counts = {key: facts[key] for key in ("seq_len", "train_tokens", "valid_tokens", "padded_tokens")}
+    return PreparedData(tokenizer=tokenizer, train=train.with_format("numpy"), valid=valid.with_format("numpy"),
+                        cache_dir=folder, reused=reused, **counts)
 
 
+__all__ = ["PreparedData", "cache_root", "packed_key", "prepare_data"]

@@ -3,35 +3,30 @@
 The `train`, `valid`, `datadir` and `dataset` flags of a `DataSection` name local files and
 folders (.txt, .jsonl, .parquet), a `load_dataset` dataset (Hub id or local folder), or nothing,
 which means the default corpus. `find_sources` turns them into one `Source` per split,
-`load_source` reads a source with `datasets` as a single `text` column, one row per document, and
+`load_parts` opens a source's text (.txt files stay on disk, to be read in chunks; other files and
+datasets are loaded with `datasets` as a single `text` column, one row per document), and
 `fingerprint` identifies the text without reading it, for cache keys. Bad input (a missing, empty,
 binary or non-UTF-8 file, a missing text column, contradictory flags) is an `HfGptError` that
-names the culprit and the fix, raised before `datasets` can fail on it with an opaque error.
+names the culprit and the fix (`hfgpt.data.checks`), raised before `datasets` can fail on it.
 Binary shards of token ids (nanoGPT's .bin files) are not text: `hfgpt.shards` finds and reads
 them, and `hfgpt.data` asks it first.
 """
 
 from __future__ import annotations
 
-import codecs
 import itertools
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-from datasets import Dataset, Value, concatenate_datasets, load_dataset
+from datasets import Dataset, load_dataset
 
 from ..config import DataSection
 from ..console import datasets_bars_off
 from ..errors import HfGptError
 from ..files import short_hash
+from .checks import BUILDERS, builder_of, check_file, text_column_of
 from .corpus import default_corpus_files
-
-_READ_BATCH = 1000  # documents read per step of `texts`; bounds memory
-_BUILDERS = {".txt": "text", ".jsonl": "json", ".parquet": "parquet"}  # suffix -> datasets builder
 
 
 @dataclass(frozen=True)
@@ -43,11 +38,6 @@ class Source:
     dataset: str = ""
     dataset_config: str = ""
     split: str = ""
-
-
-def _builder(path: Path) -> str:
-    """The `datasets` builder of a file; the default corpus's `.py` files are plain text."""
-    return _BUILDERS.get(path.suffix.lower(), "text")
 
 
 # ----------------------------------------------------------------------------- finding the text
@@ -115,7 +105,7 @@ def _local_files(spec: str, datadir: Path, flag: str) -> tuple[Path, ...]:
             continue
         path = datadir / Path(item).expanduser()
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in _BUILDERS)
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in BUILDERS)
             if not found:
                 raise HfGptError(
                     f"The folder {path} (from {flag}) holds no .txt, .jsonl or .parquet file. "
@@ -123,7 +113,7 @@ def _local_files(spec: str, datadir: Path, flag: str) -> tuple[Path, ...]:
                 )
             files.extend(found)
         elif path.is_file():
-            if path.suffix.lower() not in _BUILDERS:
+            if path.suffix.lower() not in BUILDERS:
                 raise HfGptError(
                     f"{path} (from {flag}) has an unsupported extension {path.suffix!r}. hfgpt reads .txt "
                     "(one document per file), .jsonl and .parquet (text in --text-column) files and "
@@ -148,7 +138,7 @@ def fingerprint(src: Source, load: Callable[[Source], Dataset], text_column: str
     """
     if src.dataset:
         return short_hash(["dataset", load(src)._fingerprint])
-    column = text_column if any(_builder(p) != "text" for p in src.files) else ""
+    column = text_column if any(builder_of(p) != "text" for p in src.files) else ""
     stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in src.files]
     return short_hash(["files", column, stats])
 
@@ -156,110 +146,51 @@ def fingerprint(src: Source, load: Callable[[Source], Dataset], text_column: str
 # ----------------------------------------------------------------------------- loading the text
 
 
-def load_source(src: Source, text_column: str, cache_dir: Path) -> Dataset:
-    """Load a source with `datasets` as a single `text` column, one row per document.
+@dataclass(frozen=True)
+class Part:
+    """A stretch of a source's text in one form: .txt files, each one document read as it is on disk, or the
+    rows of a dataset (one document each, in a `text` column, memory-mapped by `datasets`)."""
+
+    files: tuple[Path, ...] = ()
+    rows: Dataset | None = None
+
+
+def load_parts(src: Source, text_column: str, cache_dir: Path) -> list[Part]:
+    """A source's text, in order: runs of .txt files as they are, everything else loaded with `datasets`.
 
     Every local file is checked first, so bad input is an `HfGptError` naming the file, not a
     `datasets` traceback; `cache_dir` is where `datasets` keeps its own cache.
     """
     if src.dataset:
-        try:
-            dataset = load_dataset(src.dataset, src.dataset_config or None, split=src.split,
+        return [Part(rows=load_dataset_rows(src, text_column, cache_dir))]
+    for path in src.files:
+        check_file(path, text_column)
+    parts = []
+    for builder, group in itertools.groupby(src.files, key=builder_of):
+        files = tuple(group)
+        if builder == "text":  # read in chunks by hfgpt.data.chunking, never whole
+            parts.append(Part(files=files))
+            continue
+        with datasets_bars_off():  # local files: no download to show
+            dataset = load_dataset(builder, data_files=[str(p) for p in files], split="train",
                                    cache_dir=str(cache_dir))
-        except (FileNotFoundError, ConnectionError, ValueError) as error:
-            raise HfGptError(
-                f"Could not load {src.origin} (config {src.dataset_config or 'default'!r}, split "
-                f"{src.split!r}): {error} Check the Hub id or local folder, --dataset-config and the "
-                "split names (--train-split, --valid-split); a Hub dataset needs internet the first time."
-            ) from error
-        parts = [_text_column(dataset, text_column, src.origin)]
-    else:
-        for path in src.files:
-            _check_file(path, text_column)
-        parts = []
-        for builder, group in itertools.groupby(src.files, key=_builder):
-            options = {"sample_by": "document"} if builder == "text" else {}  # a .txt file is one document
-            with datasets_bars_off():  # local files: no download to show
-                dataset = load_dataset(builder, data_files=[str(p) for p in group], split="train",
-                                       cache_dir=str(cache_dir), **options)
-            parts.append(_text_column(dataset, "text" if builder == "text" else text_column, src.origin))
-    dataset = concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+        parts.append(Part(rows=text_column_of(dataset, text_column, src.origin)))
+    if all(part.rows is not None and len(part.rows) == 0 for part in parts):
+        raise HfGptError(f"{src.origin} holds no documents. Give it some text.")
+    return parts
+
+
+def load_dataset_rows(src: Source, text_column: str, cache_dir: Path) -> Dataset:
+    """The `text` column of a `load_dataset` dataset (a Hub id or a local folder)."""
+    try:
+        dataset = load_dataset(src.dataset, src.dataset_config or None, split=src.split, cache_dir=str(cache_dir))
+    except (FileNotFoundError, ConnectionError, ValueError) as error:
+        raise HfGptError(
+            f"Could not load {src.origin} (config {src.dataset_config or 'default'!r}, split "
+            f"{src.split!r}): {error} Check the Hub id or local folder, --dataset-config and the "
+            "split names (--train-split, --valid-split); a Hub dataset needs internet the first time."
+        ) from error
+    dataset = text_column_of(dataset, text_column, src.origin)
     if len(dataset) == 0:
         raise HfGptError(f"{src.origin} holds no documents. Give it some text.")
     return dataset
-
-
-def _text_column(dataset: Dataset, column: str, origin: str) -> Dataset:
-    if column not in dataset.column_names:
-        raise HfGptError(
-            f"{origin} has no column {column!r}; its columns are {dataset.column_names}. "
-            "Set --text-column to the one that holds the text."
-        )
-    feature = dataset.features[column]
-    if feature not in (Value("string"), Value("large_string")):
-        raise HfGptError(f"Column {column!r} of {origin} holds {feature}, not text; set --text-column.")
-    dataset = dataset.select_columns([column])
-    if column != "text":
-        dataset = dataset.rename_column(column, "text")
-    return dataset.cast_column("text", Value("string")) if feature != Value("string") else dataset
-
-
-def _check_file(path: Path, text_column: str) -> None:
-    """Name the culprit file before `datasets` fails on it with an opaque error."""
-    if path.stat().st_size == 0:
-        raise HfGptError(f"{path} is empty. Put text in it or leave it out of --train/--valid.")
-    if _builder(path) == "parquet":
-        try:
-            columns = pq.read_schema(path).names
-        except pa.ArrowInvalid as error:
-            raise HfGptError(f"{path} is not a readable Parquet file ({error}). Re-export it.") from error
-        _check_column(path, text_column, columns)
-        return
-    problem = _utf8_problem(path)
-    if problem:
-        raise HfGptError(
-            f"{path} is not UTF-8 text: {problem}. It looks binary or uses another encoding; convert it "
-            "to UTF-8 (e.g. `iconv -t utf-8`) or leave it out of --train/--valid."
-        )
-    if _builder(path) == "json":
-        with open(path, encoding="utf-8") as file:
-            first = next((line for line in file if line.strip()), "")
-        try:
-            record = json.loads(first)
-        except json.JSONDecodeError as error:
-            raise HfGptError(f"{path} is not JSON Lines: its first record is invalid ({error}).") from error
-        _check_column(path, text_column, list(record) if isinstance(record, dict) else [])
-
-
-def _utf8_problem(path: Path) -> str:
-    """Why the file is not UTF-8 text (NUL bytes, invalid bytes), or "" when it is; reads it in chunks."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    offset = 0  # bytes fed to the decoder so far
-    with open(path, "rb") as file:
-        while True:
-            chunk = file.read(1 << 20)
-            nul = chunk.find(b"\0")
-            if nul >= 0:
-                return f"it has a NUL byte at byte {offset + nul}"
-            pending = len(decoder.getstate()[0])  # an unfinished multi-byte character from the last chunk
-            try:
-                decoder.decode(chunk, final=not chunk)
-            except UnicodeDecodeError as error:
-                return f"byte {offset - pending + error.start} is invalid ({error.reason})"
-            if not chunk:
-                return ""
-            offset += len(chunk)
-
-
-def _check_column(path: Path, column: str, found: list[str]) -> None:
-    if column not in found:
-        raise HfGptError(
-            f"{path} has no column {column!r}; its columns are {found}. "
-            "Set --text-column to the one that holds the text."
-        )
-
-
-def texts(dataset: Dataset) -> Iterator[str]:
-    """The documents of a loaded source, batch by batch, so a tokenizer can train on a large corpus."""
-    for batch in dataset.iter(batch_size=_READ_BATCH):
-        yield from (text or "" for text in batch["text"])

@@ -146,6 +146,7 @@ def load_or_train_tokenizer(
     vocab_size: int = 8192,
     reset: bool = False,
     log: Callable[[str], None] = print,
+    about: str = "",
 ) -> PreTrainedTokenizerFast:
     """Load the tokenizer trained on the text identified by `fingerprint`, training it on first use.
 
@@ -154,7 +155,7 @@ def load_or_train_tokenizer(
     place, so an interrupted run never leaves a half-written tokenizer that a later run would trust.
     `reset=True` retrains and replaces it (never through a symlink: a linked folder is refused). The
     result is always loaded back from the saved folder, so a fresh and a reused tokenizer are
-    byte-for-byte the same object state.
+    byte-for-byte the same object state. `about` says what it trains on when that is not all the text.
     """
     check_tokenizer_kind(kind)
     size = "auto" if kind == "char" else str(vocab_size)  # a char vocabulary follows from the text
@@ -171,7 +172,7 @@ def load_or_train_tokenizer(
             reset = True
 
     refuse_linked_cache(folder, f"{kind} tokenizer")
-    log(f"training {kind} tokenizer" + ("" if kind == "char" else f" (vocab {vocab_size})") + " ...")
+    log(f"training {kind} tokenizer" + ("" if kind == "char" else f" (vocab {vocab_size})") + about + " ...")
     tokenizer = train_tokenizer(kind, texts(), vocab_size)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))

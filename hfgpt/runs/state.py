@@ -83,11 +83,13 @@ class TrainerState:
     progress: Progress = field(default_factory=Progress)
     metric_sums: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # loss x tokens, correct, tokens
     rng_fingerprints: list[str] = field(default_factory=list)  # by rank; empty in checkpoints that predate them
+    data_stream: list[dict[str, Any]] = field(default_factory=list)  # --streaming: each rank's stream position
 
     def to_json(self) -> dict[str, Any]:
+        stream = {"data_stream": self.data_stream} if self.data_stream else {}
         return {"step": self.step, "epoch": self.epoch, "tokens": self.tokens, "scheduler": self.scheduler,
                 "progress": self.progress.to_dict(), "metric_sums": self.metric_sums, **self.identity,
-                "rng_fingerprints": self.rng_fingerprints}
+                "rng_fingerprints": self.rng_fingerprints, **stream}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TrainerState:
@@ -95,7 +97,8 @@ class TrainerState:
                    epoch=data.get("epoch", 0.0), tokens=data.get("tokens", 0), scheduler=data["scheduler"],
                    progress=Progress.from_dict(data.get("progress", {})),
                    metric_sums=list(data.get("metric_sums", [0.0, 0.0, 0.0])),
-                   rng_fingerprints=list(data.get("rng_fingerprints") or []))
+                   rng_fingerprints=list(data.get("rng_fingerprints") or []),
+                   data_stream=list(data.get("data_stream") or []))
 
     def replaced(self, **changes: Any) -> TrainerState:
         return dataclasses.replace(self, **changes)

@@ -15,7 +15,8 @@ import torch
 from accelerate.utils import gather_object
 
 from ..collectives import step_flags
-from ..data.batches import BlockOrder, fetch_blocks, to_device
+from ..data.batches import to_device
+from ..data.feed import train_batches
 from ..runs.checkpoint import intact_checkpoint, prune_checkpoints, save_checkpoint, save_failure
 from ..runs.logbook import Logbook
 from ..runs.model_folders import export_model
@@ -48,7 +49,8 @@ class TrainingLoop:
 
     def __init__(self, run: Run, state: TrainerState) -> None:
         self.run, self.state, self.cfg = run, state, run.cfg
-        self.order = BlockOrder(len(run.data.train), run.layout, self.cfg.training.seed)
+        self.batches = train_batches(run.data, run.layout, self.cfg.training.seed, run.accelerator.process_index,
+                                     state.data_stream)
         self.tokens_per_step = run.layout.global_batch * self.cfg.seq_len
         self.metrics = TokenMetrics(run.accelerator.device)
         self.metrics.restore(state.metric_sums, run.accelerator)
@@ -85,6 +87,7 @@ class TrainingLoop:
             if stop:
                 break
         self.logbook.close()
+        self.batches.close()
         if stop:
             self.run.accelerator.print(stop.reason)
         return stop or Stop(COMPLETED, "")
@@ -97,10 +100,9 @@ class TrainingLoop:
         sums = torch.zeros(3, dtype=torch.float64, device=accelerator.device)
         blocks: list[int] = []
         for micro_step in range(self.run.layout.grad_accum_steps):
-            block_ids = self.order.micro_blocks(step, micro_step, accelerator.process_index)
-            blocks += block_ids.tolist() if self.cfg.logging.log_samples else []
-            batch = to_device(fetch_blocks(self.run.data.train, block_ids, self.run.data.tokenizer.pad_token_id),
-                              accelerator.device)
+            batch, block_ids = self.batches.micro_batch(step, micro_step)
+            blocks += block_ids if self.cfg.logging.log_samples else []
+            batch = to_device(batch, accelerator.device)
             with accelerator.accumulate(model):  # gradients are synced on the step's last micro-batch only
                 logits = model(input_ids=batch["input_ids"], use_cache=False).logits
                 loss = next_token_loss(logits, batch["labels"], training.label_smoothing, training.z_loss)
@@ -164,7 +166,7 @@ class TrainingLoop:
                 "mfu": mfu(steps * self.tokens_per_step / seconds, self.flops_per_token, self.peak,
                            self.run.accelerator.num_processes),
                 "ms_per_step": 1000 * seconds / steps, "tokens": done * self.tokens_per_step,
-                "epoch": self.order.epoch_at(done), "skipped_steps": self.state.progress.skipped_steps,
+                "epoch": self.batches.epoch_at(done), "skipped_steps": self.state.progress.skipped_steps,
             })
         self.window_start, self.window_steps = time.perf_counter(), 0
 
@@ -184,7 +186,9 @@ class TrainingLoop:
     def _save(self) -> None:
         """Checkpoint the run as it is now; then prune, and drop the run this one replaced."""
         done = self.state.step
-        self.state.epoch, self.state.tokens = self.order.epoch_at(done), done * self.tokens_per_step
+        self.state.epoch, self.state.tokens = self.batches.epoch_at(done), done * self.tokens_per_step
+        if self.run.data.stream is not None:  # every process's place in its part of the stream
+            self.state.data_stream = gather_object([self.batches.position()])
         self.state.scheduler = {k: v for k, v in self.run.scheduler.state_dict().items() if k != "lr_lambdas"}
         self.state.metric_sums = self.metrics.snapshot(self.run.accelerator)
         try:

@@ -13,16 +13,19 @@ import dataclasses
 import os
 import platform
 import warnings
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
+from accelerate import PartialState
 
 from ..collectives import broadcast_value
 from ..config import TrainConfig, config_to_toml, describe_settings
 from ..console import quiet_libraries
 from ..data.batches import resolve_layout
-from ..data.prepare import prepare_data
+from ..data.prepare import PreparedData, prepare_data
 from ..errors import error_summary
 from ..files import replace_text
 from ..inference.generation import generate_text
@@ -72,12 +75,27 @@ def run(setup: RunSetup) -> Path:
         torch.use_deterministic_algorithms(True)
     # The run directory first: a launch that cannot have it is refused before minutes of tokenizing.
     with claim_run_dir(cfg.run, setup.run_dir, state) as run_dir:
-        with state.main_process_first():  # the main process builds the caches, the others then read them
-            data_cfg = dataclasses.replace(cfg.data, reset=cfg.data.reset and state.is_main_process)
-            data = prepare_data(data_cfg, cfg.seq_len, log=state.print, tokenizer=setup.tokenizer)
+        data = _prepare_in_turn(state, setup)
         layout = resolve_layout(cfg.training, cfg.seq_len, state.num_processes)
         _train(build_run(setup, data, run_dir, layout, use_cpu), repo_id)
         return run_dir
+
+
+def _prepare_in_turn(state: PartialState, setup: RunSetup) -> PreparedData:
+    """The data on every process, its caches built once: by the main process first; then by the first process of
+    each other machine, which finds them on a shared --cache-dir or builds its own in a node-local one; then by
+    the rest, which map the same files. The turns wait on a gloo group that allows a day, not the default
+    group's 10 (NCCL) or 30 (gloo) minutes: tokenizing a big corpus may take hours."""
+    cfg = setup.cfg
+    group = dist.new_group(backend="gloo", timeout=timedelta(days=1)) if state.num_processes > 1 else None
+    turn = 0 if state.is_main_process else 1 if state.is_local_main_process else 2
+    for phase in range(3):
+        if phase == turn:
+            data_cfg = dataclasses.replace(cfg.data, reset=cfg.data.reset and state.is_main_process)
+            data = prepare_data(data_cfg, cfg.seq_len, log=state.print, tokenizer=setup.tokenizer)
+        if group is not None and phase < 2:
+            dist.barrier(group=group)
+    return data
 
 
 def _train(run: Run, repo_id: str) -> None:
@@ -187,8 +205,7 @@ def _announce(run: Run) -> None:
     precision = {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision)
     accelerator.print(f"device: {accelerator.device.type}, {accelerator.num_processes} process(es){threads}; "
                       f"precision {precision}; optimizer AdamW ({cfg.training.optimizer_kernel})")
-    accelerator.print(f"model: {n_params:,} parameters; data: {len(run.data.train):,} train and "
-                      f"{len(run.data.valid):,} validation blocks of {cfg.seq_len} tokens")
+    accelerator.print(f"model: {n_params:,} parameters; data: {run.data.blocks()} of {cfg.seq_len} tokens")
     accelerator.print(layout.describe(cfg.seq_len))
     accelerator.print(estimate_for(accelerator, run.model, n_params, layout, cfg).format())
     if cfg.training.lr_scaling != "none":

@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import shutil
 
 import pytest
+from datasets import DatasetDict
 from helpers import PANGRAMS, expected, make_docs, run, section, stream, write_jsonl, write_txt
 
 import hfgpt.data.packing
 import hfgpt.data.prepare
+import hfgpt.data.reading
 import hfgpt.data.sources
+import hfgpt.data.texts
 import hfgpt.data.tokenization
-from hfgpt.data.prepare import prepare_data
+from hfgpt.data.prepare import packed_key, prepare_data
 from hfgpt.data.tokenization import train_tokenizer
 from hfgpt.errors import HfGptError
+from hfgpt.files import short_hash
 
 
-@pytest.mark.parametrize("num_proc", [1, 2])
-def test_packing_loses_and_repeats_no_token_across_map_batches(tmp_path, monkeypatch, num_proc) -> None:
-    monkeypatch.setattr(hfgpt.data.packing, "TOKENIZE_BATCH_SIZE", 3)  # 40 documents: many map batches
-    monkeypatch.setattr(hfgpt.data.packing, "_READ_BATCH", 7)  # and packing reads cut across them differently
+@pytest.mark.parametrize("num_proc", [1, pytest.param(2, marks=pytest.mark.slow)])  # 2: spawns processes
+def test_packing_loses_and_repeats_no_token_across_tasks_and_shards(tmp_path, monkeypatch, num_proc) -> None:
+    monkeypatch.setattr(hfgpt.data.reading, "ROWS_PER_TASK", 3)  # 40 documents: many tokenizing tasks
+    monkeypatch.setattr(hfgpt.data.packing, "SHARD_BYTES", 5 * 16 * 4)  # and shard files of 5 blocks
     docs = make_docs(40)
     write_jsonl(tmp_path / "data" / "docs.jsonl", docs)
     data, _ = run(section(tmp_path, train="docs.jsonl", num_proc=num_proc), seq_len=16)
@@ -28,6 +34,8 @@ def test_packing_loses_and_repeats_no_token_across_map_batches(tmp_path, monkeyp
     assert stream(data) == expected(data, docs)
     assert data.train_tokens + data.valid_tokens == len(expected(data, docs))
     assert len(data.train) + len(data.valid) == math.ceil(len(expected(data, docs)) / 16)
+    shards = sorted(p.name for p in data.cache_dir.glob("*.arrow"))
+    assert len(shards) == math.ceil((len(data.train) + len(data.valid)) / 5) and shards[0] == "train-00000.arrow"
 
 
 def test_second_run_reuses_the_cache_without_tokenizing(tmp_path, monkeypatch) -> None:
@@ -41,7 +49,7 @@ def test_second_run_reuses_the_cache_without_tokenizing(tmp_path, monkeypatch) -
         raise AssertionError("a cached run must not load, train or tokenize")
 
     monkeypatch.setattr(hfgpt.data.sources, "load_dataset", forbidden)
-    monkeypatch.setattr(hfgpt.data.prepare, "tokenize", forbidden)
+    monkeypatch.setattr(hfgpt.data.texts, "encode_tasks", forbidden)
     monkeypatch.setattr(hfgpt.data.tokenization, "train_tokenizer", forbidden)
     second, logs = run(cfg)
     assert second.reused and second.cache_dir == first.cache_dir
@@ -86,7 +94,7 @@ def test_a_damaged_cache_is_rebuilt_with_a_warning(tmp_path, damage) -> None:
     cfg = section(tmp_path, train="docs.jsonl")
     first, _ = run(cfg)
     if damage == "truncated arrow":
-        arrow = next((first.cache_dir / "train").glob("*.arrow"))
+        arrow = first.cache_dir / "train-00000.arrow"
         head = arrow.read_bytes()[:200]
         arrow.unlink()  # a new file: `first` keeps reading its memory map of the old one
         arrow.write_bytes(head)
@@ -143,7 +151,7 @@ def test_a_supplied_tokenizer_is_used_as_it_is(tmp_path, monkeypatch) -> None:
     def forbidden(*args, **kwargs):
         raise AssertionError("a supplied tokenizer must not be trained or loaded")
 
-    monkeypatch.setattr(hfgpt.data.prepare, "load_or_train_tokenizer", forbidden)
+    monkeypatch.setattr(hfgpt.data.texts, "load_or_train_tokenizer", forbidden)
     data = prepare_data(cfg, 16, log=lambda line: None, tokenizer=supplied)
     assert data.tokenizer is supplied and not data.reused and data.cache_dir != own.cache_dir
     assert stream(data) == expected(data, docs)
@@ -163,3 +171,31 @@ def test_a_rebuild_never_deletes_through_a_linked_cache_entry(tmp_path) -> None:
         run(section(tmp_path, train="docs.jsonl", reset=True))
     assert sorted(p.name for p in shared.iterdir()) == before and first.cache_dir.is_symlink()
     assert [p.name for p in first.cache_dir.parent.iterdir()] == [first.cache_dir.name]  # no work folder left
+
+
+def test_the_key_of_existing_inputs_is_the_one_runs_know_their_data_by(tmp_path) -> None:
+    """A run records its packed folder's name as its data identity, and `continue` compares it: the key hashes
+    what the blocks are, never how they are stored, and a setting added later is absent at its default."""
+    write_jsonl(tmp_path / "data" / "docs.jsonl", make_docs(30))
+    data, _ = run(section(tmp_path, train="docs.jsonl"))
+    train = hfgpt.data.packing.Split("docs", "fingerprint", lambda work, name: iter(()))
+    before = short_hash({"format": 1, "train": "fingerprint", "valid": None, "valid_fraction": 0.05,
+                         "tokenizer": short_hash(data.tokenizer.backend_tokenizer.to_str()), "seq_len": 16})
+    assert packed_key(section(tmp_path), train, None, data.tokenizer, 16) == before
+    assert packed_key(section(tmp_path, split_documents="blank-line"), train, None, data.tokenizer, 16) != before
+
+
+def test_a_cache_written_before_the_shards_is_still_reused(tmp_path) -> None:
+    """Earlier versions saved one DatasetDict (save_to_disk) under the same key: it is read as it is."""
+    write_jsonl(tmp_path / "data" / "docs.jsonl", make_docs(30))
+    cfg = section(tmp_path, train="docs.jsonl")
+    new, _ = run(cfg)
+    old = tmp_path / "old-layout"
+    DatasetDict(train=new.train.with_format(None), valid=new.valid.with_format(None)).save_to_disk(str(old))
+    facts = {key: getattr(new, key) for key in ("seq_len", "train_tokens", "valid_tokens", "padded_tokens")}
+    (old / "facts.json").write_text(json.dumps(facts))
+    shutil.rmtree(new.cache_dir)
+    old.rename(new.cache_dir)
+    reused, logs = run(cfg)
+    assert reused.reused and f"reusing packed data from {new.cache_dir}" in logs
+    assert stream(reused) == stream(new) and not list(new.cache_dir.glob("train-*.arrow"))

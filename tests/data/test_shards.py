@@ -103,7 +103,7 @@ def test_second_run_reuses_the_cache_and_a_changed_shard_rebuilds(tmp_path, monk
         raise AssertionError("a cached run must not read or pack the shards")
 
     with monkeypatch.context() as patch:
-        patch.setattr(hfgpt.data.packing, "pack", forbidden)
+        patch.setattr(hfgpt.data.packing, "ShardWriter", forbidden)
         patch.setattr(hfgpt.data.prepare, "shard_ids", forbidden)
         second, logs = run(cfg)
     assert second.reused and second.cache_dir == first.cache_dir

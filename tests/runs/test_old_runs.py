@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import REPO
+from helpers import REPO, untimed_log
 from safetensors.torch import load_file
 
 from hfgpt.training.modes import continue_setup, train_setup
@@ -17,7 +17,6 @@ from hfgpt.training.trainer import run
 pytestmark = pytest.mark.slow
 
 FIXTURE = REPO / "tests" / "fixtures" / "old-layout-run"
-TIMING = ("time", "tokens_per_s", "ms_per_step")
 # The flags the fixture was made with (its README), without the stop at step 4 and the places; with the
 # defaults of then that have changed since (precision auto, the optimizer kernel).
 FLAGS = ["--precision", "fp32", "--optimizer-kernel", "foreach",
@@ -36,11 +35,6 @@ def restore_its_data() -> Path:
     return path
 
 
-def log_without_timing(run_dir: Path) -> list[dict]:
-    records = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
-    return [{key: value for key, value in record.items() if key not in TIMING} for record in records]
-
-
 def test_a_run_saved_before_the_regrouping_continues_to_the_end_of_an_uninterrupted_run(tmp_path):
     corpus = restore_its_data()
     old = shutil.copytree(FIXTURE / "old-layout", tmp_path / "runs" / "old-layout", symlinks=True)
@@ -49,8 +43,8 @@ def test_a_run_saved_before_the_regrouping_continues_to_the_end_of_an_uninterrup
                              "fresh", "--cache-dir", str(tmp_path / "cache")]))
     # Bits per byte is measured since the fixture was saved at step 4: its own records lack it, the rest have it.
     fresh_log = [{key: value for key, value in record.items() if record["step"] > 4 or key != "bpb"}
-                 for record in log_without_timing(fresh)]
-    assert log_without_timing(old) == fresh_log
+                 for record in untimed_log(fresh)]
+    assert untimed_log(old) == fresh_log
     continued, uninterrupted = (load_file(run_dir / "final" / "model.safetensors") for run_dir in (old, fresh))
     assert continued.keys() == uninterrupted.keys()
     assert all(continued[name].equal(uninterrupted[name]) for name in continued)

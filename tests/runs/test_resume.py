@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from helpers import plant_pickle, reseal_checkpoint, run_hfgpt
+from helpers import plant_pickle, reseal_checkpoint, run_hfgpt, untimed_log
 from resume_helpers import (
     MAX_STEPS,
     assert_same_run,
@@ -16,7 +16,6 @@ from resume_helpers import (
     exact_flags,
     kill_and_continue,
     kill_inside_save,
-    log_records,
 )
 
 from hfgpt.config import TrainingSection
@@ -137,12 +136,12 @@ def test_the_metric_window_and_early_stopping_go_on_across_a_continue(tmp_path):
     reference = tmp_path / "runs" / "reference"
     info = json.loads((reference / "run.json").read_text())
     assert (info["status"], info["sessions"][-1]["end_step"]) == ("stopped early", 6)
-    assert [(r["step"], r["split"]) for r in log_records(reference)] == [
+    assert [(r["step"], r["split"]) for r in untimed_log(reference)] == [
         (2, "valid"), (3, "train"), (4, "valid"), (6, "train"), (6, "valid")]
 
     checked(run_hfgpt([*exact_flags(tmp_path, "resumed"), *stopping, "--stop-at-step", "5"], cwd=tmp_path))
     resumed = tmp_path / "runs" / "resumed"
     assert "(step 5)" in checked(run_hfgpt(["continue", str(resumed)], cwd=tmp_path)).stdout
-    assert log_records(resumed) == log_records(reference)
+    assert untimed_log(resumed) == untimed_log(reference)
     info = json.loads((resumed / "run.json").read_text())
     assert (info["status"], info["sessions"][-1]["end_step"]) == ("stopped early", 6)

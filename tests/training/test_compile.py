@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import read_log, tiny_run_flags
+from helpers import read_log, tiny_run_flags, untimed_log
 from safetensors.torch import load_file
 
 from hfgpt.training.modes import continue_setup, train_setup
@@ -17,16 +17,11 @@ pytestmark = pytest.mark.slow  # compiling takes tens of seconds on a CPU
 FLAGS = ["--compile", "--max-steps", "6", "--eval-every", "2", "--ckpt-every", "3", "--batch", "4",
          "--grad-accum-steps", "2", "--gradient-checkpointing", "--dropout", "0.1", "--sample-tokens", "8",
          "--deterministic", "--cpu-threads", "1"]
-TIMING = ("time", "tokens_per_s", "ms_per_step", "mfu")
 
 
 def compiled_run(tmp_path, name: str, *extra: str):
     torch._dynamo.reset()  # each run compiles its own model; within a run nothing may compile twice
     return run(train_setup(tiny_run_flags(tmp_path, name, *FLAGS, *extra)))
-
-
-def untimed_log(run_dir):
-    return [{k: v for k, v in record.items() if k not in TIMING} for record in read_log(run_dir)]
 
 
 def test_a_compiled_run_continues_bitwise_and_never_compiles_twice(tmp_path, monkeypatch, capsys):
