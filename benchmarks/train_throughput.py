@@ -1,57 +1,58 @@
 """Training throughput of hfgpt's loop against plain PyTorch loops, in one run.
 
-    python benchmarks/train_throughput.py [--data PATH] [--steps N] [--device cpu|cuda]
+    python benchmarks/train_throughput.py [--data PATH] [--steps N] [--device cpu|cuda] [--preset NAME]
 
-(a) hfgpt's accelerate loop (metrics, logging, evaluation and checkpoint only at the end),
-(b) a minimal PyTorch loop over the same HfGptForCausalLM, and
+(a) the shipped preset (`shakespeare-char`: its shape, batch and whatever it and the defaults pick: precision
+    auto, the optimizer kernel) through hfgpt's whole accelerate loop (metrics, logging; no evaluation, one
+    checkpoint at the end),
+(a') the same loop pinned to fp32 and the foreach optimizer,
+(b) a minimal fp32 eager PyTorch loop over the same HfGptForCausalLM (forward, backward, clip, AdamW), and
 (c) the same minimal loop over transformers' GPT2LMHeadModel of equal shape,
-all on the same packed data and batch shape. Prints tokens/s of each and the ratios to (b).
-The first `--warmup` steps of every contender are not timed.
+all on the same packed data and batch shape. Prints tokens/s of each and the ratios to (b); the last line is the
+shipped fast path against the plain fp32 eager loop. The first `--warmup` steps of every contender are untimed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from hfgpt.config import TrainConfig
+from hfgpt.config import TrainConfig, config_from_dict
 from hfgpt.data.batches import fetch_blocks
 from hfgpt.data.prepare import prepare_data
+from hfgpt.training.modes import train_setup
 from hfgpt.training.setup import build_model
-from hfgpt.training.trainer import train
+from hfgpt.training.trainer import run
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 
 
-def benchmark_config(args: argparse.Namespace, rundir: str) -> TrainConfig:
-    cfg = TrainConfig()
-    cfg.model.num_hidden_layers, cfg.model.num_attention_heads = args.layers, args.heads
-    cfg.model.hidden_size, cfg.model.max_position_embeddings = args.dim, args.seq
-    cfg.data.train = str(args.data) if args.data else ""
-    cfg.data.tokenizer = "char"
-    cfg.training.max_steps, cfg.training.batch_size = args.warmup + args.steps, args.batch
-    cfg.training.device, cfg.training.eval_every, cfg.training.eval_batches = args.device, 0, 1
-    cfg.logging.log_every, cfg.logging.trackers = args.warmup, ["none"]
-    cfg.logging.progress_bar, cfg.logging.sample_tokens = False, 0
-    cfg.run.rundir, cfg.run.run_name, cfg.checkpoint.ckpt_every = rundir, "bench", 0
-    return cfg.validate()
+def benchmark_flags(args: argparse.Namespace, rundir: str, name: str, *extra: str) -> list[str]:
+    return ["--config", args.preset, "--max-steps", str(args.warmup + args.steps), "--eval-every", "0",
+            "--log-every", str(args.warmup), "--trackers", "none", "--no-progress-bar", "--sample-tokens", "0",
+            "--ckpt-every", "0", "--device", args.device, "--rundir", rundir, "--run-name", name,
+            *(["--data-path", str(args.data)] if args.data else []), *extra]
 
 
-def hfgpt_loop(cfg: TrainConfig, warmup: int) -> float:
-    """Tokens/s of hfgpt's own loop, read from its train_log.jsonl after the warmup window."""
-    run_dir = train(cfg)
+def hfgpt_loop(flags: list[str], warmup: int) -> tuple[float, TrainConfig]:
+    """Tokens/s of hfgpt's own loop, read from its train_log.jsonl after the warmup window; and the config the
+    run saved (with precision auto resolved)."""
+    run_dir = run(train_setup(flags))
     records = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
     timed = [r for r in records if r["split"] == "train" and r["step"] > warmup]
     steps = [r["step"] - p["step"] for p, r in zip([{"step": warmup}, *timed[:-1]], timed, strict=True)]
     seconds = sum(n * r["ms_per_step"] / 1000 for n, r in zip(steps, timed, strict=True))
-    return sum(steps) * cfg.training.batch_size * cfg.seq_len / seconds
+    cfg = config_from_dict(tomllib.loads((run_dir / "config.toml").read_text()), "config.toml")
+    return sum(steps) * cfg.training.batch_size * cfg.seq_len / seconds, cfg
 
 
 def plain_loop(model: torch.nn.Module, cfg: TrainConfig, data, warmup: int, steps: int, device: str) -> float:
@@ -87,34 +88,36 @@ def gpt2_of_equal_shape(cfg: TrainConfig, vocab_size: int) -> GPT2LMHeadModel:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=SHAKESPEARE if SHAKESPEARE.is_file() else None)
+    parser.add_argument("--preset", default="shakespeare-char")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--dim", type=int, default=128)
-    parser.add_argument("--seq", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=12)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as rundir:
-        cfg = benchmark_config(args, rundir)
+        shipped, cfg = hfgpt_loop(benchmark_flags(args, rundir, "shipped"), args.warmup)
+        fp32, _ = hfgpt_loop(benchmark_flags(args, rundir, "fp32", "--precision", "fp32", "--optimizer-kernel",
+                                             "foreach"), args.warmup)
         data = prepare_data(cfg.data, cfg.seq_len, log=lambda message: None)
-        results = {"(a) hfgpt loop": hfgpt_loop(cfg, args.warmup)}
+    t = cfg.training
+    results = {f"(a) hfgpt, shipped ({t.precision}, {t.optimizer_kernel}{', compiled' if t.compile else ''})": shipped,
+               "(a') hfgpt, fp32 foreach": fp32}
     torch.manual_seed(cfg.training.seed)
-    results["(b) plain loop, HfGpt"] = plain_loop(build_model(cfg, data.tokenizer), cfg, data,
-                                                  args.warmup, args.steps, args.device)
+    results["(b) plain fp32 eager loop, HfGpt"] = plain_loop(build_model(cfg, data.tokenizer), cfg, data,
+                                                             args.warmup, args.steps, args.device)
     torch.manual_seed(cfg.training.seed)
     results["(c) plain loop, GPT2LMHeadModel"] = plain_loop(gpt2_of_equal_shape(cfg, len(data.tokenizer)), cfg,
                                                             data, args.warmup, args.steps, args.device)
-
-    print(f"\n{args.layers} layers, {args.heads} heads, dim {args.dim}, context {args.seq}, batch {args.batch}, "
-          f"char vocab {len(data.tokenizer)}, {args.steps} timed steps after {args.warmup}, "
-          f"device {args.device}, {torch.get_num_threads()} threads")
-    reference = results["(b) plain loop, HfGpt"]
-    print(f"{'contender':<34}{'tokens/s':>12}{'ratio to (b)':>15}")
+    m = cfg.model
+    print(f"\n{args.preset}: {m.num_hidden_layers} layers, {m.num_attention_heads} heads, dim {m.hidden_size}, "
+          f"context {cfg.seq_len}, batch {cfg.training.batch_size}, char vocab {len(data.tokenizer)}, {args.steps} "
+          f"timed steps after {args.warmup}, device {args.device}, {torch.get_num_threads()} threads, load "
+          f"{os.getloadavg()[0]:.2f}")
+    reference = results["(b) plain fp32 eager loop, HfGpt"]
+    print(f"{'contender':<46}{'tokens/s':>12}{'ratio to (b)':>15}")
     for name, tokens_per_s in results.items():
-        print(f"{name:<34}{tokens_per_s:>12,.0f}{tokens_per_s / reference:>15.3f}")
+        print(f"{name:<46}{tokens_per_s:>12,.0f}{tokens_per_s / reference:>15.3f}")
+    print(f"shipped fast path vs plain fp32 eager loop: {shipped / reference:.2f}x")
 
 
 if __name__ == "__main__":

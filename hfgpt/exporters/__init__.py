@@ -54,7 +54,7 @@ def export(source: str | Path, to: str, output: str | Path, dtype: str = "f32") 
         raise HfGptError(f"{output} already exists; choose a new --output (an export never replaces one).")
     config = load_config(source)
     if to == "gguf":  # refused before the weights are read
-        gguf_family(config)
+        family = gguf_family(config)
     else:
         require_family(config, to)
     tokenizer = load_tokenizer(source)
@@ -64,7 +64,7 @@ def export(source: str | Path, to: str, output: str | Path, dtype: str = "f32") 
     try:
         if to == "gguf":
             written = staging / output.name
-            write_gguf(model, tokenizer, written, dtype)
+            write_gguf(model, tokenizer, written, dtype, family)
         else:
             written = staging / "folder"
             save_stock_folder(model, tokenizer, to, written, FOLDER_DTYPES[dtype])

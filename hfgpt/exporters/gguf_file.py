@@ -44,10 +44,11 @@ ARCHITECTURES = {"gpt2": gguf.MODEL_ARCH.GPT2, "llama": gguf.MODEL_ARCH.LLAMA}
 PRE_TOKENIZER = "gpt-2"  # llama.cpp's name for GPT-2's pre-tokenizer regex (llama-vocab.cpp)
 
 
-def write_gguf(model: HfGptForCausalLM, tokenizer: PreTrainedTokenizerBase | None, path: Path, dtype: str) -> None:
-    """Write `model` and `tokenizer` to the GGUF file `path`, its 2D weights as `dtype` (f32, f16 or q8_0)."""
+def write_gguf(model: HfGptForCausalLM, tokenizer: PreTrainedTokenizerBase | None, path: Path, dtype: str,
+               family: str) -> None:
+    """Write `model` and `tokenizer` to the GGUF file `path` as llama.cpp's `family` (`gguf_family`), its 2D
+    weights as `dtype` (f32, f16 or q8_0)."""
     config = model.config
-    family = gguf_family(config)
     if tokenizer is None:
         raise HfGptError("Cannot export to gguf without a tokenizer: llama.cpp reads the vocabulary from the file. "
                          "Export a folder that holds one (a run's final/ or best/).")

@@ -11,6 +11,8 @@ from transformers import AutoModelForCausalLM, GPT2LMHeadModel
 from hfgpt.cli import main
 from hfgpt.inference.generation import load_model
 
+pytestmark = pytest.mark.slow  # on the session's trained run
+
 
 def test_a_run_exports_to_a_stock_gpt2_folder_that_computes_the_same(trained_run, tmp_path, capsys):
     output = tmp_path / "gpt2"

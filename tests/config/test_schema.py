@@ -17,7 +17,6 @@ BAD_VALUES = [
     ("model", "dropout", 1.0),
     ("model", "dropout", -0.1),
     ("model", "attn_implementation", "flash"),
-    ("data", "tokenizer", "word"),
     ("data", "vocab_size", 258),
     ("data", "seq_len", 129),
     ("data", "seq_len", -1),

@@ -80,7 +80,7 @@ def test_an_export_pushes_with_a_card_that_loads_it_without_hfgpt(tiny_run, hub,
     files = hub.commits[-1].files
     assert {"config.json", "model.safetensors", "tokenizer.json", "README.md"} <= set(files)
     card = ModelCard(files["README.md"].decode())
-    assert 'from_pretrained("me/stock")' in card.text and "trust_remote_code" not in card.text
+    assert 'from_pretrained("me/stock")' in card.text and "trust_remote_code=True" not in card.text
     assert "custom_code" not in card.data.tags and json.loads(files["config.json"])["model_type"] == "gpt2"
 
     with pytest.warns(UserWarning, match="tanh approximation"):
