@@ -100,7 +100,10 @@ def main() -> None:
                                              "foreach"), args.warmup)
         data = prepare_data(cfg.data, cfg.seq_len, log=lambda message: None)
     t = cfg.training
-    results = {f"(a) hfgpt, shipped ({t.precision}, {t.optimizer_kernel}{', compiled' if t.compile else ''})": shipped,
+    attention = cfg.model.attn_implementation
+    cfg.model.attn_implementation = "sdpa"  # the plain loops: the fastest fp32 kernel, as a user would write them
+    results = {f"(a) hfgpt, shipped ({t.precision}, {attention}, {t.optimizer_kernel}"
+               f"{', compiled' if t.compile else ''})": shipped,
                "(a') hfgpt, fp32 foreach": fp32}
     torch.manual_seed(cfg.training.seed)
     results["(b) plain fp32 eager loop, HfGpt"] = plain_loop(build_model(cfg, data.tokenizer), cfg, data,

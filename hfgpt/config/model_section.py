@@ -39,8 +39,10 @@ class ModelSection:
     initializer_range: float = setting(0.02, "Std of the normal weight init (residual projections are scaled).",
                                        bounds=POSITIVE)
     tie_word_embeddings: bool = setting(True, "Share the input embedding with the output head.")
-    attn_implementation: str = setting("sdpa", "Attention kernel: sdpa (flash/mem-efficient on GPU) or eager.",
-                                       choices=("sdpa", "eager"))
+    attn_implementation: str = setting("auto", "Attention kernel: sdpa (flash/memory-efficient on a GPU), eager, or "
+                                               "auto: sdpa, except eager on a CPU in bf16, where torch's sdpa kernel "
+                                               "is several times slower than in fp32. Resolved and saved at start.",
+                                       choices=("auto", "sdpa", "eager"))
     gradient_checkpointing: bool = setting(False, "Recompute activations in the backward pass to save memory.")
     arch: str = setting("", "The architecture from a file: a TOML [model] table or a transformers config.json (gpt2, "
                             "llama or hfgpt); flags given with it override its values. Resolved into the settings "

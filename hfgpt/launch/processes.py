@@ -41,6 +41,15 @@ def choose_device_and_precision(cfg: TrainConfig) -> tuple[bool, str]:
     return use_cpu, precision
 
 
+def attention_kernel(asked: str, use_cpu: bool, precision: str) -> str:
+    """The attention implementation for `auto`: sdpa, but eager on a CPU in bf16. Measured with torch 2.13 on a
+    2-core AMX CPU: sdpa forward + backward at (12, 4, 64, 32) takes 5.6 ms in bf16 against 1.1 ms in fp32,
+    which made bf16 training of the baby GPT slower than fp32 (57 vs 47 ms/step); with eager, 36 ms/step."""
+    if asked != "auto":
+        return asked
+    return "eager" if use_cpu and precision == "bf16" else "sdpa"
+
+
 def native_bf16(use_cpu: bool) -> bool:
     """Whether this machine computes bf16 in hardware: a CUDA GPU that supports it, or a CPU with AVX512-BF16
     or AMX (read from /proc/cpuinfo; elsewhere, whether oneDNN says it has a bf16 path)."""

@@ -68,7 +68,8 @@ def build_model(cfg: TrainConfig, tokenizer: PreTrainedTokenizerFast) -> HfGptFo
     config = HfGptConfig(**model_config_kwargs(cfg.model), vocab_size=len(tokenizer),
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id)
-    config._attn_implementation = cfg.model.attn_implementation
+    # `auto` is resolved when a run starts (hfgpt.launch.processes.attention_kernel); elsewhere it is sdpa
+    config._attn_implementation = {"auto": "sdpa"}.get(cfg.model.attn_implementation, cfg.model.attn_implementation)
     return HfGptForCausalLM(config)
 
 

@@ -31,6 +31,7 @@ from ..files import replace_text
 from ..inference.generation import generate_text
 from ..launch.memory import estimate_for
 from ..launch.processes import (
+    attention_kernel,
     choose_device_and_precision,
     cpu_threads,
     finish_processes,
@@ -64,6 +65,7 @@ def run(setup: RunSetup) -> Path:
     check_trackers(cfg.logging.trackers)  # before any data is read: a typo costs nothing
     # `auto` resolved for this machine and saved as chosen, so that a continued run keeps it
     use_cpu, cfg.training.precision = choose_device_and_precision(cfg)
+    cfg.model.attn_implementation = attention_kernel(cfg.model.attn_implementation, use_cpu, cfg.training.precision)
     cfg.training.optimizer_kernel = optimizer_kernel(cfg.training.optimizer_kernel, "cpu" if use_cpu else "cuda",
                                                      using_deepspeed())
     state = start_processes(use_cpu)
