@@ -41,6 +41,10 @@ GGUF_DTYPES = {
 # llama.cpp's GPT-2 computes GELU with the tanh approximation; its Llama gates with SiLU.
 ACTIVATIONS = {"gpt2": ("gelu_new", "gelu_pytorch_tanh"), "llama": ("silu",)}
 ARCHITECTURES = {"gpt2": gguf.MODEL_ARCH.GPT2, "llama": gguf.MODEL_ARCH.LLAMA}
+# llama.cpp refuses a BPE vocabulary without merges, and gguf cannot write an empty list: a char vocabulary of
+# single-byte characters (Tiny Shakespeare's) has no merges, so it gets this one, which never applies: BPE starts
+# from single characters and no merge builds the multi-character special token it names.
+_INERT_MERGE = "{0} {0}"
 PRE_TOKENIZER = "gpt-2"  # llama.cpp's name for GPT-2's pre-tokenizer regex (llama-vocab.cpp)
 
 
@@ -61,7 +65,7 @@ def write_gguf(model: HfGptForCausalLM, tokenizer: PreTrainedTokenizerBase | Non
     writer.add_tokenizer_pre(PRE_TOKENIZER)
     writer.add_token_list(tokens)
     writer.add_token_types(types)
-    writer.add_token_merges(merges)
+    writer.add_token_merges(merges or [_INERT_MERGE.format(tokenizer.eos_token)])
     for name, token_id in (("bos", tokenizer.bos_token_id), ("eos", tokenizer.eos_token_id),
                            ("pad", tokenizer.pad_token_id), ("unk", tokenizer.unk_token_id)):
         if token_id is not None:

@@ -13,7 +13,7 @@ import gguf
 import numpy as np
 import pytest
 import torch
-from export_models import LLAMA, prompt, saved
+from export_models import LLAMA, hfgpt_model, prompt, saved
 from helpers import PANGRAMS, import_or_unavailable
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
@@ -104,6 +104,24 @@ def test_a_char_vocabulary_is_spelled_in_bytes_with_merges_that_rebuild_each_cha
     assert tokens == ["<|endoftext|>", "<|pad|>", "<|unk|>", "Ġ", "a", "b", "Ã©", "æĹ¥", "[PAD8]"]
     assert merges == ["Ã ©", "æ Ĺ", "æĹ ¥"]
     assert types == [gguf.TokenType.CONTROL] * 3 + [gguf.TokenType.NORMAL] * 5 + [gguf.TokenType.UNUSED]
+
+
+def test_a_char_vocabulary_of_ascii_text_loads_in_llama_cpp(tmp_path, monkeypatch):
+    """Single-byte characters need no merges, but llama.cpp refuses a BPE vocabulary without any (Tiny
+    Shakespeare's char model failed to load): the file holds one that never applies, and tokenizes as hfgpt."""
+    llama_cpp = import_or_unavailable("llama_cpp")
+    folder = tmp_path / "ascii"
+    hfgpt_model(**LLAMA).save_pretrained(folder)
+    tokenizer = train_tokenizer("char", PANGRAMS)
+    tokenizer.save_pretrained(folder)
+    path = export(folder, "gguf", tmp_path / "ascii.gguf")
+    assert field(gguf.GGUFReader(path), "tokenizer.ggml.merges") == ["<|endoftext|> <|endoftext|>"]
+    llm = llama_cpp_model(llama_cpp, path, monkeypatch)
+    try:
+        for text in PANGRAMS:
+            assert llm.tokenize(text.encode(), add_bos=False, special=False) == tokenizer.encode(text)
+    finally:
+        llm.close()
 
 
 def word_tokenizer() -> PreTrainedTokenizerFast:
