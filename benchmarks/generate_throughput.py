@@ -29,7 +29,8 @@ def decode_seconds(model: torch.nn.Module, prompt: torch.Tensor, new_tokens: int
     for attempt in range(repeats + 1):  # the first one warms up
         start = time.perf_counter()
         with torch.no_grad():
-            output = model.generate(prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+            output = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
+                                    min_new_tokens=new_tokens, do_sample=False,
                                     use_cache=True, pad_token_id=0)
         if prompt.device.type == "cuda":
             torch.cuda.synchronize()
