@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -79,11 +80,11 @@ class TrainingLoop:
             if due(self.cfg.logging.log_every, done, max_steps):
                 self._log_window(result.grad_norm)
             if due(training.eval_every, done, max_steps):
-                self._evaluate()
+                self._off_the_clock(self._evaluate)
                 stop = early_stop(training, self.state.progress)
             stop = launch_stop(training, done, result.signal) or stop
             if stop or due(self.cfg.checkpoint.ckpt_every, done, max_steps):
-                self._save()
+                self._off_the_clock(self._save)
             if stop:
                 break
         self.logbook.close()
@@ -150,6 +151,12 @@ class TrainingLoop:
         self.logbook.advance()
         if self.cfg.logging.log_samples:
             self.logbook.samples(done, gather_object([result.blocks]))
+
+    def _off_the_clock(self, work: Callable[[], None]) -> None:
+        """Do `work` (an evaluation, a checkpoint) without counting its time in the training speed."""
+        started = time.perf_counter()
+        work()
+        self.window_start += time.perf_counter() - started
 
     def _log_window(self, grad_norm: torch.Tensor | None) -> None:
         """The train record of the steps since the last one (nothing if every one of them was skipped)."""

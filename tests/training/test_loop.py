@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import torch
 from helpers import read_log, tiny_run_flags
@@ -65,3 +66,26 @@ def test_no_save_best_leaves_no_best_folder(tmp_path):
                                              "--no-save-best")))
     assert [r["step"] for r in read_log(run_dir) if r["split"] == "valid"] == [2, 4], "it did evaluate"
     assert not (run_dir / "best").exists() and (run_dir / "final" / "model.safetensors").is_file()
+
+
+def test_evaluations_and_checkpoints_do_not_count_in_the_training_speed(tmp_path, monkeypatch):
+    """A 1 s evaluation and a 1 s save after step 2 leave the window of steps 3-4 at a tiny model's speed (a few
+    ms per step): without the exclusion it would read about 1000 ms per step."""
+    real_evaluate = hfgpt.training.loop.evaluate
+
+    def slow_evaluate(*args):
+        time.sleep(1.0)
+        return real_evaluate(*args)
+
+    real_save = hfgpt.training.loop.save_checkpoint
+
+    def slow_save(*args, **kwargs):
+        time.sleep(1.0)
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(hfgpt.training.loop, "evaluate", slow_evaluate)
+    monkeypatch.setattr(hfgpt.training.loop, "save_checkpoint", slow_save)
+    run_dir = run(train_setup(tiny_run_flags(tmp_path, "timed", "--max-steps", "4", "--eval-every", "2",
+                                             "--ckpt-every", "2", "--log-every", "2")))
+    second_window = [r for r in read_log(run_dir) if r["split"] == "train"][1]
+    assert second_window["step"] == 4 and second_window["ms_per_step"] < 250, second_window
