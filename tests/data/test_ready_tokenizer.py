@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from helpers import read_log, tiny_run_flags
+from huggingface_hub import constants
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
@@ -41,7 +42,8 @@ def test_a_folder_keeps_its_own_special_tokens(tmp_path):
     ("missing-folder/", r"is not a folder with a tokenizer"),
 ])
 def test_what_cannot_be_loaded_is_named(tmp_path, monkeypatch, name, message):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a Hub id must not reach the network in a test
+    # a Hub id must not reach the network in a test: huggingface_hub reads HF_HUB_OFFLINE once, at import
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(HfGptError, match=message):
         load_ready_tokenizer(name)
 

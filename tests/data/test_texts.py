@@ -94,6 +94,7 @@ def test_the_sample_of_a_dataset_is_every_kth_row(tmp_path) -> None:
 def test_tokenizing_shows_a_progress_bar_with_mb_per_second_unless_told_not_to(tmp_path, capsys) -> None:
     import datasets
 
+    datasets.enable_progress_bars()  # an in-process run earlier in the session may have turned them off
     write_txt(tmp_path / "data" / "a.txt", play(2, lines=200))
     run(section(tmp_path, train="a.txt"))
     err = capsys.readouterr().err
