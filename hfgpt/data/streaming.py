@@ -55,10 +55,9 @@ class TokenStream:
     hold_out: bool  # keep the held-out examples back (no separate validation text)
 
     def part(self, rank: int, world_size: int) -> IterableDataset:
-        stream = text_stream(self.source, self.cfg.text_column, self.cfg.split_documents, self.datasets_cache)
-        if self.hold_out:
-            fraction = self.cfg.valid_fraction
-            stream = stream.filter(lambda example: not held_out(example["text"], fraction))
+        fraction = self.cfg.valid_fraction
+        stream = text_stream(self.source, self.cfg.text_column, self.cfg.split_documents, self.datasets_cache,
+                             keep=(lambda text: not held_out(text, fraction)) if self.hold_out else None)
         return split_dataset_by_node(stream, rank=rank, world_size=world_size) if world_size > 1 else stream
 
     def encoder(self) -> Callable[[dict], np.ndarray]:
@@ -104,8 +103,8 @@ def prepare_stream(cfg: DataSection, seq_len: int, root: Path, log: Callable[[st
     if not reused:
         log(f"streaming {train_src.origin}; packing the validation blocks into {folder} ...")
         valid = (text_stream(valid_src, cfg.text_column, cfg.split_documents, datasets_cache) if valid_src else
-                 text_stream(train_src, cfg.text_column, cfg.split_documents, datasets_cache).filter(
-                     lambda example: held_out(example["text"], cfg.valid_fraction)))
+                 text_stream(train_src, cfg.text_column, cfg.split_documents, datasets_cache,
+                             keep=lambda text: held_out(text, cfg.valid_fraction)))
         _write_valid(folder, valid, stream, seq_len, tokenizer.pad_token_id)
     facts = json.loads((folder / "facts.json").read_text())
     empty = Dataset.from_dict({"input_ids": []}, features=Features({"input_ids": List(Value("int32"))}))

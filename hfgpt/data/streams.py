@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from datasets import Features, IterableDataset, Value, concatenate_datasets, load_dataset
@@ -27,8 +27,11 @@ STREAM_SPAN = 1 << 16  # bytes of a .txt file per example: a resumed stream re-r
 FEATURES = Features({"text": Value("string"), "end": Value("bool")})
 
 
-def text_stream(src: Source, text_column: str, split_documents: str, cache_dir: Path) -> IterableDataset:
-    """The source's text as a stream of `{"text", "end"}` examples, in order."""
+def text_stream(src: Source, text_column: str, split_documents: str, cache_dir: Path,
+                keep: Callable[[str], bool] | None = None) -> IterableDataset:
+    """The source's text as a stream of `{"text", "end"}` examples, in order; with `keep`, only the examples
+    whose text it keeps. (The filter goes before `_documents`' typed map: datasets 4.0 cannot filter after
+    one, 'NoneType' object is not a mapping.)"""
     if src.dataset:
         try:
             stream = load_dataset(src.dataset, src.dataset_config or None, split=src.split, streaming=True,
@@ -37,28 +40,33 @@ def text_stream(src: Source, text_column: str, split_documents: str, cache_dir: 
             raise HfGptError(f"Could not stream {src.origin} (config {src.dataset_config or 'default'!r}, split "
                              f"{src.split!r}): {error} Check the Hub id or local folder, --dataset-config and the "
                              "split names (--train-split, --valid-split).") from error
-        return _documents(stream, text_column, src.origin)
+        return _documents(stream, text_column, src.origin, keep)
     for path in src.files:
         check_file(path, text_column)
     parts = []
     for builder, group in itertools.groupby(src.files, key=builder_of):
         files = [str(path) for path in group]
         if builder == "text":
-            parts.append(IterableDataset.from_generator(_txt_examples, features=FEATURES, gen_kwargs={
-                "paths": files, "blank_lines": split_documents == "blank-line"}))
+            part = IterableDataset.from_generator(_txt_examples, features=FEATURES, gen_kwargs={
+                "paths": files, "blank_lines": split_documents == "blank-line"})
+            parts.append(part.filter(lambda example: keep(example["text"])) if keep else part)
         else:
             stream = load_dataset(builder, data_files=files, split="train", streaming=True, cache_dir=str(cache_dir))
-            parts.append(_documents(stream, text_column, src.origin))
+            parts.append(_documents(stream, text_column, src.origin, keep))
     return concatenate_datasets(parts) if len(parts) > 1 else parts[0]
 
 
-def _documents(stream: IterableDataset, column: str, origin: str) -> IterableDataset:
+def _documents(stream: IterableDataset, column: str, origin: str, keep: Callable[[str], bool] | None
+               ) -> IterableDataset:
     """One document per example: the text column as `text`, and `end` always true."""
     if stream.column_names is not None and column not in stream.column_names:
         raise HfGptError(f"{origin} has no column {column!r}; its columns are {stream.column_names}. "
                          "Set --text-column to the one that holds the text.")
+    columns = stream.column_names
+    if keep:
+        stream = stream.filter(lambda example: keep(example[column] or ""))
     return stream.map(lambda example: {"text": example[column] or "", "end": True},
-                      remove_columns=stream.column_names, features=FEATURES)
+                      remove_columns=columns, features=FEATURES)
 
 
 def _txt_examples(paths: list[str], blank_lines: bool) -> Iterator[dict]:
