@@ -13,6 +13,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 
 from ..errors import HfGptError, error_summary
 from .checkpoint import checkpoint_problem, checkpoint_step, complete_checkpoints
+from .model_folders import EXPORTS
 from .rundir import ARCHITECTURE, CONFIG, TOKENIZER
 
 
@@ -20,10 +21,10 @@ def load_saved_model(source: str, purpose: str) -> tuple[PreTrainedModel, PreTra
     """The model and tokenizer at `source`, and where they came from ({"source", "run", "step"}); `purpose`
     ("fork from", "generate from") words the errors."""
     path = Path(source)
-    if (path / CONFIG).is_file() and (path / TOKENIZER).is_dir():  # a run directory
-        for saved in (path / "final", path / "best"):
-            if (saved / "config.json").is_file():
-                return *_from_pretrained(str(saved)), {"source": str(saved.resolve()), "run": str(path.resolve())}
+    if is_run_dir(path):
+        saved = final_or_best(path)
+        if saved is not None:
+            return *_from_pretrained(str(saved)), {"source": str(saved.resolve()), "run": str(path.resolve())}
         usable = [c for c in reversed(complete_checkpoints(path)) if not checkpoint_problem(c)]
         if not usable:
             raise HfGptError(f"The run {path} has no final/, no best/ and no complete checkpoint to {purpose}.")
@@ -39,13 +40,23 @@ def load_saved_model(source: str, purpose: str) -> tuple[PreTrainedModel, PreTra
             "once).") from None
 
 
+def is_run_dir(path: Path) -> bool:
+    """Whether `path` is a run directory: it has the config.toml and tokenizer/ that every run writes first."""
+    return (path / CONFIG).is_file() and (path / TOKENIZER).is_dir()
+
+
+def final_or_best(run_dir: Path) -> Path | None:
+    """The run's final/ model folder, else its best/, else None (neither written yet)."""
+    return next((run_dir / name for name in EXPORTS if (run_dir / name / "config.json").is_file()), None)
+
+
 def saved_model_folder(source: Path, purpose: str) -> Path:
     """The save_pretrained folder of `source`: a run directory's final/ (else its best/), or `source` itself when
     it is such a folder; `purpose` ("push", "export") words the errors."""
-    if (source / CONFIG).is_file() and (source / TOKENIZER).is_dir():
-        for name in ("final", "best"):
-            if (source / name / "config.json").is_file():
-                return source / name
+    if is_run_dir(source):
+        saved = final_or_best(source)
+        if saved is not None:
+            return saved
         raise HfGptError(f"The run {source} has no final/ and no best/ model to {purpose} yet; let it train to its "
                          "end (or its first evaluation).")
     if (source / "config.json").is_file():

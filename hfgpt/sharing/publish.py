@@ -16,8 +16,8 @@ from huggingface_hub import ModelCard, ModelCardData
 
 from ..errors import HfGptError
 from ..runs.checkpoint import checkpoint_problem, sealed_checkpoints
-from ..runs.rundir import CONFIG, LOSS_PLOT, TOKENIZER
-from ..runs.saved_models import saved_model_folder
+from ..runs.rundir import LOSS_PLOT
+from ..runs.saved_models import is_run_dir, saved_model_folder
 from ..runs.summary import summarize
 from .card import CARD, SAMPLE_FENCE, build_card, card_for_folder
 from .hub import Upload, folder_files, run_files
@@ -25,14 +25,12 @@ from .loading import gguf_usage_section, stock_usage_section, usage_section
 from .plots import plot_png
 
 
-def is_run_dir(path: Path) -> bool:
-    return (path / CONFIG).is_file() and (path / TOKENIZER).is_dir()
-
-
 def model_folder(source: Path) -> tuple[Path, Path | None]:
     """(the save_pretrained folder to push, its run or None) for a run directory or a model folder."""
     folder = saved_model_folder(source, "push")
-    return folder, source if folder != source else source.parent if is_run_dir(source.parent) else None
+    if folder != source:  # the run's final/ or best/
+        return folder, source
+    return folder, source.parent if is_run_dir(source.parent) else None
 
 
 def push_files(source: Path, repo_id: str, include_checkpoints: bool, license: str = "") -> Upload:
