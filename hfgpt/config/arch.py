@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HfGptError
-from .model_section import ARCHITECTURE_FIELDS
+from .model_section import ARCHITECTURE_FIELDS, FAMILY_BLOCKS
 
 # transformers' key -> hfgpt's, for each model_type hfgpt reads; None-valued sizes become hfgpt's 0 (derived).
 _GPT2_KEYS = {"n_embd": "hidden_size", "n_layer": "num_hidden_layers", "n_head": "num_attention_heads",
@@ -25,9 +25,6 @@ _GPT2_KEYS = {"n_embd": "hidden_size", "n_layer": "num_hidden_layers", "n_head":
 _LLAMA_KEYS = {name: name for name in (
     "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
     "max_position_embeddings", "rms_norm_eps", "hidden_act", "initializer_range", "tie_word_embeddings")}
-# What each family is, whatever its config.json says.
-_GPT2_BLOCK = {"position_embedding_type": "absolute", "norm_type": "layernorm", "mlp_type": "standard", "bias": True}
-_LLAMA_BLOCK = {"position_embedding_type": "rotary", "norm_type": "rmsnorm", "mlp_type": "gated"}
 
 
 def arch_values(arch: str, archdir: str, model_fields: Callable[[Mapping[str, Any], str], dict[str, Any]]
@@ -60,7 +57,7 @@ def _from_transformers(config: Mapping[str, Any], path: Path) -> dict[str, Any]:
     if model_type == "hfgpt":
         return _translated(config, {name: name for name in ARCHITECTURE_FIELDS})
     if model_type == "gpt2":
-        values = _translated(config, _GPT2_KEYS) | _GPT2_BLOCK
+        values = _translated(config, _GPT2_KEYS) | FAMILY_BLOCKS["gpt2"] | {"bias": True}  # GPT-2 always has biases
     elif model_type == "llama":
         if config.get("rope_scaling") or (config.get("rope_parameters") or {}).get("rope_type", "default") != "default":
             raise HfGptError(f"--arch {path}: hfgpt's rotary positions have no rope scaling; remove rope_scaling "
@@ -69,7 +66,8 @@ def _from_transformers(config: Mapping[str, Any], path: Path) -> dict[str, Any]:
             raise HfGptError(f"--arch {path}: hfgpt has one bias setting for attention and MLP, but attention_bias "
                              f"is {config.get('attention_bias')} and mlp_bias {config.get('mlp_bias')}.")
         theta = config.get("rope_theta", (config.get("rope_parameters") or {}).get("rope_theta"))
-        values = _translated(config, _LLAMA_KEYS) | _LLAMA_BLOCK | {"bias": bool(config.get("attention_bias"))}
+        values = (_translated(config, _LLAMA_KEYS) | FAMILY_BLOCKS["llama"]
+                  | {"bias": bool(config.get("attention_bias"))})
         values |= {"rope_theta": float(theta)} if theta is not None else {}
     else:
         raise HfGptError(f"--arch {path}: model_type {model_type!r} is not one hfgpt builds; give the config.json "

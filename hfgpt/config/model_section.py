@@ -59,6 +59,12 @@ def model_config_kwargs(model: ModelSection) -> dict[str, Any]:
     return kwargs
 
 
+# What makes a model one of the stock families, option by option: --arch reads these families' config.json,
+# hfgpt.exporters writes them. Everything else (biases, kv-heads, eps, theta, a tied head) each carries over.
+FAMILY_BLOCKS: dict[str, dict[str, str]] = {
+    "gpt2": {"position_embedding_type": "absolute", "norm_type": "layernorm", "mlp_type": "standard"},
+    "llama": {"position_embedding_type": "rotary", "norm_type": "rmsnorm", "mlp_type": "gated"},
+}
 RUNTIME_MODEL_FIELDS = ("attn_implementation", "gradient_checkpointing", "arch", "archdir")
 # The settings that shape the model: what --arch may set.
 ARCHITECTURE_FIELDS = tuple(f.name for f in dataclasses.fields(ModelSection) if f.name not in RUNTIME_MODEL_FIELDS)

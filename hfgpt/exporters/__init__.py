@@ -10,7 +10,8 @@ tokenizer) and writes one of:
 Both folders load with plain `AutoModelForCausalLM.from_pretrained(output)`, no remote code, and compute what
 the hfgpt model computes. A model that mixes the families is refused (see `families`). The output is written
 beside its final name and renamed into place, so a failed export leaves nothing behind; an existing output is
-never replaced. This package imports hfgpt's model and errors only; within hfgpt only the CLI should import it.
+never replaced. This package imports hfgpt's model, its errors and the families' definition
+(`config.model_section`); within hfgpt only the CLI should import it.
 """
 
 from __future__ import annotations

@@ -8,16 +8,11 @@ say) has no stock equivalent: only its own folder, with `trust_remote_code=True`
 
 from __future__ import annotations
 
+from ..config.model_section import FAMILY_BLOCKS
 from ..errors import HfGptError
 from ..models.hfgpt import HfGptConfig
 
 FAMILIES = {"gpt2": "GPT-2", "llama": "Llama"}
-
-# What each family requires of an hfgpt config, option by option.
-REQUIREMENTS: dict[str, dict[str, str]] = {
-    "gpt2": {"position_embedding_type": "absolute", "norm_type": "layernorm", "mlp_type": "standard"},
-    "llama": {"position_embedding_type": "rotary", "norm_type": "rmsnorm", "mlp_type": "gated"},
-}
 
 _DESCRIPTIONS = {
     ("position_embedding_type", "absolute"): "learned absolute positions",
@@ -32,7 +27,7 @@ _DESCRIPTIONS = {
 def mismatches(config: HfGptConfig, family: str) -> list[str]:
     """The options of `config` that `family` lacks, in words: `"rotary positions (position_embedding_type=...)"`."""
     found = []
-    for name, required in REQUIREMENTS[family].items():
+    for name, required in FAMILY_BLOCKS[family].items():
         value = getattr(config, name)
         if value != required:
             found.append(f"{_DESCRIPTIONS.get((name, value), repr(value))} ({name}={value!r})")
@@ -62,7 +57,7 @@ def require_family(config: HfGptConfig, family: str, target: str | None = None) 
     if own is not None:
         raise HfGptError(f"{lacks}; this is a {FAMILIES[own]} model, so export it with --to {own} or --to gguf.")
     nearest = nearest_family(config)
-    changes = ", ".join(f"{name}={required!r}" for name, required in REQUIREMENTS[nearest].items()
+    changes = ", ".join(f"{name}={required!r}" for name, required in FAMILY_BLOCKS[nearest].items()
                         if getattr(config, name) != required)
     raise HfGptError(f"{lacks}, and no stock architecture matches this mixture of options; the nearest export "
                      f"that works is --to {nearest} for a model trained with {changes}, and this folder itself "
