@@ -39,9 +39,7 @@ def load_ready_tokenizer(name: str, tokensdir: str = "") -> PreTrainedTokenizerF
             raise HfGptError(f"{where} has no end-of-text token, which hfgpt puts between documents; give a folder "
                              "whose tokenizer_config.json names its eos_token.")
         tokenizer.eos_token = eos
-    had_pad = tokenizer.pad_token is not None and tokenizer.pad_token_id != tokenizer.eos_token_id
-    ensure_special_tokens(tokenizer)
-    if not had_pad:
+    if ensure_special_tokens(tokenizer):
         warnings.warn(f"{where} has no pad token of its own; hfgpt added {tokenizer.pad_token} (id "
                       f"{tokenizer.pad_token_id}), so the model's vocabulary is {len(tokenizer):,}.", stacklevel=2)
     return tokenizer

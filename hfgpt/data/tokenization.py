@@ -71,8 +71,9 @@ def char_tokenizer(chars: Sequence[str]) -> PreTrainedTokenizerFast:
     return wrap_tokenizer(_char_model([*chars, *SPECIAL_TOKENS]))
 
 
-def ensure_special_tokens(tokenizer: PreTrainedTokenizerFast) -> None:
-    """Give a tokenizer made elsewhere the EOS (also BOS) and pad tokens hfgpt needs, after its own ids.
+def ensure_special_tokens(tokenizer: PreTrainedTokenizerFast) -> bool:
+    """Give a tokenizer made elsewhere the EOS (also BOS) and pad tokens hfgpt needs, after its own ids; True if
+    a pad token was added.
 
     The pad token must differ from EOS: padding is masked out of the loss, and EOS must stay a target.
     """
@@ -80,7 +81,7 @@ def ensure_special_tokens(tokenizer: PreTrainedTokenizerFast) -> None:
         tokenizer.add_special_tokens({"eos_token": EOS_TOKEN})
     if tokenizer.bos_token is None:
         tokenizer.add_special_tokens({"bos_token": tokenizer.eos_token})
-    ensure_pad_token(tokenizer)
+    return ensure_pad_token(tokenizer)
 
 
 def ensure_pad_token(tokenizer: PreTrainedTokenizerFast) -> bool:
