@@ -71,14 +71,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     from ..data.prepare import prepare_data
     from ..data.token_bytes import target_bytes, token_byte_lengths
     from ..inference.generation import pick_device
-    from ..launch.processes import attention_kernel, native_bf16, new_accelerator
+    from ..launch.processes import attention_kernel, auto_precision, new_accelerator
     from ..runs.saved_models import load_saved_model
     from ..training.evaluation import evaluate, evaluated_blocks
 
     model, tokenizer, origin = load_saved_model(args.model, "evaluate")
     cfg, batch, what = _data_config(args, model, tokenizer)
     device = pick_device(args.device)
-    precision = args.precision if args.precision != "auto" else "bf16" if native_bf16(device == "cpu") else "fp32"
+    precision = auto_precision(args.precision, device == "cpu")
     model.set_attn_implementation(attention_kernel("auto", device == "cpu", precision))  # as training chooses it
     accelerator = new_accelerator(cpu=device == "cpu", mixed_precision={"fp32": "no"}.get(precision, precision))
     data = prepare_data(cfg.data, cfg.seq_len, log=lambda line: print(line, file=sys.stderr), tokenizer=tokenizer)

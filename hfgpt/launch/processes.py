@@ -31,14 +31,19 @@ def choose_device_and_precision(cfg: TrainConfig) -> tuple[bool, str]:
     if training.device == "cuda" and not torch.cuda.is_available():
         warnings.warn("--device cuda was asked for but CUDA is not available here: training on the CPU.",
                       stacklevel=2)
-    precision = training.precision
-    if precision == "auto":
-        precision = "bf16" if native_bf16(use_cpu) else "fp32"
+    precision = auto_precision(training.precision, use_cpu)
     if precision == "fp16" and use_cpu:
         warnings.warn("--precision fp16 needs CUDA (accelerate would silently ignore it on the CPU): "
                       "training in fp32; use --precision bf16 for mixed precision on the CPU.", stacklevel=2)
         precision = "fp32"
     return use_cpu, precision
+
+
+def auto_precision(asked: str, use_cpu: bool) -> str:
+    """`asked`, with `auto` resolved: bf16 where the hardware computes it natively, else fp32."""
+    if asked != "auto":
+        return asked
+    return "bf16" if native_bf16(use_cpu) else "fp32"
 
 
 def attention_kernel(asked: str, use_cpu: bool, precision: str) -> str:
