@@ -164,14 +164,14 @@ class TrainingLoop:
         if self.compile_seconds and steps > 1:  # the first step compiled the model: not a training speed
             seconds, steps = seconds - self.compile_seconds, steps - 1
         self.compile_seconds = 0.0
+        tokens_per_s = steps * self.tokens_per_step / seconds
         window = self.metrics.read(self.run.accelerator)
         if window:
             self.logbook.record({
                 "step": done, "split": "train", **window, "lr": self.run.scheduler.get_last_lr()[0],
                 "grad_norm": _norm_value(grad_norm, self.run.model),
-                "tokens_per_s": steps * self.tokens_per_step / seconds,
-                "mfu": mfu(steps * self.tokens_per_step / seconds, self.flops_per_token, self.peak,
-                           self.run.accelerator.num_processes),
+                "tokens_per_s": tokens_per_s,
+                "mfu": mfu(tokens_per_s, self.flops_per_token, self.peak, self.run.accelerator.num_processes),
                 "ms_per_step": 1000 * seconds / steps, "tokens": done * self.tokens_per_step,
                 "epoch": self.batches.epoch_at(done), "skipped_steps": self.state.progress.skipped_steps,
             })
