@@ -8,8 +8,11 @@
 (a') the same loop pinned to fp32 and the foreach optimizer,
 (b) a minimal fp32 eager PyTorch loop over the same HfGptForCausalLM (forward, backward, clip, AdamW), and
 (c) the same minimal loop over transformers' GPT2LMHeadModel of equal shape,
-all on the same packed data and batch shape. Prints tokens/s of each and the ratios to (b); the last line is the
-shipped fast path against the plain fp32 eager loop. The first `--warmup` steps of every contender are untimed.
+all on the same packed data and batch shape. The first `--warmup` steps of every contender are untimed.
+
+A shared machine's speed drifts by 20% and more over a minute, so the contenders take turns: `--rounds` rounds,
+each timing every contender once. Prints each contender's median tokens/s over the rounds, its range, and the
+ratio of medians to (b); the last line is the shipped fast path against the plain fp32 eager loop.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import time
 import tomllib
@@ -55,27 +59,35 @@ def hfgpt_loop(flags: list[str], warmup: int) -> tuple[float, TrainConfig]:
     return sum(steps) * cfg.training.batch_size * cfg.seq_len / seconds, cfg
 
 
-def plain_loop(model: torch.nn.Module, cfg: TrainConfig, data, warmup: int, steps: int, device: str) -> float:
-    """Tokens/s of the shortest honest loop: forward, backward, clip, AdamW step."""
-    model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.training.lr, betas=(0.9, 0.95))
-    rng = np.random.default_rng(0)
-    start = 0.0
-    for step in range(warmup + steps):
-        if step == warmup:
-            if device == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-        ids = rng.integers(0, len(data.train), cfg.training.batch_size)
-        batch = {k: v.to(device) for k, v in fetch_blocks(data.train, ids, data.tokenizer.pad_token_id).items()}
-        loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return steps * cfg.training.batch_size * cfg.seq_len / (time.perf_counter() - start)
+class PlainLoop:
+    """The shortest honest loop: forward, backward, clip, AdamW step. Each call times `steps` more steps of the
+    same model and optimizer, after `warmup` untimed ones."""
+
+    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, data, device: str) -> None:
+        self.model, self.cfg, self.data, self.device = model.to(device).train(), cfg, data, device
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.training.lr, betas=(0.9, 0.95))
+        self.rng = np.random.default_rng(0)
+
+    def __call__(self, warmup: int, steps: int) -> float:
+        start = 0.0
+        batch_size, data = self.cfg.training.batch_size, self.data
+        for step in range(warmup + steps):
+            if step == warmup:
+                self._synchronize()
+                start = time.perf_counter()
+            ids = self.rng.integers(0, len(data.train), batch_size)
+            batch = fetch_blocks(data.train, ids, data.tokenizer.pad_token_id)
+            loss = self.model(**{k: v.to(self.device) for k, v in batch.items()}).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        self._synchronize()
+        return steps * batch_size * self.cfg.seq_len / (time.perf_counter() - start)
+
+    def _synchronize(self) -> None:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
 
 
 def gpt2_of_equal_shape(cfg: TrainConfig, vocab_size: int) -> GPT2LMHeadModel:
@@ -91,37 +103,53 @@ def main() -> None:
     parser.add_argument("--preset", default="shakespeare-char")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
 
+    rounds: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as rundir:
-        shipped, cfg = hfgpt_loop(benchmark_flags(args, rundir, "shipped"), args.warmup)
-        fp32, _ = hfgpt_loop(benchmark_flags(args, rundir, "fp32", "--precision", "fp32", "--optimizer-kernel",
-                                             "foreach"), args.warmup)
-        data = prepare_data(cfg.data, cfg.seq_len, log=lambda message: None)
-    t = cfg.training
-    attention = cfg.model.attn_implementation
-    cfg.model.attn_implementation = "sdpa"  # the plain loops: the fastest fp32 kernel, as a user would write them
-    results = {f"(a) hfgpt, shipped ({t.precision}, {attention}, {t.optimizer_kernel}"
-               f"{', compiled' if t.compile else ''})": shipped,
-               "(a') hfgpt, fp32 foreach": fp32}
-    torch.manual_seed(cfg.training.seed)
-    results["(b) plain fp32 eager loop, HfGpt"] = plain_loop(build_model(cfg, data.tokenizer), cfg, data,
-                                                             args.warmup, args.steps, args.device)
-    torch.manual_seed(cfg.training.seed)
-    results["(c) plain loop, GPT2LMHeadModel"] = plain_loop(gpt2_of_equal_shape(cfg, len(data.tokenizer)), cfg,
-                                                            data, args.warmup, args.steps, args.device)
+        for number in range(args.rounds):
+            shipped, cfg = hfgpt_loop(benchmark_flags(args, rundir, f"shipped-{number}"), args.warmup)
+            fp32, _ = hfgpt_loop(benchmark_flags(args, rundir, f"fp32-{number}", "--precision", "fp32",
+                                                 "--optimizer-kernel", "foreach"), args.warmup)
+            if not rounds:
+                t = cfg.training
+                shipped_name = (f"(a) hfgpt, shipped ({t.precision}, {cfg.model.attn_implementation}, "
+                                f"{t.optimizer_kernel}{', compiled' if t.compile else ''})")
+                plain = plain_contenders(cfg, args.device)
+                rounds = {shipped_name: [], "(a') hfgpt, fp32 foreach": [], **{name: [] for name in plain}}
+            results = [shipped, fp32, *(loop(args.warmup, args.steps) for loop in plain.values())]
+            for times, tokens_per_s in zip(rounds.values(), results, strict=True):
+                times.append(tokens_per_s)
+            print(f"round {number + 1}/{args.rounds}: " + ", ".join(f"{x:,.0f}" for x in results) + " tokens/s")
     m = cfg.model
     print(f"\n{args.preset}: {m.num_hidden_layers} layers, {m.num_attention_heads} heads, dim {m.hidden_size}, "
-          f"context {cfg.seq_len}, batch {cfg.training.batch_size}, char vocab {len(data.tokenizer)}, {args.steps} "
-          f"timed steps after {args.warmup}, device {args.device}, {torch.get_num_threads()} threads, load "
-          f"{os.getloadavg()[0]:.2f}")
-    reference = results["(b) plain fp32 eager loop, HfGpt"]
-    print(f"{'contender':<46}{'tokens/s':>12}{'ratio to (b)':>15}")
-    for name, tokens_per_s in results.items():
-        print(f"{name:<46}{tokens_per_s:>12,.0f}{tokens_per_s / reference:>15.3f}")
-    print(f"shipped fast path vs plain fp32 eager loop: {shipped / reference:.2f}x")
+          f"context {cfg.seq_len}, batch {cfg.training.batch_size}, {args.steps} timed steps after {args.warmup} "
+          f"per contender and round, {args.rounds} rounds, device {args.device}, {torch.get_num_threads()} threads, "
+          f"load {os.getloadavg()[0]:.2f}")
+    medians = {name: statistics.median(times) for name, times in rounds.items()}
+    reference = medians[PLAIN_FP32]
+    print(f"{'contender':<46}{'median tokens/s':>16}{'range':>20}{'ratio to (b)':>15}")
+    for name, times in rounds.items():
+        print(f"{name:<46}{medians[name]:>16,.0f}{f'{min(times):,.0f}-{max(times):,.0f}':>20}"
+              f"{medians[name] / reference:>15.3f}")
+    print(f"shipped fast path vs plain fp32 eager loop: {next(iter(medians.values())) / reference:.2f}x")
 
+
+PLAIN_FP32 = "(b) plain fp32 eager loop, HfGpt"
+
+
+def plain_contenders(cfg: TrainConfig, device: str) -> dict[str, PlainLoop]:
+    """(b) and (c), each on its own copy of the packed data's model shape, seeded alike."""
+    data = prepare_data(cfg.data, cfg.seq_len, log=lambda message: None)
+    cfg.model.attn_implementation = "sdpa"  # the plain loops: the fastest fp32 kernel, as a user would write them
+    torch.manual_seed(cfg.training.seed)
+    hfgpt_model = build_model(cfg, data.tokenizer)
+    torch.manual_seed(cfg.training.seed)
+    return {PLAIN_FP32: PlainLoop(hfgpt_model, cfg, data, device),
+            "(c) plain loop, GPT2LMHeadModel": PlainLoop(gpt2_of_equal_shape(cfg, len(data.tokenizer)), cfg, data,
+                                                         device)}
 
 if __name__ == "__main__":
     main()

@@ -3,7 +3,6 @@ forever for the others. Each function here is a collective: every process must c
 
 from __future__ import annotations
 
-import signal
 from typing import Any
 
 import torch
@@ -23,13 +22,12 @@ def first_failure(failure: str) -> str:
     return next((message for message in gather_object([failure]) if message), "")
 
 
-def step_flags(accelerator: Accelerator, loss_sum: torch.Tensor, grad_norm: torch.Tensor | None,
-               signalled: int) -> tuple[bool, str]:
-    """(non-finite step on any process, name of a stop signal any process received or "") as agreed by
-    every process: one all-reduce, one host sync."""
+def agree_step_flags(accelerator: Accelerator, loss_sum: torch.Tensor, grad_norm: torch.Tensor | None,
+                     signalled: int) -> torch.Tensor:
+    """[1 if any process had a non-finite loss or gradient, the highest stop signal number any process received]
+    on every process, as a device tensor: one all-reduce and no host sync (reading it is the caller's)."""
     bad = ~torch.isfinite(loss_sum.detach().float())
     if grad_norm is not None:
         bad |= ~torch.isfinite(torch.as_tensor(grad_norm, device=loss_sum.device).float())
-    flags = torch.stack([bad.float(), torch.tensor(float(signalled), device=loss_sum.device)])
-    nonfinite, signum = accelerator.reduce(flags, reduction="max").tolist()
-    return nonfinite > 0, signal.Signals(int(signum)).name if signum else ""
+    flags = torch.stack([bad.float(), torch.full((), float(signalled), device=loss_sum.device)])
+    return accelerator.reduce(flags, reduction="max")

@@ -113,6 +113,14 @@ class TrainingSection:
                                             "for-loop; auto: fused where torch has it for the device (not under "
                                             "DeepSpeed, which steps the optimizer itself), else foreach.",
                                     choices=("auto", "fused", "foreach", "for-loop"), implied_before="foreach")
+    step_sync: str = setting("auto", "When the host reads each step's skip and stop flags: every-step (before the "
+                                     "update; the host waits for the device once a step) or lagged (the device skips "
+                                     "a non-finite update itself and the host reads the flags a step later, or at the "
+                                     "next log, evaluation or checkpoint, so a GPU never idles between steps; needs "
+                                     "the fused optimizer kernel, not fp16 or DeepSpeed). auto: lagged where that "
+                                     "holds on a GPU, else every-step.",
+                             choices=("auto", "every-step", "lagged"), on_continue="allow",
+                             implied_before="every-step")
     compile: bool = setting(False, "Compile the model with torch.compile (the first step takes longer; a platform "
                                    "where it fails trains uncompiled, with a warning).")
     compile_mode: str = setting("default", "torch.compile mode.", choices=("default", "reduce-overhead", "max-autotune",

@@ -1,6 +1,7 @@
 """What the training loop reads at each micro-step, whichever way the data was prepared: `train_batches` gives
-packed blocks in the seeded order of `BlockOrder` (`PackedBatches`), or, under `--streaming`, the next blocks of
-this process's part of the stream (`StreamBatches`), which also say where to resume."""
+packed blocks in the seeded order of `BlockOrder` (`PackedBatches`), already on the device (the loop asks for the
+next micro-batch while the current one runs), or, under `--streaming`, the next blocks of this process's part of
+the stream (`StreamBatches`, read ahead by a thread), which also say where to resume."""
 
 from __future__ import annotations
 
@@ -9,14 +10,18 @@ from typing import Any, Protocol
 import torch
 
 from ..errors import HfGptError
-from .batches import BatchLayout, BlockOrder, fetch_blocks
+from .batches import BatchLayout, BlockOrder, fetch_blocks, to_device
 from .prepared import PreparedData
 from .stream_batches import Position, Prefetcher, StreamReader
 
 
 class TrainBatches(Protocol):
     def micro_batch(self, step: int, micro_step: int) -> tuple[dict[str, torch.Tensor], list[int]]:
-        """`input_ids` and `labels` (B, T) for this process, and the numbers of the blocks they hold."""
+        """`input_ids` and `labels` (B, T) for this process, on its device, and the numbers of the blocks they
+        hold."""
+
+    def prepare_next(self) -> None:
+        """Start fetching the micro-batch after the last one taken, while the device computes."""
 
     def epoch_at(self, step: int) -> float:
         """Passes over the training data completed when `step` steps are done."""
@@ -27,21 +32,35 @@ class TrainBatches(Protocol):
     def close(self) -> None: ...
 
 
-def train_batches(data: PreparedData, layout: BatchLayout, seed: int, rank: int,
-                  saved: list[dict[str, Any]]) -> TrainBatches:
-    """The training micro-batches of process `rank`; `saved`: the stream positions a checkpoint holds, by rank."""
+def train_batches(data: PreparedData, layout: BatchLayout, seed: int, rank: int, saved: list[dict[str, Any]],
+                  device: torch.device) -> TrainBatches:
+    """The training micro-batches of process `rank` for `device`; `saved`: the stream positions a checkpoint holds,
+    by rank."""
     if data.stream is None:
-        return PackedBatches(data, layout, seed, rank)
-    return StreamBatches(data, layout, rank, saved)
+        return PackedBatches(data, layout, seed, rank, device)
+    return StreamBatches(data, layout, rank, saved, device)
 
 
 class PackedBatches:
-    def __init__(self, data: PreparedData, layout: BatchLayout, seed: int, rank: int) -> None:
-        self.order, self.data, self.rank = BlockOrder(len(data.train), layout, seed), data, rank
+    def __init__(self, data: PreparedData, layout: BatchLayout, seed: int, rank: int, device: torch.device) -> None:
+        self.order, self.data, self.rank, self.device = BlockOrder(len(data.train), layout, seed), data, rank, device
+        self.taken = (-1, -1)  # (step, micro-step) of the last micro-batch handed out
+        self.ahead: dict[tuple[int, int], tuple[dict[str, torch.Tensor], list[int]]] = {}
 
     def micro_batch(self, step: int, micro_step: int) -> tuple[dict[str, torch.Tensor], list[int]]:
+        self.taken = (step, micro_step)
+        return self.ahead.pop(self.taken, None) or self._fetch(step, micro_step)
+
+    def prepare_next(self) -> None:
+        step, micro_step = self.taken
+        following = (step, micro_step + 1) if micro_step + 1 < self.order.layout.grad_accum_steps else (step + 1, 0)
+        self.ahead = {following: self._fetch(*following)}
+
+    def _fetch(self, step: int, micro_step: int) -> tuple[dict[str, torch.Tensor], list[int]]:
+        """The blocks from the memory-mapped table, copied to the device without waiting for it (pinned on CUDA)."""
         block_ids = self.order.micro_blocks(step, micro_step, self.rank)
-        return fetch_blocks(self.data.train, block_ids, self.data.tokenizer.pad_token_id), block_ids.tolist()
+        batch = fetch_blocks(self.data.train, block_ids, self.data.tokenizer.pad_token_id)
+        return to_device(batch, self.device), block_ids.tolist()
 
     def epoch_at(self, step: int) -> float:
         return self.order.epoch_at(step)
@@ -54,7 +73,9 @@ class PackedBatches:
 
 
 class StreamBatches:
-    def __init__(self, data: PreparedData, layout: BatchLayout, rank: int, saved: list[dict[str, Any]]) -> None:
+    def __init__(self, data: PreparedData, layout: BatchLayout, rank: int, saved: list[dict[str, Any]],
+                 device: torch.device) -> None:
+        self.device = device
         world = layout.world_size
         if saved and len(saved) != world:
             raise HfGptError(
@@ -69,7 +90,11 @@ class StreamBatches:
 
     def micro_batch(self, step: int, micro_step: int) -> tuple[dict[str, torch.Tensor], list[int]]:
         input_ids, numbers = self.prefetcher.take()
-        return {"input_ids": input_ids, "labels": input_ids.clone()}, numbers  # a stream has no padding
+        batch = {"input_ids": input_ids, "labels": input_ids.clone()}  # a stream has no padding
+        return to_device(batch, self.device), numbers
+
+    def prepare_next(self) -> None:
+        pass  # the prefetcher's thread already reads ahead; its position counts only what was taken
 
     def epoch_at(self, step: int) -> float:
         return float(self.prefetcher.position.passes)

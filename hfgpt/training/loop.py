@@ -1,12 +1,16 @@
 """The optimizer steps of one launch. `train` reads top to bottom: the step, then what to do after it (the
 rules in `hfgpt.training.stopping`); `_step` is one optimizer step over this process's micro-batches.
 
+Whether a step counts (finite) and whether a stop signal came is agreed by all processes and read on the host
+when `StepFlags` says (`hfgpt.training.step_flags`): at once, or a step later so that a GPU never waits.
+
 The loop advances the `TrainerState` it is given (the trainer holds the same object, so it knows how far the
 run got however the loop ends) and writes it into every checkpoint.
 """
 
 from __future__ import annotations
 
+import signal
 import time
 import warnings
 from collections.abc import Callable
@@ -15,8 +19,7 @@ from dataclasses import dataclass
 import torch
 from accelerate.utils import gather_object
 
-from ..collectives import step_flags
-from ..data.batches import to_device
+from ..collectives import agree_step_flags
 from ..data.feed import train_batches
 from ..runs.checkpoint import intact_checkpoint, prune_checkpoints, save_checkpoint, save_failure
 from ..runs.logbook import Logbook
@@ -29,17 +32,17 @@ from .evaluation import evaluate
 from .metrics import TokenMetrics
 from .mfu import flops_per_token, mfu, peak_tflops
 from .setup import Run
+from .step_flags import StepFlags
 from .stopping import Stop, StopSignals, check_bad_steps, due, early_stop, launch_stop
 
 
 @dataclass
 class StepResult:
-    """What one optimizer step leaves for the rules after it, agreed by every process."""
+    """What one optimizer step leaves for the rules after it."""
 
     sums: torch.Tensor  # this process's metric sums (loss x tokens, correct, tokens)
     grad_norm: torch.Tensor | None
-    nonfinite: bool  # on any process: the update was skipped
-    signal: str  # a stop signal any process received, or ""
+    flags: torch.Tensor  # agreed by every process, on the device: [non-finite, stop signal number]
     blocks: list[int]  # the training blocks this process read (for --log-samples)
 
 
@@ -51,7 +54,8 @@ class TrainingLoop:
     def __init__(self, run: Run, state: TrainerState) -> None:
         self.run, self.state, self.cfg = run, state, run.cfg
         self.batches = train_batches(run.data, run.layout, self.cfg.training.seed, run.accelerator.process_index,
-                                     state.data_stream)
+                                     state.data_stream, run.accelerator.device)
+        self.flags = StepFlags(self.cfg.training.step_sync)
         self.tokens_per_step = run.layout.global_batch * self.cfg.seq_len
         self.metrics = TokenMetrics(run.accelerator.device)
         self.metrics.restore(state.metric_sums, run.accelerator)
@@ -75,15 +79,21 @@ class TrainingLoop:
             result = self._step(step, signals.received)
             if step == self.resumed_from:
                 self._report_first_step()
-            self._account(step + 1, result)
-            done = self.state.step
-            if due(self.cfg.logging.log_every, done, max_steps):
+            done = step + 1
+            self._count(done, result)
+            log, evaluation, checkpoint = (due(every, done, max_steps) for every in (
+                self.cfg.logging.log_every, training.eval_every, self.cfg.checkpoint.ckpt_every))
+            stop_at_step = launch_stop(training, done, "")
+            signal_name = self._settle(done, now=log or evaluation or checkpoint or bool(stop_at_step))
+            if signal_name:  # the run stops after this step: its flags are needed before the checkpoint
+                self._settle(done, now=True)
+            if log:
                 self._log_window(result.grad_norm)
-            if due(training.eval_every, done, max_steps):
+            if evaluation:
                 self._off_the_clock(self._evaluate)
                 stop = early_stop(training, self.state.progress)
-            stop = launch_stop(training, done, result.signal) or stop
-            if stop or due(self.cfg.checkpoint.ckpt_every, done, max_steps):
+            stop = launch_stop(training, done, signal_name) or stop
+            if stop or checkpoint:
                 self._off_the_clock(self._save)
             if stop:
                 break
@@ -103,21 +113,20 @@ class TrainingLoop:
         for micro_step in range(self.run.layout.grad_accum_steps):
             batch, block_ids = self.batches.micro_batch(step, micro_step)
             blocks += block_ids if self.cfg.logging.log_samples else []
-            batch = to_device(batch, accelerator.device)
             with accelerator.accumulate(model):  # gradients are synced on the step's last micro-batch only
                 logits = model(input_ids=batch["input_ids"], use_cache=False).logits
                 loss = next_token_loss(logits, batch["labels"], training.label_smoothing, training.z_loss)
                 accelerator.backward(loss.objective)
+            self.batches.prepare_next()  # while the device works on this micro-batch
             loss_sum += loss.objective.detach()
             sums += TokenMetrics.measure(logits, batch["labels"], loss.cross_entropy)
         if not accelerator.sync_gradients:
             raise RuntimeError("accelerate's accumulation count disagrees with the step's micro-batches")
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), self.cfg.training.max_grad_norm or float("inf"))
-        nonfinite, signal = step_flags(accelerator, loss_sum, grad_norm, signalled)
-        if not nonfinite:
-            optimizer.step()
+        flags = agree_step_flags(accelerator, loss_sum, grad_norm, signalled)
+        self.flags.update(optimizer, step + 1, flags)
         optimizer.zero_grad(set_to_none=True)
-        return StepResult(sums, grad_norm, nonfinite, signal, blocks)
+        return StepResult(sums, grad_norm, flags, blocks)
 
     def _report_first_step(self) -> None:
         """With --compile, how long compiling took (the first step), or that it failed and training is eager."""
@@ -131,26 +140,35 @@ class TrainingLoop:
             warnings.warn("torch.compile could not compile the model on this platform (see the message above); "
                           "training goes on uncompiled.", stacklevel=2)
 
-    def _account(self, done: int, result: StepResult) -> None:
-        """Count the step: skipped (logged, and stopping the run after too many in a row) or into the metric
-        window and the schedule."""
-        progress = self.state.progress
-        progress.observe_step(result.nonfinite)
-        if result.nonfinite:
-            self.logbook.record({"step": done, "split": "skipped", "skipped_steps": progress.skipped_steps,
-                                 "bad_steps_in_a_row": progress.bad_steps_in_a_row},
-                                line=f"step {done}: non-finite loss or gradient; update skipped "
-                                     f"({progress.bad_steps_in_a_row} in a row, {progress.skipped_steps} in all)")
-            check_bad_steps(progress, self.cfg.training.max_bad_steps, done, intact_checkpoint(self.last_saved))
-        else:
-            self.metrics.add(result.sums)
-            if not self.run.optimizer.step_was_skipped:  # an fp16 overflow skips the update, and so the schedule
-                self.run.scheduler.step()
+    def _count(self, done: int, result: StepResult) -> None:
+        """Step `done` has run: its metrics count unless its flags say non-finite (decided on the device)."""
+        self.metrics.add(torch.where(result.flags[0] > 0, 0.0, result.sums))
+        if self.flags.lagged:  # the schedule follows the step count (see hfgpt.training.step_flags)
+            self.run.scheduler.step()
         self.state.step = done
         self.window_steps += 1
         self.logbook.advance()
         if self.cfg.logging.log_samples:
             self.logbook.samples(done, gather_object([result.blocks]))
+
+    def _settle(self, done: int, now: bool) -> str:
+        """Account the steps whose flags are read now (`StepFlags.settle`): a skipped one is logged and counted, and
+        too many in a row stop the run; a counted one advances the schedule (every-step). Returns the name of a
+        stop signal that any of them carried, or ""."""
+        progress, signal_name = self.state.progress, ""
+        for outcome in self.flags.settle(done, now):
+            progress.observe_step(outcome.nonfinite)
+            if outcome.nonfinite:
+                self.logbook.record({"step": outcome.step, "split": "skipped", "skipped_steps": progress.skipped_steps,
+                                     "bad_steps_in_a_row": progress.bad_steps_in_a_row},
+                                    line=f"step {outcome.step}: non-finite loss or gradient; update skipped "
+                                         f"({progress.bad_steps_in_a_row} in a row, {progress.skipped_steps} in all)")
+                check_bad_steps(progress, self.cfg.training.max_bad_steps, outcome.step,
+                                intact_checkpoint(self.last_saved))
+            elif not self.flags.lagged and not self.run.optimizer.step_was_skipped:  # fp16 overflow: no update
+                self.run.scheduler.step()
+            signal_name = signal_name or (signal.Signals(outcome.signal).name if outcome.signal else "")
+        return signal_name
 
     def _off_the_clock(self, work: Callable[[], None]) -> None:
         """Do `work` (an evaluation, a checkpoint) without counting its time in the training speed."""

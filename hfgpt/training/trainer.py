@@ -49,6 +49,7 @@ from ..sharing.pusher import HubPusher, preflight
 from .loop import TrainingLoop
 from .optim import optimizer_kernel
 from .setup import Run, RunSetup, build_run, starting_state
+from .step_flags import step_sync
 from .stopping import Stop, StopSignals
 from .trackers import check_trackers, flat_hparams, with_projects
 
@@ -68,6 +69,8 @@ def run(setup: RunSetup) -> Path:
     cfg.model.attn_implementation = attention_kernel(cfg.model.attn_implementation, use_cpu, cfg.training.precision)
     cfg.training.optimizer_kernel = optimizer_kernel(cfg.training.optimizer_kernel, "cpu" if use_cpu else "cuda",
                                                      using_deepspeed())
+    cfg.training.step_sync = step_sync(cfg.training.step_sync, "cpu" if use_cpu else "cuda",
+                                       cfg.training.optimizer_kernel, cfg.training.precision, using_deepspeed())
     state = start_processes(use_cpu)
     repo_id = preflight(cfg.hub, state.is_main_process)  # before any data is read: no hours of training lost
     if use_cpu:
@@ -206,7 +209,8 @@ def _announce(run: Run) -> None:
     threads = f", {torch.get_num_threads()} threads each" if accelerator.device.type == "cpu" else ""
     precision = {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision)
     accelerator.print(f"device: {accelerator.device.type}, {accelerator.num_processes} process(es){threads}; "
-                      f"precision {precision}; optimizer AdamW ({cfg.training.optimizer_kernel})")
+                      f"precision {precision}; optimizer AdamW ({cfg.training.optimizer_kernel}); step flags read "
+                      f"{'a step late' if cfg.training.step_sync == 'lagged' else 'every step'}")
     accelerator.print(f"model: {n_params:,} parameters; data: {run.data.blocks()} of {cfg.seq_len} tokens")
     accelerator.print(layout.describe(cfg.seq_len))
     accelerator.print(estimate_for(accelerator, run.model, n_params, layout, cfg).format())

@@ -1,4 +1,4 @@
-"""Stop rules: the signal flag and the shared non-finite/stop decision."""
+"""Stop rules: the signal flag and the shared non-finite/stop flags."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from hfgpt.collectives import step_flags
+from hfgpt.collectives import agree_step_flags
 from hfgpt.training.stopping import StopSignals
 
 
@@ -23,10 +23,14 @@ def test_a_signal_only_sets_a_flag_and_a_second_sigint_stops_at_once():
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, "the previous handler is back"
 
 
-def test_step_flags_see_non_finite_losses_and_gradients():
+def test_the_step_flags_see_non_finite_losses_and_gradients_and_carry_the_signal():
     accelerator = Accelerator(cpu=True)
     fine = torch.tensor(2.5)
-    assert step_flags(accelerator, fine, torch.tensor(1.0), signalled=0) == (False, "")
-    assert step_flags(accelerator, torch.tensor(math.nan), torch.tensor(1.0), signalled=0) == (True, "")
-    assert step_flags(accelerator, fine, torch.tensor(math.inf), signalled=signal.SIGTERM) == (True, "SIGTERM")
-    assert step_flags(accelerator, fine, None, signalled=signal.SIGINT) == (False, "SIGINT")
+
+    def flags(*args, signalled=0):
+        return agree_step_flags(accelerator, *args, signalled=signalled).tolist()
+
+    assert flags(fine, torch.tensor(1.0)) == [0.0, 0.0]
+    assert flags(torch.tensor(math.nan), torch.tensor(1.0)) == [1.0, 0.0]
+    assert flags(fine, torch.tensor(math.inf), signalled=signal.SIGTERM) == [1.0, float(signal.SIGTERM)]
+    assert flags(fine, None, signalled=signal.SIGINT) == [0.0, float(signal.SIGINT)]

@@ -14,14 +14,14 @@ import time
 
 import pytest
 import torch
-from helpers import REPO, read_log, run_hfgpt, tiny_run_flags
+from helpers import REPO, read_log, run_hfgpt, tiny_run_flags, untimed_log
 from safetensors.torch import load_file
 
 import hfgpt.runs.checkpoint
 from hfgpt.errors import HfGptError
 from hfgpt.models.hfgpt.modeling_hfgpt import HfGptForCausalLM
 from hfgpt.runs.checkpoint import checkpoint_problem, complete_checkpoints
-from hfgpt.training.modes import train_setup
+from hfgpt.training.modes import continue_setup, train_setup
 from hfgpt.training.optim import lr_factor
 from hfgpt.training.trainer import run
 
@@ -44,9 +44,11 @@ def poison_training_steps(monkeypatch, bad_calls):
     monkeypatch.setattr(HfGptForCausalLM, "forward", forward)
 
 
-def test_a_non_finite_step_is_skipped_counted_and_logged(tmp_path, monkeypatch):
+@pytest.mark.parametrize("step_sync", ["every-step", "lagged"])
+def test_a_non_finite_step_is_skipped_counted_and_logged(tmp_path, monkeypatch, step_sync):
     poison_training_steps(monkeypatch, bad_calls={3})
-    setup = train_setup(tiny_run_flags(tmp_path, "nan", "--max-steps", "5", "--ckpt-every", "1"))
+    setup = train_setup(tiny_run_flags(tmp_path, "nan", "--max-steps", "5", "--ckpt-every", "1",
+                                       "--step-sync", step_sync))
     run_dir = run(setup)
     checkpoints = {p.name: p for p in complete_checkpoints(run_dir)}
     before, after = (load_file(checkpoints[f"step_0000000{k}"] / "model.safetensors") for k in (2, 3))
@@ -55,23 +57,43 @@ def test_a_non_finite_step_is_skipped_counted_and_logged(tmp_path, monkeypatch):
     assert [r["step"] for r in records if r["split"] == "skipped"] == [3]
     train = {r["step"]: r for r in records if r["split"] == "train"}
     assert sorted(train) == [1, 2, 4, 5], "a window of only skipped steps has no loss to log"
-    # The schedule does not advance on a skipped step: after step 4 it has stepped 3 times.
-    assert train[4]["lr"] == pytest.approx(setup.cfg.training.lr * lr_factor(3, setup.cfg.training))
+    # every-step: the schedule does not advance on a skipped step, so after step 4 it has stepped 3 times;
+    # lagged: it follows the step count (the host learns of the skip after the next step is under way).
+    schedule_steps = 3 if step_sync == "every-step" else 4
+    assert train[4]["lr"] == pytest.approx(setup.cfg.training.lr * lr_factor(schedule_steps, setup.cfg.training))
     assert train[5]["skipped_steps"] == 1 and math.isfinite(train[5]["loss"])
     assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
 
 
-def test_too_many_bad_steps_in_a_row_stop_with_a_diagnostic(tmp_path, monkeypatch):
+@pytest.mark.parametrize("step_sync", ["every-step", "lagged"])
+def test_too_many_bad_steps_in_a_row_stop_with_a_diagnostic(tmp_path, monkeypatch, step_sync):
     poison_training_steps(monkeypatch, bad_calls=set(range(4, 100)))
     with pytest.raises(HfGptError, match=r"3 steps in a row \(up to step 6\).*checkpoint, from step 4, is intact"):
         run(train_setup(tiny_run_flags(tmp_path, "diverged", "--max-steps", "20", "--ckpt-every", "2",
-                              "--max-bad-steps", "3")))
+                              "--max-bad-steps", "3", "--step-sync", step_sync)))
     run_dir = tmp_path / "runs" / "diverged"
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "failed" and "steps in a row" in info["sessions"][-1]["reason"]
     assert [p.name for p in complete_checkpoints(run_dir)] == ["step_00000002", "step_00000004"]
     assert not [r for r in read_log(run_dir) if r["split"] == "train" and r["step"] > 3], \
         "a window of skipped steps has no loss to log"
+
+
+def test_lagged_flags_keep_a_stopped_and_continued_run_exact_across_a_skipped_step(tmp_path, monkeypatch):
+    """Logged every 3 steps, the lagged run reads step 5's flags after step 6 has run; stopped at step 5, it reads
+    them before its checkpoint. Both log the skip and end bitwise alike."""
+    flags = ["--step-sync", "lagged", "--max-steps", "8", "--log-every", "3", "--ckpt-every", "4", "--eval-every",
+             "0", "--dropout", "0.1", "--deterministic", "--cpu-threads", "1", "--sample-tokens", "0"]
+    poison_training_steps(monkeypatch, bad_calls={5})
+    whole = run(train_setup(tiny_run_flags(tmp_path, "whole", *flags)))
+    poison_training_steps(monkeypatch, bad_calls={5})
+    stopped = run(train_setup(tiny_run_flags(tmp_path, "stopped", *flags, "--stop-at-step", "5")))
+    monkeypatch.undo()
+    run(continue_setup([str(stopped)]))
+    assert untimed_log(stopped) == untimed_log(whole)
+    assert [r["step"] for r in read_log(whole) if r["split"] == "skipped"] == [5]
+    saved, reference = (load_file(folder / "final" / "model.safetensors") for folder in (stopped, whole))
+    assert all(saved[name].equal(reference[name]) for name in saved)
 
 
 def test_a_full_disk_while_saving_keeps_the_previous_checkpoint_and_says_so(tmp_path, monkeypatch):
