@@ -24,7 +24,7 @@ def test_every_python_example_is_run_here():
 
 def test_train_as_library_trains_and_samples(tmp_path):
     corpus = write_corpus(tmp_path / "corpus", documents=10)
-    result = run_example("train_as_library.py", str(corpus), *TINY_MODEL_FLAGS, "--max-steps", "10",
+    result = run_example("train_as_library.py", str(corpus), *TINY_MODEL_FLAGS, "--max-steps", "10", "--no-compile",
                          "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert (tmp_path / "runs" / "examples").is_dir()
