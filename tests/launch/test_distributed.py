@@ -159,13 +159,15 @@ def test_mpirun_two_processes_train_together(one_process):
 
 
 def test_the_fast_path_on_two_processes_follows_one_process(one_process):
-    """bf16 autocast and the fused optimizer on 2 DDP processes x 1 micro-batch, stopped and continued, against 1
+    """bf16 autocast, the fused optimizer and the GPU's lagged step flags (logged every 3 steps, so that the flags
+    of most steps are read a step late) on 2 DDP processes x 1 micro-batch, stopped and continued, against 1
     process x 2 with the same fast path: the same steps, to bf16's rounding. (--compile is left out: compiling
     on a CPU takes tens of seconds per launch; test_compile holds a compiled run to an uninterrupted one.)"""
-    fast = ["--token-batch-size", "512", "--dropout", "0", "--precision", "bf16", "--optimizer-kernel", "fused"]
+    fast = ["--token-batch-size", "512", "--dropout", "0", "--precision", "bf16", "--optimizer-kernel", "fused",
+            "--step-sync", "lagged", "--log-every", "3"]
     root = one_process
     checked(run_hfgpt([*exact_flags(root, "fast-one"), *fast, "--max-sentences-per-device", "8"], cwd=root))
     checked(run_hfgpt([*exact_flags(root, "fast-ddp"), *fast, "--stop-at-step", "4"], cwd=root, launcher="ddp2"))
     result = checked(run_hfgpt(["continue", str(root / "runs" / "fast-ddp")], cwd=root, launcher="ddp2"))
-    assert "precision bf16; optimizer AdamW (fused)" in result.stdout
+    assert "precision bf16; optimizer AdamW (fused); step flags read a step late" in result.stdout
     assert largest_relative_difference(root / "runs" / "fast-ddp", root / "runs" / "fast-one") < 2e-2
