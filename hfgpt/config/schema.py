@@ -65,10 +65,10 @@ class DataSection:
 
 @dataclass
 class TrainingSection:
-    max_steps: int = setting(2000, "Optimizer steps to train for.", bounds=POSITIVE, on_continue="allow",
+    max_steps: int = setting(1200, "Optimizer steps to train for.", bounds=POSITIVE, on_continue="allow",
                              aliases=("max-iters", "steps"))
     # One optimizer step = micro-batch x accumulation x processes; see resolve_layout in hfgpt/data/batches.py.
-    batch_size: int = setting(12, "Sequences per device in one micro-batch (one forward pass); an optimizer step "
+    batch_size: int = setting(16, "Sequences per device in one micro-batch (one forward pass); an optimizer step "
                                   "takes batch_size x grad_accum_steps of them per device. A cap below batch_size "
                                   "splits them into more, smaller micro-batches of the same total.",
                               bounds=POSITIVE, aliases=("batch", "batchsize"))
@@ -87,7 +87,7 @@ class TrainingSection:
                                       "none, linear or sqrt.", choices=("none", "linear", "sqrt"))
     base_batch_size: int = setting(0, "Global batch in sequences that lr was tuned for (used by lr_scaling).",
                                    bounds=NOT_NEGATIVE)
-    lr: float = setting(1e-3, "Peak learning rate.", bounds=POSITIVE, on_continue="warn",
+    lr: float = setting(2e-3, "Peak learning rate.", bounds=POSITIVE, on_continue="warn",
                         aliases=("learning-rate",))
     lr_head: float = setting(0.0, "Peak learning rate of the output head; 0 means lr (used only when untied).",
                              bounds=zero_or_positive("same as --lr"), on_continue="warn", aliases=("lrcrit",))
