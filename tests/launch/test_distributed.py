@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from helpers import flip_one_bit, import_or_unavailable, launch_command, launch_env, run_hfgpt, unavailable, untimed_log
-from resume_helpers import checked, exact_flags
+from resume_helpers import assert_same_run, checked, exact_flags
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import hfgpt  # noqa: F401  (registers the Auto classes)
@@ -161,8 +161,8 @@ def test_mpirun_two_processes_train_together(one_process):
 def test_the_fast_path_on_two_processes_follows_one_process(one_process):
     """bf16 autocast, the fused optimizer and the GPU's lagged step flags (logged every 3 steps, so that the flags
     of most steps are read a step late) on 2 DDP processes x 1 micro-batch, stopped and continued, against 1
-    process x 2 with the same fast path: the same steps, to bf16's rounding. (--compile is left out: compiling
-    on a CPU takes tens of seconds per launch; test_compile holds a compiled run to an uninterrupted one.)"""
+    process x 2 with the same fast path: the same steps, to bf16's rounding. (--compile has a test of its own below:
+    compiling on a CPU takes seconds per launch.)"""
     fast = ["--token-batch-size", "512", "--dropout", "0", "--precision", "bf16", "--optimizer-kernel", "fused",
             "--step-sync", "lagged", "--log-every", "3"]
     root = one_process
@@ -171,3 +171,15 @@ def test_the_fast_path_on_two_processes_follows_one_process(one_process):
     result = checked(run_hfgpt(["continue", str(root / "runs" / "fast-ddp")], cwd=root, launcher="ddp2"))
     assert "precision bf16; optimizer AdamW (fused); step flags read a step late" in result.stdout
     assert largest_relative_difference(root / "runs" / "fast-ddp", root / "runs" / "fast-one") < 2e-2
+
+
+def test_a_compiled_run_on_two_processes_continues_bitwise(tmp_path):
+    """--compile under DDP: each process compiles its model; a run stopped at step 6 and continued (compiling
+    again) ends bitwise equal to the uninterrupted compiled run."""
+    compiled = ["--compile", "--ckpt-every", "4"]
+    checked(run_hfgpt([*exact_flags(tmp_path, "whole"), *compiled], cwd=tmp_path, launcher="ddp2"))
+    stopped = checked(run_hfgpt([*exact_flags(tmp_path, "stopped"), *compiled, "--stop-at-step", "6"], cwd=tmp_path,
+                                launcher="ddp2"))
+    assert "compiled the model in" in stopped.stdout
+    checked(run_hfgpt(["continue", str(tmp_path / "runs" / "stopped")], cwd=tmp_path, launcher="ddp2"))
+    assert_same_run(tmp_path / "runs" / "stopped", tmp_path / "runs" / "whole")
