@@ -117,8 +117,8 @@ class TrainingSection:
                                      "update; the host waits for the device once a step) or lagged (the device skips "
                                      "a non-finite update itself and the host reads the flags a step later, or at the "
                                      "next log, evaluation or checkpoint, so a GPU never idles between steps; needs "
-                                     "the fused optimizer kernel, not fp16 or DeepSpeed). auto: lagged where that "
-                                     "holds on a GPU, else every-step.",
+                                     "the fused optimizer kernel, and not fp16, DeepSpeed or FSDP). auto: lagged "
+                                     "where that holds on a GPU, else every-step.",
                              choices=("auto", "every-step", "lagged"), on_continue="allow",
                              implied_before="every-step")
     compile: bool = setting(False, "Compile the model with torch.compile (the first step takes longer; a platform "

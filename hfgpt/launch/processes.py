@@ -87,10 +87,20 @@ def using_deepspeed() -> bool:
     return os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
 
 
+def using_fsdp() -> bool:
+    """Whether `accelerate launch` was told to use FSDP (--use_fsdp or an FSDP config)."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
+
+
+def launched_engine() -> str:
+    """"deepspeed" or "fsdp" when `accelerate launch` wraps the model in one, else ""."""
+    return "deepspeed" if using_deepspeed() else "fsdp" if using_fsdp() else ""
+
+
 def start_processes(use_cpu: bool) -> PartialState:
     """The process group. DeepSpeed without CUDA needs gloo named up front, or accelerate sees one process."""
     adopt_launcher_environment()  # started by mpirun or srun: speak torch.distributed's variables
-    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not torch.cuda.is_available():
+    if using_fsdp() and not torch.cuda.is_available():
         warnings.warn("FSDP needs CUDA GPUs: on this machine the processes train with plain DDP over gloo, "
                       "each holding the whole model.", stacklevel=2)
     if using_deepspeed() and not torch.cuda.is_available():

@@ -21,12 +21,14 @@ from ..errors import HfGptError
 EVERY_STEP, LAGGED = "every-step", "lagged"
 
 
-def step_sync(asked: str, device_type: str, optimizer_kernel: str, precision: str, deepspeed: bool) -> str:
-    """`--step-sync` for this launch: `auto` is lagged on a GPU where the device can skip an update itself."""
+def step_sync(asked: str, device_type: str, optimizer_kernel: str, precision: str, engine: str = "") -> str:
+    """`--step-sync` for this launch: `auto` is lagged on a GPU where the device can skip an update itself.
+    `engine`: "deepspeed" or "fsdp" when accelerate launches one."""
     blocker = ("the device skip needs the fused optimizer kernel (--optimizer-kernel fused)"
                if optimizer_kernel != "fused" else
                "fp16's loss scaler reads every overflow on the host" if precision == "fp16" else
-               "DeepSpeed steps the optimizer inside its engine" if deepspeed else "")
+               "DeepSpeed steps the optimizer inside its engine" if engine == "deepspeed" else
+               "hfgpt does not give FSDP's sharded parameters a device-side skip" if engine == "fsdp" else "")
     if asked == "auto":
         return LAGGED if device_type == "cuda" and not blocker else EVERY_STEP
     if asked == LAGGED and blocker:

@@ -35,6 +35,7 @@ from ..launch.processes import (
     choose_device_and_precision,
     cpu_threads,
     finish_processes,
+    launched_engine,
     start_processes,
     using_deepspeed,
     whole_parameters,
@@ -70,7 +71,7 @@ def run(setup: RunSetup) -> Path:
     cfg.training.optimizer_kernel = optimizer_kernel(cfg.training.optimizer_kernel, "cpu" if use_cpu else "cuda",
                                                      using_deepspeed())
     cfg.training.step_sync = step_sync(cfg.training.step_sync, "cpu" if use_cpu else "cuda",
-                                       cfg.training.optimizer_kernel, cfg.training.precision, using_deepspeed())
+                                       cfg.training.optimizer_kernel, cfg.training.precision, launched_engine())
     state = start_processes(use_cpu)
     repo_id = preflight(cfg.hub, state.is_main_process)  # before any data is read: no hours of training lost
     if use_cpu:

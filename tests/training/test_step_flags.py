@@ -61,27 +61,30 @@ def test_every_step_flags_are_read_before_the_update():
     assert flags.settle(1) == [StepOutcome(1, True, 0)]
 
 
-@pytest.mark.parametrize(("device", "kernel", "precision", "deepspeed", "auto"), [
-    ("cuda", "fused", "bf16", False, LAGGED),
-    ("cpu", "fused", "bf16", False, EVERY_STEP),  # nothing to overlap: the CPU computes as the host asks
-    ("cuda", "foreach", "bf16", False, EVERY_STEP),
-    ("cuda", "fused", "fp16", False, EVERY_STEP),
-    ("cuda", "foreach", "fp32", True, EVERY_STEP),
+@pytest.mark.parametrize(("device", "kernel", "precision", "engine", "auto"), [
+    ("cuda", "fused", "bf16", "", LAGGED),
+    ("cuda", "fused", "fp32", "", LAGGED),
+    ("cpu", "fused", "bf16", "", EVERY_STEP),  # nothing to overlap: the CPU computes as the host asks
+    ("cuda", "foreach", "bf16", "", EVERY_STEP),
+    ("cuda", "fused", "fp16", "", EVERY_STEP),
+    ("cuda", "foreach", "fp32", "deepspeed", EVERY_STEP),
+    ("cuda", "fused", "bf16", "fsdp", EVERY_STEP),
 ])
-def test_auto_is_lagged_only_on_a_gpu_whose_optimizer_can_skip_on_the_device(device, kernel, precision, deepspeed,
+def test_auto_is_lagged_only_on_a_gpu_whose_optimizer_can_skip_on_the_device(device, kernel, precision, engine,
                                                                                auto):
-    assert step_sync("auto", device, kernel, precision, deepspeed) == auto
-    assert step_sync(EVERY_STEP, device, kernel, precision, deepspeed) == EVERY_STEP
+    assert step_sync("auto", device, kernel, precision, engine) == auto
+    assert step_sync(EVERY_STEP, device, kernel, precision, engine) == EVERY_STEP
 
 
-@pytest.mark.parametrize(("kernel", "precision", "deepspeed", "reason"), [
-    ("foreach", "bf16", False, r"needs the fused optimizer kernel \(--optimizer-kernel fused\)"),
-    ("fused", "fp16", False, "fp16's loss scaler"),
-    ("foreach", "fp32", True, "fused"),
-    ("fused", "fp32", True, "DeepSpeed steps the optimizer"),
+@pytest.mark.parametrize(("kernel", "precision", "engine", "reason"), [
+    ("foreach", "bf16", "", r"needs the fused optimizer kernel \(--optimizer-kernel fused\)"),
+    ("fused", "fp16", "", "fp16's loss scaler"),
+    ("foreach", "fp32", "deepspeed", "fused"),
+    ("fused", "fp32", "deepspeed", "DeepSpeed steps the optimizer"),
+    ("fused", "bf16", "fsdp", "FSDP's sharded parameters"),
 ])
-def test_lagged_where_the_device_cannot_skip_is_refused_with_the_reason(kernel, precision, deepspeed, reason):
+def test_lagged_where_the_device_cannot_skip_is_refused_with_the_reason(kernel, precision, engine, reason):
     with pytest.raises(HfGptError, match=rf"--step-sync lagged cannot be used in this launch: .*{reason}.*"
                                          r"Use --step-sync every-step or auto"):
-        step_sync(LAGGED, "cuda", kernel, precision, deepspeed)
-    assert step_sync(LAGGED, "cpu", "fused", "bf16", False) == LAGGED  # allowed, to test it on a CPU
+        step_sync(LAGGED, "cuda", kernel, precision, engine)
+    assert step_sync(LAGGED, "cpu", "fused", "bf16") == LAGGED  # allowed, to test it on a CPU
