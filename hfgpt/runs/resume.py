@@ -19,6 +19,7 @@ from accelerate import Accelerator
 from ..errors import HfGptError
 from .checkpoint import load_newest_checkpoint
 from .model_folders import exported_step
+from .runinfo import never_ended
 from .state import TrainerState, check_same_run
 
 
@@ -34,9 +35,10 @@ def resume(accelerator: Accelerator, run_dir: Path, model: torch.nn.Module,
 
 
 def check_steps_left(run_dir: Path, start_step: int, max_steps: int) -> None:
-    """`continue` needs steps left to train, or a run that saved its last step but was stopped before
-    writing `final/` (it then only finishes)."""
-    if start_step > max_steps or (start_step == max_steps and exported_step(run_dir / "final") >= start_step):
+    """`continue` needs steps left to train, or a run that saved its last step but was killed before it ended:
+    before or after writing `final/`, before run.json said completed (it then only finishes)."""
+    finished = exported_step(run_dir / "final") >= start_step and not never_ended(run_dir)
+    if start_step > max_steps or (start_step == max_steps and finished):
         raise HfGptError(f"{run_dir} already trained for {start_step} steps (--max-steps {max_steps}); "
                          "give a larger --max-steps to train on.")
 

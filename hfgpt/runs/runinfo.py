@@ -43,6 +43,15 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
+def never_ended(run_dir: Path) -> bool:
+    """Whether the run's last launch died without saying how it ended (run.json still says running). Read only:
+    every process may ask, and a damaged record is the main process's to set aside (`read_run_info`)."""
+    try:
+        return json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8")).get("status") == RUNNING
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return False
+
+
 def read_run_info(run_dir: Path) -> dict[str, Any] | None:
     """The saved record; None if there is none or it cannot be read. An unreadable one is set aside (kept,
     with a warning), so that the caller's new record never overwrites it."""

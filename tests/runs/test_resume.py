@@ -36,11 +36,14 @@ def test_a_continue_that_would_change_the_math_names_what_changed(tmp_path, key,
         check_same_run(tmp_path, derived=(SAVED, {**SAVED, key: "other"}))
 
 
-def test_a_run_with_no_steps_left_is_refused_unless_it_still_has_to_write_final(tmp_path):
+def test_a_run_with_no_steps_left_is_refused_unless_it_still_has_to_finish(tmp_path):
     check_steps_left(tmp_path, 7, 8)
     check_steps_left(tmp_path, 8, 8)  # killed after its last checkpoint, before final/: it only finishes
     (tmp_path / "final").mkdir()
     (tmp_path / "final" / "metrics.json").write_text(json.dumps({"step": 8}))
+    (tmp_path / "run.json").write_text(json.dumps({"status": "running", "sessions": []}))
+    check_steps_left(tmp_path, 8, 8)  # killed after final/, before run.json said completed: it only finishes
+    (tmp_path / "run.json").write_text(json.dumps({"status": "completed", "sessions": []}))
     with pytest.raises(HfGptError, match=r"already trained for 8 steps .*larger --max-steps"):
         check_steps_left(tmp_path, 8, 8)
     check_steps_left(tmp_path, 8, 12)

@@ -92,11 +92,14 @@ def test_continue_trains_on_and_the_log_goes_on_without_gaps(run_copy, tmp_path)
 
 
 @pytest.mark.slow
-def test_continue_finishes_a_run_killed_after_its_last_checkpoint(run_copy, tmp_path):
-    """A kill between the last step's checkpoint and final/ leaves nothing to train, only the run to finish."""
+@pytest.mark.parametrize("final_written", [False, True])
+def test_continue_finishes_a_run_killed_after_its_last_checkpoint(run_copy, tmp_path, final_written):
+    """A kill after the last step's checkpoint, before or after final/ but before run.json says completed, leaves
+    nothing to train, only the run to finish."""
     log_before = (run_copy / "train_log.jsonl").read_text()
     assert json.loads((run_copy / "final" / "metrics.json").read_text())["step"] == 60
-    shutil.rmtree(run_copy / "final")
+    if not final_written:
+        shutil.rmtree(run_copy / "final")
     info = json.loads((run_copy / "run.json").read_text())
     (run_copy / "run.json").write_text(json.dumps({**info, "status": "running"}))
 
