@@ -37,7 +37,6 @@ from ..launch.processes import (
     finish_processes,
     launched_engine,
     start_processes,
-    using_deepspeed,
     whole_parameters,
 )
 from ..runs.checkpoint import save_failure
@@ -50,7 +49,7 @@ from ..sharing.pusher import HubPusher, preflight
 from .loop import TrainingLoop
 from .optim import optimizer_kernel
 from .setup import Run, RunSetup, build_run, starting_state
-from .step_flags import step_sync
+from .step_flags import LAGGED, step_sync
 from .stopping import Stop, StopSignals
 from .trackers import check_trackers, flat_hparams, with_projects
 
@@ -68,10 +67,10 @@ def run(setup: RunSetup) -> Path:
     # `auto` resolved for this machine and saved as chosen, so that a continued run keeps it
     use_cpu, cfg.training.precision = choose_device_and_precision(cfg)
     cfg.model.attn_implementation = attention_kernel(cfg.model.attn_implementation, use_cpu, cfg.training.precision)
-    cfg.training.optimizer_kernel = optimizer_kernel(cfg.training.optimizer_kernel, "cpu" if use_cpu else "cuda",
-                                                     using_deepspeed())
-    cfg.training.step_sync = step_sync(cfg.training.step_sync, "cpu" if use_cpu else "cuda",
-                                       cfg.training.optimizer_kernel, cfg.training.precision, launched_engine())
+    device_type, engine = "cpu" if use_cpu else "cuda", launched_engine()
+    cfg.training.optimizer_kernel = optimizer_kernel(cfg.training.optimizer_kernel, device_type, engine == "deepspeed")
+    cfg.training.step_sync = step_sync(cfg.training.step_sync, device_type, cfg.training.optimizer_kernel,
+                                       cfg.training.precision, engine)
     state = start_processes(use_cpu)
     repo_id = preflight(cfg.hub, state.is_main_process)  # before any data is read: no hours of training lost
     if use_cpu:
@@ -211,7 +210,7 @@ def _announce(run: Run) -> None:
     precision = {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision)
     accelerator.print(f"device: {accelerator.device.type}, {accelerator.num_processes} process(es){threads}; "
                       f"precision {precision}; optimizer AdamW ({cfg.training.optimizer_kernel}); step flags read "
-                      f"{'a step late' if cfg.training.step_sync == 'lagged' else 'every step'}")
+                      f"{'a step late' if cfg.training.step_sync == LAGGED else 'every step'}")
     accelerator.print(f"model: {n_params:,} parameters; data: {run.data.blocks()} of {cfg.seq_len} tokens")
     accelerator.print(layout.describe(cfg.seq_len))
     accelerator.print(estimate_for(accelerator, run.model, n_params, layout, cfg).format())
