@@ -69,12 +69,12 @@ class StepFlags:
     def settle(self, step: int, now: bool = False) -> list[StepOutcome]:
         """The outcomes not yet returned, oldest first: all of them under `every-step` or with `now`; else those of
         the steps before `step`, whose flags are on the host by now."""
-        keep = [] if now else [entry for entry in self._unread if entry[0] >= step]
-        for entry_step, host, done in self._unread[: len(self._unread) - len(keep)]:
+        ready = len(self._unread) if now else sum(entry_step < step for entry_step, *_ in self._unread)
+        for entry_step, host, done in self._unread[:ready]:
             if done is not None:
                 done.synchronize()  # this step's copy only, not the steps queued after it
             self._read.append(_outcome(entry_step, host.tolist()))
-        outcomes, self._read, self._unread = self._read, [], keep
+        outcomes, self._read, self._unread = self._read, [], self._unread[ready:]
         return outcomes
 
 
