@@ -99,9 +99,8 @@ def setup_model(setup: RunSetup, tokenizer: PreTrainedTokenizerFast) -> PreTrain
 def compile_model(model: torch.nn.Module, mode: str) -> None:
     """torch.compile the model in place (`Module.compile`: parameters keep their names, so checkpoints and
     save_pretrained see no `_orig_mod.`), for fixed shapes: every training micro-batch has the same shape.
-    Code that fails to compile runs eagerly (dynamo's `suppress_errors`); the loop says so after step 1."""
-
-    torch._dynamo.config.suppress_errors = True
+    Code that fails to compile runs eagerly (dynamo's `suppress_errors`, set for the run by
+    `hfgpt.launch.torch_settings`); the loop says so after step 1."""
     model.compile(mode=None if mode == "default" else mode, dynamic=False)
 
 
@@ -115,8 +114,6 @@ def build_run(setup: RunSetup, data: PreparedData, run_dir: Path, layout: BatchL
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / LOGS)),
     )
     configure_deepspeed(accelerator, layout, cfg)
-    if not use_cpu:
-        torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them
     data.tokenizer.model_max_length = cfg.seq_len
     set_seed(cfg.training.seed)
     model = setup_model(setup, data.tokenizer)

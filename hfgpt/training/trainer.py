@@ -33,12 +33,12 @@ from ..launch.memory import estimate_for
 from ..launch.processes import (
     attention_kernel,
     choose_device_and_precision,
-    cpu_threads,
     finish_processes,
     launched_engine,
     start_processes,
     whole_parameters,
 )
+from ..launch.torch_settings import run_torch_settings
 from ..runs.checkpoint import save_failure
 from ..runs.model_folders import export_model
 from ..runs.rundir import CONFIG, LOGS, claim_run_dir
@@ -60,7 +60,8 @@ def train(cfg: TrainConfig) -> Path:
 
 
 def run(setup: RunSetup) -> Path:
-    """Train as `setup` says (a new run, a continued one, or a fork); returns the run directory."""
+    """Train as `setup` says (a new run, a continued one, or a fork); returns the run directory. torch's
+    process-wide settings (threads, deterministic algorithms, matmul precision) are the caller's again after."""
     cfg = setup.cfg
     quiet_libraries(cfg.logging.progress_bar)
     check_trackers(cfg.logging.trackers)  # before any data is read: a typo costs nothing
@@ -73,13 +74,9 @@ def run(setup: RunSetup) -> Path:
                                        cfg.training.precision, engine)
     state = start_processes(use_cpu)
     repo_id = preflight(cfg.hub, state.is_main_process)  # before any data is read: no hours of training lost
-    if use_cpu:
-        torch.set_num_threads(cpu_threads(cfg.training.cpu_threads, state.num_processes))
-    if cfg.training.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
     # The run directory first: a launch that cannot have it is refused before minutes of tokenizing.
-    with claim_run_dir(cfg.run, setup.run_dir, state) as run_dir:
+    with (run_torch_settings(cfg.training, use_cpu, state.num_processes),
+          claim_run_dir(cfg.run, setup.run_dir, state) as run_dir):
         data = _prepare_in_turn(state, setup)
         layout = resolve_layout(cfg.training, cfg.seq_len, state.num_processes)
         _train(build_run(setup, data, run_dir, layout, use_cpu), repo_id)
