@@ -38,6 +38,8 @@ BLOCK_HFGPT = textwrap.dedent(
     """
 )
 
+# The child computes in float64, as the parent's expected logits must be: two processes may choose different fp32
+# kernels (thread counts, code paths) and differ past fp32 tolerances, which float64 leaves far below them.
 MODEL_CHILD = textwrap.dedent(
     """
     import torch
@@ -45,7 +47,7 @@ MODEL_CHILD = textwrap.dedent(
 
     model_dir, expected_path = sys.argv[1], sys.argv[2]
     expected = torch.load(expected_path)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, trust_remote_code=True).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, trust_remote_code=True, dtype=torch.float64).eval()
     assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
     assert "hfgpt" not in sys.modules
     assert model.lm_head.weight.data_ptr() == model.model.wte.weight.data_ptr(), "lm_head is not tied"

@@ -427,6 +427,7 @@ def test_every_architecture_loads_with_remote_code_without_hfgpt(tmp_path, arch)
     model_dir = tmp_path / "tiny-hfgpt"
     model.save_pretrained(model_dir)
     input_ids = random_ids(length=9)
+    model.double()  # as MODEL_CHILD computes
     with torch.no_grad():
         logits = model(input_ids).logits
     generated = model.generate(input_ids, max_new_tokens=6, do_sample=False, pad_token_id=PAD)

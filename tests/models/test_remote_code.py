@@ -49,6 +49,7 @@ def test_remote_code_loads_without_hfgpt(tmp_path):
     assert auto_map["AutoModelForCausalLM"] == "modeling_hfgpt.HfGptForCausalLM"
 
     input_ids = torch.randint(1, 97, (2, 9), generator=torch.Generator().manual_seed(1))
+    model.double()  # as MODEL_CHILD computes
     with torch.no_grad():
         logits = model(input_ids).logits
     generated = model.generate(input_ids, max_new_tokens=6, do_sample=False, pad_token_id=0)
