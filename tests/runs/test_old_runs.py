@@ -18,8 +18,7 @@ pytestmark = pytest.mark.slow
 
 FIXTURE = REPO / "tests" / "fixtures" / "old-layout-run"
 # The flags the fixture was made with (its README), without the stop at step 4 and the places; with the
-# defaults of then that have changed since (precision auto, the optimizer kernel).
-# The fixture's settings; its lr was the default when it was saved.
+# defaults of then that have changed since (precision auto, the optimizer kernel, lr).
 FLAGS = ["--precision", "fp32", "--optimizer-kernel", "foreach", "--lr", "1e-3",
          "--dim", "16", "--heads", "2", "--layers", "1", "--seq", "16", "--batch", "4", "--max-steps", "6",
          "--ckpt-every", "2", "--eval-every", "2", "--log-every", "1", "--eval-batches", "1", "--trackers", "none",
