@@ -32,6 +32,7 @@ from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
+from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_hfgpt import MLP_TYPES, NORM_TYPES, POSITION_EMBEDDING_TYPES, HfGptConfig
 
@@ -46,6 +47,14 @@ def _one_cache(cache: Cache | None, past_key_values: Cache | None) -> Cache | No
     if cache is not None and past_key_values is not None:
         raise ValueError("Pass the KV cache as `cache` or as `past_key_values`, not both")
     return cache if cache is not None else past_key_values
+
+
+def _old_cache_name_warns(forward: Callable) -> Callable:
+    """On releases that name the cache `cache`, a caller's `past_key_values` warns as in stock models' forward
+    (their own decorator, same release of removal); before the rename it is the current name and stays silent."""
+    if CACHE_NAME == "past_key_values":
+        return forward
+    return deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")(forward)
 
 
 def check_architecture(config: HfGptConfig) -> None:
@@ -324,6 +333,7 @@ class HfGptModel(HfGptPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.wte = value
 
+    @_old_cache_name_warns
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -431,6 +441,7 @@ class HfGptForCausalLM(HfGptPreTrainedModel, GenerationMixin):
     def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
         self.lm_head = new_embeddings
 
+    @_old_cache_name_warns
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
