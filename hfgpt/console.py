@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Iterator
 
 import datasets
@@ -32,13 +33,20 @@ _NOTICES = {
 }
 
 
+def bars_shown(asked: bool) -> bool:
+    """Whether progress bars draw: when asked for, on a terminal. Where stderr is a file (a log, CI, Slurm),
+    every frame of a bar would be one more line of it between the metric lines, which say the same."""
+    return asked and sys.stderr.isatty()
+
+
 def quiet_libraries(progress_bars: bool = True) -> None:
-    """Silence the notices above and transformers' shard bars; without `progress_bars`, every library bar."""
+    """Silence the notices above and transformers' shard bars; without `progress_bars` (or a terminal to draw
+    them on), every library bar."""
     for name, notice in _NOTICES.items():
         if notice not in logging.getLogger(name).filters:
             logging.getLogger(name).addFilter(notice)
     transformers_logging.disable_progress_bar()
-    if not progress_bars:
+    if not bars_shown(progress_bars):
         datasets.disable_progress_bars()
 
 

@@ -67,6 +67,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Load, prepare and evaluate as `args` say; the figures as one dict."""
     from tqdm.auto import tqdm
 
+    from ..console import bars_shown
     from ..data.batches import BatchLayout
     from ..data.prepare import prepare_data
     from ..data.token_bytes import target_bytes, token_byte_lengths
@@ -89,7 +90,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     size = evaluated_blocks(len(data.valid), cfg, layout)
     steps = -(-math.ceil(size / layout.micro_batch) // layout.world_size)
     bar = lambda batches: tqdm(batches, total=steps, desc="evaluating", file=sys.stderr,  # noqa: E731
-                               disable=args.no_progress_bar or not accelerator.is_main_process)
+                               disable=not (bars_shown(not args.no_progress_bar) and accelerator.is_main_process))
     result = evaluate(model, data, cfg, layout, accelerator, progress=bar)
     tokens, text_bytes = target_bytes(data.valid, size, token_byte_lengths(data.tokenizer), tokenizer.pad_token_id)
     return {"model": origin["source"], "data": what, **result, "tokens": tokens, "bytes": text_bytes,

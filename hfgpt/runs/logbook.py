@@ -10,6 +10,7 @@ from typing import Any
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
+from ..console import bars_shown
 from ..files import replace_text, strict_json
 
 TRAIN_LOG = "train_log.jsonl"
@@ -55,7 +56,7 @@ class Logbook:
         if self.main and start_step:
             truncate_jsonl(self.log_path, start_step)
             truncate_jsonl(self.samples_path, start_step)
-        self.bar = tqdm(total=max_steps, initial=start_step, disable=not (self.main and progress_bar),
+        self.bar = tqdm(total=max_steps, initial=start_step, disable=not (self.main and bars_shown(progress_bar)),
                         dynamic_ncols=True, desc="training")
 
     def print(self, message: str) -> None:

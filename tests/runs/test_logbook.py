@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
 
+import pytest
 from accelerate import Accelerator
 
 from hfgpt.runs.logbook import SAMPLES_LOG, TRAIN_LOG, Logbook, format_record, truncate_jsonl
@@ -71,3 +73,19 @@ def test_a_number_that_is_not_finite_is_logged_as_null(tmp_path):
 def test_a_train_line_shows_mfu_when_the_record_has_it():
     assert format_record({**train_record(3), "mfu": 0.123}, 10).endswith("| 12.5 ms/step | mfu 12.3%")
     assert "mfu" not in format_record({**train_record(3), "mfu": 0.0}, 10)
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_the_bar_draws_on_a_terminal_and_a_log_file_gets_the_metric_lines_only(tmp_path, monkeypatch, capsys,
+                                                                                terminal):
+    """Redirected to a file (a log, CI, Slurm), tqdm's frames would be a line each between the metric lines."""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    logbook = Logbook(Accelerator(cpu=True), tmp_path, max_steps=5, start_step=0, progress_bar=True)
+    for step in range(1, 6):
+        logbook.advance()
+        logbook.record(train_record(step))
+    logbook.close()
+    captured = capsys.readouterr()
+    assert captured.out.count("| train |") == 5
+    assert ("5/5" in captured.err) == terminal
+    assert captured.err == "" or terminal
