@@ -8,6 +8,9 @@ starts nothing, so only its name can tell), and an unmarked test that starts a p
 
 from __future__ import annotations
 
+import isolated_environment  # noqa: F401  (first: it sets the environment before huggingface_hub reads it)
+
+# isort: split
 import os
 import subprocess
 from pathlib import Path

@@ -13,9 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from huggingface_hub import CommitInfo, CommitOperationAdd, CommitOperationDelete, HfApi, RepoUrl
+from huggingface_hub import CommitInfo, CommitOperationAdd, CommitOperationDelete, HfApi, RepoUrl, constants
 
 USER = "fake-user"
+
+
+def online(monkeypatch) -> None:
+    """huggingface_hub as without HF_HUB_OFFLINE, which the suite sets (tests/isolated_environment.py) and which
+    huggingface_hub read once, at import: for a test that fakes the Hub or points it where nothing listens."""
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
 
 
 @dataclass
@@ -71,6 +78,7 @@ class FakeHub:
         monkeypatch.setattr(HfApi, "create_branch", create_branch)
         monkeypatch.setattr(HfApi, "create_commit", create_commit)
         monkeypatch.setenv("HF_TOKEN", "hf_fake_token_for_tests")
+        online(monkeypatch)
         return self
 
 

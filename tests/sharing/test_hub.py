@@ -12,7 +12,7 @@ import io
 import json
 
 import pytest
-from fake_hub import FakeHub, cache_as_downloaded
+from fake_hub import FakeHub, cache_as_downloaded, online
 from helpers import read_log, snapshot, tiny_run_flags
 from huggingface_hub import ModelCard, constants
 from huggingface_hub.repocard_data import model_index_to_eval_results
@@ -112,6 +112,7 @@ def test_a_push_that_cannot_work_is_one_sentence_and_changes_nothing(tiny_run, h
 
 def test_no_network_is_one_clear_error(tiny_run, monkeypatch, capsys):
     """The real huggingface_hub, against an endpoint where nothing listens."""
+    online(monkeypatch)
     monkeypatch.setenv("HF_TOKEN", "hf_fake_token_for_tests")
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
     assert main(["push", str(tiny_run), "--repo-id", "me/tiny"]) == 2
