@@ -20,7 +20,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import hfgpt  # noqa: F401  (registers the Auto classes)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.machine_sensitive]
 # 16 sequences of 32 tokens per step on any number of processes; no dropout, whose masks follow each
 # process's own random stream; fp32, because DeepSpeed's bf16 keeps bf16 weights where accelerate's autocast
 # keeps fp32 ones, so the strategies agree to 1e-5 only in fp32.

@@ -11,7 +11,7 @@ import warnings
 import pytest
 import torch
 import transformers
-from helpers import REPO
+from helpers import REPO, assert_greedy_up_to_rounding
 from no_hfgpt import MODEL_CHILD, run_without_hfgpt
 from safetensors import safe_open
 from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
@@ -348,6 +348,7 @@ def gpt2_pair() -> tuple[GPT2LMHeadModel, HfGptForCausalLM]:
     return gpt2.eval(), model.eval()
 
 
+@pytest.mark.machine_sensitive
 def test_reference_match_gpt2():
     gpt2, model = gpt2_pair()
     assert model.lm_head.weight.data_ptr() == model.model.wte.weight.data_ptr()
@@ -391,6 +392,7 @@ def llama_pair(tie_word_embeddings: bool) -> tuple[LlamaForCausalLM, HfGptForCau
     return llama.eval(), model.eval()
 
 
+@pytest.mark.machine_sensitive
 @pytest.mark.parametrize("tie_word_embeddings", [True, False], ids=["tied", "untied"])
 def test_reference_match_llama(tie_word_embeddings):
     llama, model = llama_pair(tie_word_embeddings)
@@ -440,6 +442,7 @@ def test_key_value_heads_follow_the_query_heads_unless_set():
 SAVED_FOLDERS = sorted(FIXTURES.glob("saved-with-transformers-*"))
 
 
+@pytest.mark.machine_sensitive
 @pytest.mark.parametrize("folder", SAVED_FOLDERS, ids=lambda folder: folder.name)
 def test_a_folder_saved_before_the_options_loads_as_the_same_gpt2_model(folder):
     # config.json files written before the architecture options existed have none of their keys
@@ -451,10 +454,12 @@ def test_a_folder_saved_before_the_options_loads_as_the_same_gpt2_model(folder):
     prompt, new_tokens = torch.tensor(expected["prompt"]), len(expected["generated"][0]) - len(expected["prompt"][0])
     generated = model.generate(prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
                                pad_token_id=0)
-    assert generated.tolist() == expected["generated"]
+    assert generated.shape == (1, len(expected["generated"][0]))
+    assert_greedy_up_to_rounding(model, expected["generated"], prompt.shape[1])
 
 
 @pytest.mark.slow
+@pytest.mark.machine_sensitive
 def test_every_architecture_loads_with_remote_code_without_hfgpt(tmp_path, arch):
     model = tiny_model(**arch)
     model_dir = tmp_path / "tiny-hfgpt"

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 import torch
-from helpers import REPO
+from helpers import REPO, assert_greedy_up_to_rounding
 from no_hfgpt import MODEL_CHILD, run_without_hfgpt
 from packaging.version import Version
 from transformers.dynamic_module_utils import get_class_from_dynamic_module
@@ -16,6 +16,9 @@ from transformers.dynamic_module_utils import get_class_from_dynamic_module
 import hfgpt  # noqa: F401  (marks the classes for register_for_auto_class)
 from hfgpt.models.hfgpt import HfGptConfig
 from hfgpt.models.hfgpt.modeling_hfgpt import HfGptForCausalLM
+
+# compares with what another process or library computes: CI runs it again under another kernel set
+pytestmark = pytest.mark.machine_sensitive
 
 RUN_CHILD = textwrap.dedent(
     """
@@ -85,7 +88,8 @@ def test_a_folder_saved_under_another_transformers_release_generates_with_its_ca
     options = {"max_new_tokens": new_tokens, "min_new_tokens": new_tokens, "do_sample": False, "pad_token_id": 0}
     with_cache = model.generate(prompt, use_cache=True, **options)
     without_cache = model.generate(prompt, use_cache=False, **options)
-    assert with_cache.tolist() == without_cache.tolist() == expected["generated"]
+    assert with_cache.tolist() == without_cache.tolist()  # one process computed both
+    assert_greedy_up_to_rounding(model, expected["generated"], prompt.shape[1])  # another machine recorded these
 
 
 def test_both_ends_of_the_transformers_range_have_a_saved_folder():
