@@ -25,6 +25,7 @@ from .sources import (
     format_help,
     preset_names,
     saved_run_config,
+    shareable_value,
 )
 from .table import ALIASES, FIELDS, SECTIONS, config_values, flag_of
 
@@ -32,5 +33,5 @@ __all__ = [
     "ALIASES", "FIELDS", "SECTIONS", "USAGES", "CheckpointSection", "DataSection", "HubSection", "LoggingSection",
     "ModelSection", "RunSection", "TrainConfig", "TrainingSection", "build_config", "config_from_dict",
     "config_to_toml", "config_values", "describe_settings", "flag_of", "format_help", "model_config_kwargs",
-    "preset_names", "saved_run_config",
+    "preset_names", "saved_run_config", "shareable_value",
 ]

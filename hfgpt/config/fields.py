@@ -3,8 +3,9 @@
 Every field of the training config is declared with `setting(...)`, which keeps beside the field what the
 rest of hfgpt needs to know about it: the help that `--help` shows, the values it accepts (`choices`,
 `bounds`), what `hfgpt continue` may do with it (`on_continue`), other spellings of its flag (`aliases`),
-for a field that moved, the section it was saved under before, so that old config files still load, and for
-a field added later, what runs saved before it did (`implied_before`), so that they continue unchanged.
+for a field that moved, the section it was saved under before, so that old config files still load, for
+a field added later, what runs saved before it did (`implied_before`), so that they continue unchanged, and for
+a field that names files or folders of the machine, what a published model card may show of it (`local`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from typing import Any, Literal
 # refuse it (it would change the run's math), allow it with a warning, allow it, or take it for this launch
 # only (a switch such as --stop-at-step, never saved as part of the run).
 OnContinue = Literal["refuse", "warn", "allow", "launch"]
+# What a setting's value is on the machine that trains: comma-separated files (a published card names them by
+# their names), a folder (which it leaves out), or a file or folder there or else a name that is no path (a Hub
+# id, a tokenizer kind), shown as it is.
+Local = Literal["", "files", "folder", "path-or-name"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ class Rules:
     # What a run saved before this setting existed did, when that differs from the default (so that such a run
     # continues as it would have); None: the default.
     implied_before: Any = None
+    local: Local = ""
 
     def problem(self, value: Any) -> str:
         """Why `value` is not allowed (without the flag), or ""."""
@@ -84,9 +90,9 @@ class Rules:
 
 def setting(default: Any, help: str, *, choices: Sequence[str] = (), bounds: Bounds | None = None,
             on_continue: OnContinue = "refuse", aliases: Sequence[str] = (), former_section: str = "",
-            implied_before: Any = None) -> Any:
+            implied_before: Any = None, local: Local = "") -> Any:
     """A dataclass field carrying its `Rules` (see the module docstring)."""
-    rules = Rules(help, tuple(choices), bounds, on_continue, tuple(aliases), former_section, implied_before)
+    rules = Rules(help, tuple(choices), bounds, on_continue, tuple(aliases), former_section, implied_before, local)
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata={"rules": rules})
     return field(default=default, metadata={"rules": rules})

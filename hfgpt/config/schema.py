@@ -23,14 +23,17 @@ class DataSection:
     train: str = setting("", "Training text: comma-separated .txt files or folders, .jsonl or .parquet files, "
                              "relative to datadir, or one .bin shard of token ids (a folder holding train.bin). "
                              "Empty: the Python standard library (see README).", on_continue="allow",
-                         aliases=("data-path",))
+                         aliases=("data-path",), local="files")
     valid: str = setting("", "Validation sets, same syntax as train. Empty: hold out valid_fraction of train.",
-                         on_continue="allow")
+                         on_continue="allow", local="files")
     meta: str = setting("", "Path of the meta.json describing .bin shards (nanoGPT's train.bin/val.bin token ids, "
                             "given as train/valid), relative to datadir; empty: meta.json beside the train shard.",
-                        on_continue="allow")
-    datadir: str = setting(".", "Folder that relative train/valid paths start from.", on_continue="allow")
-    dataset: str = setting("", "A Hub dataset id to train on instead of local files (needs internet once).")
+                        on_continue="allow", local="files")
+    datadir: str = setting(".", "Folder that relative train/valid paths start from; a run saves it as an absolute "
+                                "path, so that `continue` finds the data from any working directory.",
+                           on_continue="allow", local="folder")
+    dataset: str = setting("", "A Hub dataset id to train on instead of local files (needs internet once).",
+                           local="path-or-name")
     dataset_config: str = setting("", "The Hub dataset's configuration name, if it has several.")
     train_split: str = setting("train", "Split of the Hub dataset used for training.")
     valid_split: str = setting("", "Split of the Hub dataset used for validation; empty: hold out.")
@@ -39,8 +42,9 @@ class DataSection:
                                           "given.", bounds=Bounds(low=0, high=1, low_open=True, high_open=True))
     tokenizer: str = setting("char", "char or bpe, trained on the training text; or a ready tokenizer: a "
                                      "tokenizer.json, a folder AutoTokenizer loads (relative to --tokensdir) or a Hub "
-                                     "id such as gpt2.")
-    tokensdir: str = setting("", "Where a relative --tokenizer path is looked up (default: the working directory).")
+                                     "id such as gpt2.", local="path-or-name")
+    tokensdir: str = setting("", "Where a relative --tokenizer path is looked up (default: the working directory).",
+                             local="folder")
     vocab_size: int = setting(8192, "Target vocabulary size of the bpe tokenizer (char derives its own).",
                               bounds=Bounds(low=MIN_BPE_VOCAB, reason="256 bytes plus 3 special tokens"))
     tokenizer_sample: int = setting(1000, "MB of training text the bpe tokenizer trains on: all of it when there "
@@ -58,7 +62,7 @@ class DataSection:
     num_proc: int = setting(1, "Processes used to tokenize (1: this one).", bounds=POSITIVE, on_continue="allow")
     cache_dir: str = setting("", "Where tokenizers and packed Arrow data are cached; empty: $HFGPT_CACHE or "
                                  "~/.cache/hfgpt. Shared by all machines: built once; node-local: once per machine.",
-                             on_continue="allow")
+                             on_continue="allow", local="folder")
     reset: bool = setting(False, "Retrain the tokenizer and rebuild the packed data instead of using the cache.",
                           on_continue="launch")
 
@@ -196,7 +200,7 @@ class CheckpointSection:
 class RunSection:
     # `continue RUN_DIR` says where its run is, so the saved place is taken for this launch only.
     rundir: str = setting("runs", "Folder that holds the run directories.", on_continue="launch",
-                          former_section="checkpoint")
+                          former_section="checkpoint", local="folder")
     run_name: str = setting("", "Name of this run's directory inside rundir: letters, digits and ._-+=@, with / "
                                 "between parts to group runs (exp1/lr-3e-4); empty: date-time-user.",
                             on_continue="launch", aliases=("runname",), former_section="checkpoint")

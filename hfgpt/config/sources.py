@@ -95,11 +95,32 @@ def config_to_toml(cfg: TrainConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-def describe_settings(cfg: TrainConfig) -> str:
-    """The settings that differ from the defaults, as the flags that would set them (a config's essence)."""
-    changed = [f"{flag_of(name)} {_shell_value(value)}" for name, value in config_values(cfg).items()
-               if value != FIELDS[name].default]
+def describe_settings(cfg: TrainConfig, shareable: bool = False) -> str:
+    """The settings that differ from the defaults, as the flags that would set them (a config's essence).
+    `shareable`: as a published model card may show them, without this machine's folders and with its files
+    named by their names only, so that a card does not publish a user's directory layout."""
+    changed = []
+    for name, value in config_values(cfg).items():
+        if value != FIELDS[name].default and shareable:
+            value = shareable_value(value, FIELDS[name].rules.local)
+        if value is not None and value != FIELDS[name].default:
+            changed.append(f"{flag_of(name)} {_shell_value(value)}")
     return " ".join(changed) if changed else "the defaults"
+
+
+def shareable_value(value: Any, local: str) -> Any:
+    """`value` of a setting whose `local` kind is given, as a published card may show it: None for a folder of
+    this machine, the last part of each file or folder it names, anything else as it is."""
+    if local == "folder":
+        return None
+    if local == "files" or (local == "path-or-name" and _names_a_local_path(value)):
+        return ",".join(Path(item.strip()).name for item in value.split(",") if item.strip())
+    return value
+
+
+def _names_a_local_path(value: str) -> bool:
+    path = Path(value).expanduser()
+    return path.is_absolute() or value.startswith((".", "~")) or path.exists()
 
 
 def _shell_value(value: Any) -> str:

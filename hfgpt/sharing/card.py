@@ -5,6 +5,10 @@ perplexity and bits per byte of the folder's own step) is what the Hub reads; th
 (`hfgpt.runs.summary`, the run's last launch in run.json), the loss curve, three ways to load the model, a
 sample, and the command that trains it again. Everything comes from the run's files, so a card can be written
 at the end of training, by `hfgpt push` for a run without one, and for a checkpoint being uploaded.
+
+A card is published with the model, so it names the run's data by file name and shows no folder of the machine
+that trained it (each setting's `local` kind says which are paths); the command that trains the run again
+starts from the run's own folder, whose config.toml knows where the data is.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import IO, Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from ..config import config_from_dict, describe_settings
+from ..config import config_from_dict, describe_settings, shareable_value
 from ..files import replace_text
 from ..runs.rundir import LOSS_PLOT
 from ..runs.summary import RunSummary, format_duration, read_json
@@ -60,10 +64,12 @@ def count_parameters(weights: Path | IO[bytes]) -> int:
 
 
 def _data_names(data: dict[str, Any]) -> tuple[str, str]:
-    """(dataset type, dataset name) for the model-index: a Hub dataset, or the local text as named."""
+    """(dataset type, dataset name) for the model-index: a Hub dataset, or the local text by its files' names."""
     if data.get("dataset"):
-        return data["dataset"], data["dataset"]
-    return "text", data.get("valid") or data.get("train") or "the Python standard library"
+        name = shareable_value(data["dataset"], "path-or-name")
+        return name, name
+    return "text", shareable_value(data.get("valid") or data.get("train") or "", "files") or \
+        "the Python standard library"
 
 
 def card_data(card: CardInput) -> ModelCardData:
@@ -121,12 +127,14 @@ def figures(card: CardInput) -> str:
 
 
 def reproduce(run: RunSummary) -> str:
-    """The command that trains the run again (its settings that differ from the defaults)."""
-    settings = describe_settings(config_from_dict(run.config, "run.json")) if run.config else "..."
-    command = "hfgpt fork PARENT" if run.mode == "fork" else "hfgpt train"
+    """How to train the run again: from the run's own folder, whose config.toml holds every setting and where
+    the data is; and its settings that differ from the defaults, without the machine's folders."""
+    settings = describe_settings(config_from_dict(run.config, "run.json"), shareable=True) if run.config else "..."
+    command = f"hfgpt fork {shareable_value(run.parent, 'path-or-name')}" if run.mode == "fork" else "hfgpt train"
     versions = ", ".join(f"{name} {version}" for name, version in run.versions.items())
-    note = f"\n\nForked from {run.parent}." if run.parent else ""
-    return f"```bash\n{command} {'' if settings == 'the defaults' else settings}\n```\n\nVersions: {versions}.{note}"
+    return (f"In the run's folder, which holds config.toml:\n\n```bash\n{command} --config config.toml --rundir .. "
+            f"--run-name {run.name}-again\n```\n\nIts settings that differ from the defaults (its data by file "
+            f"name): `{settings}`.\n\nVersions: {versions}.")
 
 
 def build_card(card: CardInput) -> ModelCard:

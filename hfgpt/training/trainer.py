@@ -67,6 +67,8 @@ def run(setup: RunSetup) -> Path:
     check_trackers(cfg.logging.trackers)  # before any data is read: a typo costs nothing
     # `auto` resolved for this machine and saved as chosen, so that a continued run keeps it
     use_cpu, cfg.training.precision = choose_device_and_precision(cfg)
+    # saved as an absolute path: a continue from another working directory (a requeue, a notebook) finds the data
+    cfg.data.datadir = str(Path(cfg.data.datadir).expanduser().absolute())
     cfg.model.attn_implementation = attention_kernel(cfg.model.attn_implementation, use_cpu, cfg.training.precision)
     device_type, engine = "cpu" if use_cpu else "cuda", launched_engine()
     cfg.training.optimizer_kernel = optimizer_kernel(cfg.training.optimizer_kernel, device_type, engine == "deepspeed")

@@ -5,15 +5,20 @@ command that trains it again."""
 from __future__ import annotations
 
 import json
+import re
+import shlex
+import shutil
 import tomllib
 
 import numpy as np
+import pytest
 from helpers import read_log
 from huggingface_hub import ModelCard, metadata_load
 from huggingface_hub.repocard_data import model_index_to_eval_results
 from safetensors.numpy import save_file
 from transformers import AutoModelForCausalLM
 
+from hfgpt.cli import main
 from hfgpt.runs.summary import summarize
 from hfgpt.sharing.card import CardInput, build_card, count_parameters
 
@@ -65,3 +70,26 @@ def test_a_hub_dataset_is_named_and_a_step_without_validation_has_no_model_index
     assert card.data.eval_results[0].dataset_name == "roneneldan/TinyStories"
     bare = ModelCard(str(build_card(CardInput(run, 3, {}, weights))))
     assert bare.data.eval_results is None and "`hfgpt generate` samples it" in bare.text
+
+
+def test_a_card_names_the_data_by_file_and_shows_no_folder_of_the_machine(tiny_run):
+    """A card is pushed with the model: the folders of the machine that trained it are nobody else's business."""
+    machine_folder = str(tiny_run.parents[1])  # holds the corpus, the runs and the cache, as a home folder would
+    for folder in ("final", "best"):
+        card = ModelCard((tiny_run / folder / "README.md").read_text())
+        assert machine_folder not in str(card)
+        assert card.data.eval_results[0].dataset_name == "corpus"  # the --train folder, by its name
+        assert "--train corpus " in card.text
+        assert "hfgpt train --config config.toml --rundir .. --run-name tiny-again" in card.text
+
+
+@pytest.mark.slow  # trains in this process
+def test_the_cards_command_trains_the_run_again_from_the_runs_folder(tiny_run, tmp_path, monkeypatch):
+    copy = shutil.copytree(tiny_run, tmp_path / "runs" / "tiny", symlinks=True)
+    command = re.search(r"hfgpt (train --config config.toml .*)", (copy / "final" / "README.md").read_text())
+    monkeypatch.chdir(copy)
+    assert main([*shlex.split(command.group(1)), "--max-steps", "2", "--sample-tokens", "0"]) == 0
+    again = tmp_path / "runs" / "tiny-again"
+    original, repeated = (tomllib.loads((run_dir / "config.toml").read_text()) for run_dir in (copy, again))
+    assert (repeated["data"], repeated["model"]) == (original["data"], original["model"])
+    assert read_log(again)[0]["loss"] == read_log(copy)[0]["loss"]  # the same first step: same data, weights, seed

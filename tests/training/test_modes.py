@@ -12,7 +12,8 @@ from helpers import TINY_MODEL_FLAGS, import_or_unavailable, run_hfgpt, write_co
 from transformers import AutoTokenizer
 
 from hfgpt.errors import HfGptError
-from hfgpt.training.modes import continue_setup, fork_setup
+from hfgpt.training.modes import continue_setup, fork_setup, train_setup
+from hfgpt.training.trainer import run
 
 
 @pytest.fixture
@@ -181,3 +182,18 @@ def test_continue_takes_its_run_from_the_path_whatever_name_the_run_was_given(ru
     config.write_text(config.read_text().replace('run_name = "tiny"', 'run_name = "my old run"'))
     setup = continue_setup([str(run_copy), "--max-steps", "80"])
     assert (setup.cfg.run.rundir, setup.cfg.run.run_name) == (str(run_copy.parent), "tiny")
+
+
+@pytest.mark.slow  # trains in this process
+def test_a_run_trained_on_a_relative_path_continues_from_any_working_directory(tmp_path, monkeypatch):
+    """A Slurm requeue, a cron job or a notebook continues from another folder than the one it trained in."""
+    (tmp_path / "here").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    shutil.copyfile(next(write_corpus(tmp_path / "corpus", documents=4).iterdir()), "small.txt")
+    flags = [*TINY_MODEL_FLAGS, "--data-path", "small.txt", "--max-steps", "4", "--ckpt-every", "2", "--trackers",
+             "none", "--sample-tokens", "0", "--cache-dir", str(tmp_path / "cache"), "--run-name", "relative"]
+    run_dir = run(train_setup([*flags, "--stop-at-step", "2"])).absolute()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    run(continue_setup([str(run_dir)]))
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
