@@ -6,6 +6,8 @@
     auto, the optimizer kernel) through hfgpt's whole accelerate loop (metrics, logging; no evaluation, one
     checkpoint at the end),
 (a') the same loop pinned to fp32 and the foreach optimizer,
+(a") on the CPU, the shipped loop without torch's deterministic algorithms, which hfgpt always uses there (what
+    they cost: a compiled model's embedding gradients are then summed by aten's index_put_ instead of atomic adds),
 (b) a minimal fp32 eager PyTorch loop over the same HfGptForCausalLM (forward, backward, clip, AdamW), and
 (c) the same minimal loop over transformers' GPT2LMHeadModel of equal shape,
 all on the same packed data and batch shape. The first `--warmup` steps of every contender are untimed.
@@ -18,6 +20,7 @@ ratio of medians to (b); the last line is the shipped fast path against the plai
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -33,6 +36,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from hfgpt.config import TrainConfig, config_from_dict
 from hfgpt.data.batches import fetch_blocks
 from hfgpt.data.prepare import prepare_data
+from hfgpt.launch import torch_settings
 from hfgpt.training.modes import train_setup
 from hfgpt.training.setup import build_model
 from hfgpt.training.trainer import run
@@ -45,6 +49,18 @@ def benchmark_flags(args: argparse.Namespace, rundir: str, name: str, *extra: st
             "--log-every", str(args.warmup), "--trackers", "none", "--no-progress-bar", "--sample-tokens", "0",
             "--ckpt-every", "0", "--device", args.device, "--rundir", rundir, "--run-name", name,
             *(["--data-path", str(args.data)] if args.data else []), *extra]
+
+
+@contextlib.contextmanager
+def without_deterministic_algorithms():
+    """hfgpt's runs as they would be without torch's deterministic algorithms (not an option hfgpt offers on the
+    CPU, where they keep a run bitwise reproducible): to measure what they cost."""
+    chosen = torch_settings.uses_deterministic_algorithms
+    torch_settings.uses_deterministic_algorithms = lambda training, use_cpu: False
+    try:
+        yield
+    finally:
+        torch_settings.uses_deterministic_algorithms = chosen
 
 
 def hfgpt_loop(flags: list[str], warmup: int) -> tuple[float, TrainConfig]:
@@ -113,13 +129,17 @@ def main() -> None:
             shipped, cfg = hfgpt_loop(benchmark_flags(args, rundir, f"shipped-{number}"), args.warmup)
             fp32, _ = hfgpt_loop(benchmark_flags(args, rundir, f"fp32-{number}", "--precision", "fp32",
                                                  "--optimizer-kernel", "foreach"), args.warmup)
+            with without_deterministic_algorithms():
+                nondeterministic = [hfgpt_loop(benchmark_flags(args, rundir, f"nondeterministic-{number}"),
+                                               args.warmup)[0]] if args.device == "cpu" else []
             if not rounds:
                 t = cfg.training
                 shipped_name = (f"(a) hfgpt, shipped ({t.precision}, {cfg.model.attn_implementation}, "
                                 f"{t.optimizer_kernel}{', compiled' if t.compile else ''})")
                 plain = plain_contenders(cfg, args.device)
-                rounds = {shipped_name: [], "(a') hfgpt, fp32 foreach": [], **{name: [] for name in plain}}
-            results = [shipped, fp32, *(loop(args.warmup, args.steps) for loop in plain.values())]
+                rounds = {shipped_name: [], "(a') hfgpt, fp32 foreach": [],
+                          **({NONDETERMINISTIC: []} if nondeterministic else {}), **{name: [] for name in plain}}
+            results = [shipped, fp32, *nondeterministic, *(loop(args.warmup, args.steps) for loop in plain.values())]
             for times, tokens_per_s in zip(rounds.values(), results, strict=True):
                 times.append(tokens_per_s)
             print(f"round {number + 1}/{args.rounds}: " + ", ".join(f"{x:,.0f}" for x in results) + " tokens/s")
@@ -134,10 +154,14 @@ def main() -> None:
     for name, times in rounds.items():
         print(f"{name:<46}{medians[name]:>16,.0f}{f'{min(times):,.0f}-{max(times):,.0f}':>20}"
               f"{medians[name] / reference:>15.3f}")
-    print(f"shipped fast path vs plain fp32 eager loop: {next(iter(medians.values())) / reference:.2f}x")
+    shipped = next(iter(medians.values()))
+    if NONDETERMINISTIC in medians:
+        print(f"deterministic algorithms (shipped) vs without: {shipped / medians[NONDETERMINISTIC]:.2f}x")
+    print(f"shipped fast path vs plain fp32 eager loop: {shipped / reference:.2f}x")
 
 
 PLAIN_FP32 = "(b) plain fp32 eager loop, HfGpt"
+NONDETERMINISTIC = '(a") hfgpt, shipped, nondeterministic'
 
 
 def plain_contenders(cfg: TrainConfig, device: str) -> dict[str, PlainLoop]:

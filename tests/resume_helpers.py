@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -24,8 +25,8 @@ EVAL_EVERY = 4
 LOG_LINES = MAX_STEPS + MAX_STEPS // EVAL_EVERY  # a train record per step and a valid one per evaluation
 
 
-def write_exact_corpus(folder: Path) -> tuple[Path, Path]:
-    """Train text of exactly TRAIN_BLOCKS x SEQ tokens (with its EOS) and a separate validation text.
+def write_exact_corpus(folder: Path, train_blocks: int = TRAIN_BLOCKS, seq: int = SEQ) -> tuple[Path, Path]:
+    """Train text of exactly `train_blocks` x `seq` tokens (with its EOS) and a separate validation text.
 
     Written once per folder: writing them again would change their modification time, and with it the data
     fingerprint that `continue` compares."""
@@ -35,8 +36,8 @@ def write_exact_corpus(folder: Path) -> tuple[Path, Path]:
     rng = random.Random(0)
     alphabet = "abcdefghij klmnop\n"
     folder.mkdir(parents=True, exist_ok=True)
-    train.write_text("".join(rng.choice(alphabet) for _ in range(TRAIN_BLOCKS * SEQ - 1)))
-    valid.write_text("".join(rng.choice(alphabet) for _ in range(6 * SEQ - 1)))
+    train.write_text("".join(rng.choice(alphabet) for _ in range(train_blocks * seq - 1)))
+    valid.write_text("".join(rng.choice(alphabet) for _ in range(6 * seq - 1)))
     return train, valid
 
 
@@ -50,6 +51,25 @@ def exact_flags(root: Path, name: str, ckpt_every: int = 4) -> list[str]:
             "--trackers", "none", "--train", str(train), "--valid", str(valid), "--max-steps", str(MAX_STEPS),
             "--ckpt-every", str(ckpt_every), "--rundir", str(root / "runs"), "--run-name", name,
             "--cache-dir", str(root / "cache"), "--cpu-threads", "1"]
+
+
+# The CPU presets, which the suite runs as shipped; the others name a CUDA device.
+CPU_PRESETS = ("quickstart", "shakespeare-char", "llama-style")
+Flags = Callable[[Path, str, int], list[str]]
+
+
+def preset_flags(preset: str) -> Flags:
+    """The flags of a run of `preset` exactly as shipped (its model, precision, compile and threads), cut to
+    MAX_STEPS steps on the test's own text, every step logged and checkpointed as asked: as exact_flags."""
+
+    def flags(root: Path, name: str, ckpt_every: int = 4) -> list[str]:
+        train, valid = write_exact_corpus(root / "preset-data", train_blocks=32, seq=128)
+        return ["--config", preset, "--train", str(train), "--valid", str(valid), "--max-steps", str(MAX_STEPS),
+                "--eval-every", str(EVAL_EVERY), "--eval-batches", "2", "--log-every", "1", "--log-samples",
+                "--sample-tokens", "0", "--trackers", "none", "--no-progress-bar", "--ckpt-every", str(ckpt_every),
+                "--rundir", str(root / "runs"), "--run-name", name, "--cache-dir", str(root / "cache")]
+
+    return flags
 
 
 def checked(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -117,11 +137,12 @@ def kill_inside_save(root: Path, name: str, step: int) -> Path:
     return root / "runs" / name
 
 
-def kill_and_continue(root: Path, name: str, seed: int, kills: int = 1, ckpt_every: int = 1) -> tuple[Path, int]:
+def kill_and_continue(root: Path, name: str, seed: int, kills: int = 1, ckpt_every: int = 1,
+                      run_flags: Flags = exact_flags) -> tuple[Path, int]:
     """Start a run, SIGKILL it at random moments `kills` times (continuing after each), then let it finish;
     returns the run directory and how many kills struck a live process (a run may finish first)."""
     rng = random.Random(seed)
-    flags = exact_flags(root, name, ckpt_every)
+    flags = run_flags(root, name, ckpt_every)
     run_dir = root / "runs" / name
     command = [sys.executable, str(REPO / "recipes" / "train.py")]
     struck = 0
@@ -129,7 +150,7 @@ def kill_and_continue(root: Path, name: str, seed: int, kills: int = 1, ckpt_eve
         if (run_dir / "run.json").is_file() and json.loads((run_dir / "run.json").read_text())["status"] == "completed":
             return run_dir, struck  # it finished before the kill
         resumable = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("step_*"))
-        args = ["continue", str(run_dir), "--cpu-threads", "1"] if resumable else ["train", *flags, "--overwrite"]
+        args = ["continue", str(run_dir)] if resumable else ["train", *flags, "--overwrite"]
         if attempt == kills:
             checked(run_hfgpt(args, cwd=root))
             return run_dir, struck

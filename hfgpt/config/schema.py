@@ -154,8 +154,9 @@ class TrainingSection:
     stop_at_step: int = setting(0, "Stop cleanly (checkpoint, status interrupted) once this many steps are done, "
                                    "without changing the schedule; resume with continue. 0: never.",
                                 bounds=zero_or_positive("never"), on_continue="launch")
-    deterministic: bool = setting(False, "Use deterministic algorithms only (bitwise-reproducible runs, slower "
-                                         "on GPUs).", on_continue="allow")
+    deterministic: bool = setting(False, "Use deterministic algorithms on a GPU too (bitwise-reproducible GPU runs, "
+                                         "slower). A CPU run always uses them: they keep it bitwise reproducible, "
+                                         "compiled or not.", on_continue="allow")
 
 
 @dataclass

@@ -38,7 +38,7 @@ from ..launch.processes import (
     start_processes,
     whole_parameters,
 )
-from ..launch.torch_settings import run_torch_settings
+from ..launch.torch_settings import run_torch_settings, uses_deterministic_algorithms
 from ..runs.checkpoint import save_failure
 from ..runs.model_folders import export_model
 from ..runs.rundir import CONFIG, LOGS, claim_run_dir
@@ -209,7 +209,7 @@ def _announce(run: Run) -> None:
     precision = {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision)
     accelerator.print(f"device: {accelerator.device.type}, {accelerator.num_processes} process(es){threads}; "
                       f"precision {precision}; optimizer AdamW ({cfg.training.optimizer_kernel}); step flags read "
-                      f"{'a step late' if cfg.training.step_sync == LAGGED else 'every step'}")
+                      f"{'a step late' if cfg.training.step_sync == LAGGED else 'every step'}; {_reproducibility(run)}")
     accelerator.print(f"model: {n_params:,} parameters; data: {run.data.blocks()} of {cfg.seq_len} tokens")
     accelerator.print(layout.describe(cfg.seq_len))
     accelerator.print(estimate_for(accelerator, run.model, n_params, layout, cfg).format())
@@ -218,6 +218,14 @@ def _announce(run: Run) -> None:
                           f"{cfg.training.base_batch_size} to {layout.global_batch} sequences = "
                           f"{run.scheduler.base_lrs[0]:.3g}")
     accelerator.print(f"run directory: {run.run_dir}")
+
+
+def _reproducibility(run: Run) -> str:
+    """What a second run of the same settings, or a continued one, computes: docs/runs.md, "Bitwise"."""
+    on_cpu = run.accelerator.device.type == "cpu"
+    if not uses_deterministic_algorithms(run.cfg.training, on_cpu):
+        return "reproducible to rounding (--deterministic: deterministic algorithms)"
+    return "bitwise reproducible" if on_cpu else "deterministic algorithms"
 
 
 def _save_final(run: Run, loop: TrainingLoop, stop: Stop, done: int) -> None:

@@ -25,6 +25,8 @@ def test_train_throughput_takes_turns_and_ends_with_the_ratio(tmp_path):
                           "--warmup", "2", "--rounds", "2", cwd=tmp_path)
     assert sum(line.startswith("round ") for line in lines) == 2
     assert any(line.startswith("(b) plain fp32 eager loop, HfGpt") for line in lines)
+    assert any(line.startswith('(a") hfgpt, shipped, nondeterministic') for line in lines)
+    assert lines[-2].startswith("deterministic algorithms (shipped) vs without: ") and lines[-2].endswith("x")
     assert lines[-1].startswith("shipped fast path vs plain fp32 eager loop: ") and lines[-1].endswith("x")
 
 

@@ -9,7 +9,7 @@ import torch._dynamo
 from helpers import tiny_run_flags
 
 from hfgpt.config.schema import TrainingSection
-from hfgpt.launch.torch_settings import run_torch_settings
+from hfgpt.launch.torch_settings import run_torch_settings, uses_deterministic_algorithms
 from hfgpt.training.modes import train_setup
 from hfgpt.training.trainer import run
 
@@ -41,6 +41,16 @@ def test_a_runs_settings_hold_inside_and_the_callers_come_back(callers_settings,
     with run_torch_settings(training, use_cpu, num_processes=1):
         assert current_settings() == inside
     assert current_settings() == callers_settings
+
+
+@pytest.mark.parametrize(("use_cpu", "asked", "deterministic"), [(True, False, True), (True, True, True),
+                                                                  (False, False, False), (False, True, True)])
+def test_a_cpu_run_always_uses_deterministic_algorithms_and_a_gpu_run_when_asked(callers_settings, use_cpu, asked,
+                                                                                 deterministic):
+    # compiled code on the CPU sums an embedding's gradients by atomic adds from several threads unless they are on
+    with run_torch_settings(TrainingSection(cpu_threads=1, deterministic=asked), use_cpu, num_processes=1):
+        assert torch.are_deterministic_algorithms_enabled() == deterministic
+    assert uses_deterministic_algorithms(TrainingSection(deterministic=asked), use_cpu) == deterministic
 
 
 def test_the_callers_settings_come_back_after_a_run_that_fails(callers_settings):

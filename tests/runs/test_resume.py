@@ -10,12 +10,14 @@ import pytest
 import torch
 from helpers import plant_pickle, reseal_checkpoint, run_hfgpt, untimed_log
 from resume_helpers import (
+    CPU_PRESETS,
     MAX_STEPS,
     assert_same_run,
     checked,
     exact_flags,
     kill_and_continue,
     kill_inside_save,
+    preset_flags,
 )
 
 from hfgpt.config import TrainingSection
@@ -111,6 +113,20 @@ def test_runs_killed_at_random_moments_resume_bitwise(reference, seed):
     run_dir, struck = kill_and_continue(reference, f"killed{seed}", seed=seed, kills=2)
     assert struck >= 1
     assert_same_run(run_dir, reference / "runs" / "reference")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", CPU_PRESETS)
+def test_each_cpu_preset_as_shipped_is_killed_and_continued_bitwise(tmp_path, preset):
+    """docs/runs.md's promise as users run the presets: their precision, compile and threads, nothing pinned.
+    (shakespeare-char compiles, and a compiled run on 2 threads summed its embedding gradients in a new order
+    every run until hfgpt used deterministic algorithms on the CPU.)"""
+    run_flags = preset_flags(preset)
+    reference = checked(run_hfgpt(run_flags(tmp_path, "reference", 1), cwd=tmp_path))
+    assert "bitwise reproducible" in reference.stdout
+    run_dir, struck = kill_and_continue(tmp_path, "killed", seed=5, run_flags=run_flags)  # after about 8 steps
+    assert struck == 1
+    assert_same_run(run_dir, tmp_path / "runs" / "reference")
 
 
 @pytest.mark.slow
