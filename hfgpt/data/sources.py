@@ -25,7 +25,7 @@ from ..config import DataSection
 from ..console import datasets_bars_off
 from ..errors import HfGptError
 from ..files import short_hash
-from .checks import BUILDERS, builder_of, check_file, text_column_of
+from .checks import BUILDERS, builder_of, check_file, failures_named, text_column_of
 from .corpus import default_corpus_files
 
 
@@ -171,7 +171,7 @@ def load_parts(src: Source, text_column: str, cache_dir: Path) -> list[Part]:
         if builder == "text":  # read in chunks by hfgpt.data.chunking, never whole
             parts.append(Part(files=files))
             continue
-        with datasets_bars_off():  # local files: no download to show
+        with datasets_bars_off(), failures_named(files, text_column):  # local files: no download to show
             dataset = load_dataset(builder, data_files=[str(p) for p in files], split="train",
                                    cache_dir=str(cache_dir))
         parts.append(Part(rows=text_column_of(dataset, text_column, src.origin)))
@@ -183,7 +183,8 @@ def load_parts(src: Source, text_column: str, cache_dir: Path) -> list[Part]:
 def load_dataset_rows(src: Source, text_column: str, cache_dir: Path) -> Dataset:
     """The `text` column of a `load_dataset` dataset (a Hub id or a local folder)."""
     try:
-        dataset = load_dataset(src.dataset, src.dataset_config or None, split=src.split, cache_dir=str(cache_dir))
+        with failures_named(local_files(src), text_column):
+            dataset = load_dataset(src.dataset, src.dataset_config or None, split=src.split, cache_dir=str(cache_dir))
     except (FileNotFoundError, ConnectionError, ValueError) as error:
         raise HfGptError(
             f"Could not load {src.origin} (config {src.dataset_config or 'default'!r}, split "
@@ -194,3 +195,13 @@ def load_dataset_rows(src: Source, text_column: str, cache_dir: Path) -> Dataset
     if len(dataset) == 0:
         raise HfGptError(f"{src.origin} holds no documents. Give it some text.")
     return dataset
+
+
+def local_files(src: Source) -> list[Path]:
+    """The local files a source reads: its own, or those of a dataset that is a local folder (none for a Hub id),
+    where `failures_named` looks for the cause of a failed read."""
+    folder = Path(src.dataset)
+    if not src.dataset:
+        return list(src.files)
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in BUILDERS) \
+        if folder.is_dir() else []
