@@ -10,7 +10,6 @@ validation blocks are measured: the same blocks, so the same loss, as the run's 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HfGptError
+from ..files import strict_json
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,7 +56,7 @@ def evaluate_command(argv: Sequence[str]) -> None:
     quiet_libraries(progress_bars=not args.no_progress_bar)
     result = measure(args)
     if args.json:
-        print(json.dumps(result))
+        print(strict_json(result))  # a diverged model's NaN loss is null: strict parsers refuse NaN
     else:
         print(f"{result['model']} on {result['data']}: loss {result['loss']:.4f} | ppl {result['ppl']:.2f} | acc "
               f"{100 * result['acc']:.1f}% | {result['bpb']:.4f} bits per byte ({result['tokens']:,} tokens, "
@@ -87,11 +87,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         cfg.training.eval_batches = max(1, math.ceil(len(data.valid) / layout.global_batch))
     model = accelerator.prepare_model(model, evaluation_mode=True)
     size = evaluated_blocks(len(data.valid), cfg, layout)
+    tokens, text_bytes = target_bytes(data.valid, size, token_byte_lengths(data.tokenizer), tokenizer.pad_token_id)
+    if not text_bytes:
+        raise HfGptError(f"{what} is too short to measure: a model predicts each token from the ones before it, so "
+                         f"a text's first token is only context, and after it this one holds no text to predict "
+                         f"({tokens} token(s) to predict, none of them text), hence no bits per byte. Give it at "
+                         "least two tokens of text.")
     steps = -(-math.ceil(size / layout.micro_batch) // layout.world_size)
     bar = lambda batches: tqdm(batches, total=steps, desc="evaluating", file=sys.stderr,  # noqa: E731
                                disable=args.no_progress_bar or not accelerator.is_main_process)
     result = evaluate(model, data, cfg, layout, accelerator, progress=bar)
-    tokens, text_bytes = target_bytes(data.valid, size, token_byte_lengths(data.tokenizer), tokenizer.pad_token_id)
     return {"model": origin["source"], "data": what, **result, "tokens": tokens, "bytes": text_bytes,
             "blocks": size, "seq_len": cfg.seq_len}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from helpers import read_log, tiny_run_flags, write_jsonl, write_txt
 
 from hfgpt.cli import main
@@ -82,3 +83,42 @@ def test_eval_reads_a_split_of_a_dataset(valid_run, capsys, tmp_path):
     from_file = evaluated(capsys, str(run_dir / "final"), "--data", str(valid), "--cache-dir", str(tmp_path / "c"))
     assert from_dataset["loss"] == pytest.approx(from_file["loss"], abs=1e-6)
     assert from_dataset["data"] == f"{folder} (validation)"
+
+
+def strict(text: str) -> dict:
+    """JSON as a strict parser reads it: NaN and Infinity are not JSON."""
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_text_too_short_to_measure_is_refused(valid_run, capsys, tmp_path):
+    """The issue's repro: one character is one token of context and no text to predict; it said nan bits per byte
+    and printed NaN in --json."""
+    run_dir, _ = valid_run
+    one = write_txt(tmp_path / "one.txt", "a")
+    for json_flag in ([], ["--json"]):
+        assert main(["eval", str(run_dir), "--data", str(one), "--cache-dir", str(tmp_path / "c"),
+                     "--no-progress-bar", *json_flag]) == 2
+        out, err = capsys.readouterr()
+        error = err.splitlines()[-1]  # after the packing's lines
+        assert not out and error.startswith(f"hfgpt: error: {one} is too short to measure")
+        assert error.endswith("Give it at least two tokens of text.")
+    result = evaluated(capsys, str(run_dir), "--data", str(write_txt(tmp_path / "two.txt", "ab")), "--cache-dir",
+                       str(tmp_path / "c"))
+    assert result["bytes"] == 1 and result["bpb"] > 0
+
+
+def test_json_output_is_strict_json_even_for_a_diverged_model(valid_run, capsys, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run_dir, valid = valid_run
+    model = AutoModelForCausalLM.from_pretrained(run_dir / "final")
+    with torch.no_grad():
+        model.get_input_embeddings().weight.fill_(float("nan"))
+    model.save_pretrained(tmp_path / "diverged")
+    AutoTokenizer.from_pretrained(run_dir / "final").save_pretrained(tmp_path / "diverged")
+    assert main(["eval", str(tmp_path / "diverged"), "--data", str(valid), "--json", "--cache-dir",
+                 str(tmp_path / "c"), "--no-progress-bar"]) == 0
+    result = strict(capsys.readouterr().out)
+    assert result["loss"] is None and result["ppl"] is None and result["bpb"] is None and result["tokens"] > 0
