@@ -52,12 +52,12 @@ def _refuse_a_row_without_text(dataset: Dataset, column: str, origin: str) -> No
         row = next((start + i for i, value in enumerate(values) if not isinstance(value, (str, type(None)))), None)
         if row is not None:
             raise HfGptError(f"Column {column!r} of {origin} holds text in some rows and not in others: row {row} "
-                             f"(counted from 0) holds a JSON {_json_kind(values[row - start])}. A document's text is "
+                             f"(counted from 0) holds a JSON {json_kind(values[row - start])}. A document's text is "
                              "a JSON string: fix that row, or set --text-column to the column that holds the text.")
 
 
-def _json_kind(value: object) -> str:
-    """What JSON calls the type of a parsed value."""
+def json_kind(value: object) -> str:
+    """What JSON calls the type of a parsed value (a list is an array), for messages about JSON files."""
     kinds = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
     return kinds.get(type(value), "null")
 
@@ -159,7 +159,7 @@ def _bad_json_line(path: Path) -> str:
                         "Each line of a .jsonl file is one JSON object, such as "
                         '{"text": "..."}: fix that line')
             if not isinstance(record, dict):
-                return (f"line {number} holds a JSON {_json_kind(record)}, not an object. Each line of a .jsonl "
+                return (f"line {number} holds a JSON {json_kind(record)}, not an object. Each line of a .jsonl "
                         'file is one JSON object, such as {"text": "..."}: fix that line')
     return ""
 
