@@ -2,7 +2,8 @@
 saved model on a text, measured as training measures its validation set.
 
 The text goes through hfgpt's own data pipeline (`hfgpt.data.prepare.prepare_data`, with the model's tokenizer
-and block length: the same sources as training, cached alike), and the measure is the training's own
+and block length: the same sources as training, cached alike, tokenized and packed once, whole, as the blocks to
+evaluate), and the measure is the training's own
 (`hfgpt.training.evaluation.evaluate`). Without --data or --dataset, MODEL must be a run directory, and its own
 validation blocks are measured: the same blocks, so the same loss, as the run's last validation.
 """
@@ -81,7 +82,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     precision = auto_precision(args.precision, device == "cpu")
     model.set_attn_implementation(attention_kernel("auto", device == "cpu", precision))  # as training chooses it
     accelerator = new_accelerator(cpu=device == "cpu", mixed_precision={"fp32": "no"}.get(precision, precision))
-    data = prepare_data(cfg.data, cfg.seq_len, log=lambda line: print(line, file=sys.stderr), tokenizer=tokenizer)
+    data = prepare_data(cfg.data, cfg.seq_len, log=lambda line: print(line, file=sys.stderr), tokenizer=tokenizer,
+                        evaluate=bool(args.data or args.dataset))  # the text once, as validation blocks
     layout = BatchLayout(batch, 1, accelerator.num_processes)
     if not args.batches and not cfg.training.eval_batches:  # every block
         cfg.training.eval_batches = max(1, math.ceil(len(data.valid) / layout.global_batch))

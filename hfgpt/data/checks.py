@@ -65,7 +65,7 @@ def json_kind(value: object) -> str:
 def check_file(path: Path, text_column: str) -> None:
     """Name the culprit file before `datasets` fails on it with an opaque error."""
     if path.stat().st_size == 0:
-        raise HfGptError(f"{path} is empty. Put text in it or leave it out of --train/--valid.")
+        raise HfGptError(f"{path} is empty. Put text in it, or leave it out.")
     if builder_of(path) == "parquet":
         try:
             columns = pq.read_schema(path).names
@@ -77,7 +77,7 @@ def check_file(path: Path, text_column: str) -> None:
     if problem:
         raise HfGptError(
             f"{path} is not UTF-8 text: {problem}. It looks binary or uses another encoding; convert it "
-            "to UTF-8 (e.g. `iconv -t utf-8`) or leave it out of --train/--valid."
+            "to UTF-8 (e.g. `iconv -t utf-8`), or leave it out."
         )
     if builder_of(path) == "json":
         with open(path, encoding="utf-8") as file:
@@ -130,7 +130,7 @@ def failures_named(files: Sequence[Path], text_column: str) -> Iterator[None]:
         for path in files:
             where = _damage_in(path, text_column)
             if where:
-                raise HfGptError(f"{path} cannot be read: {where}, or leave the file out of --train/--valid.") \
+                raise HfGptError(f"{path} cannot be read: {where}, or leave the file out.") \
                     from None
         raise
 

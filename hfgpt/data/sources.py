@@ -84,6 +84,15 @@ def find_sources(cfg: DataSection) -> tuple[Source, Source | None]:
     return train, None
 
 
+def find_evaluated(cfg: DataSection) -> Source:
+    """The text that `hfgpt eval` measures, which its config names as the validation set: local files (`valid`)
+    or a split of a dataset (`valid_split`), named in messages by eval's own flags."""
+    if cfg.dataset:
+        return Source(f"--dataset {cfg.dataset} --split {cfg.valid_split}", dataset=_dataset_name(cfg.dataset, Path()),
+                      dataset_config=cfg.dataset_config, split=cfg.valid_split)
+    return Source(f"--data {cfg.valid}", files=_local_files(cfg.valid, None, "--data"))
+
+
 def _dataset_name(dataset: str, datadir: Path) -> str:
     """A local dataset folder (relative to --datadir) as an absolute path, else the Hub id as given."""
     local = datadir / Path(dataset).expanduser()
@@ -97,13 +106,14 @@ def _dataset_name(dataset: str, datadir: Path) -> str:
     return dataset
 
 
-def _local_files(spec: str, datadir: Path, flag: str) -> tuple[Path, ...]:
-    """Expand a comma-separated list of files and folders into the data files, in a stable order."""
+def _local_files(spec: str, datadir: Path | None, flag: str) -> tuple[Path, ...]:
+    """Expand a comma-separated list of files and folders into the data files, in a stable order; relative paths
+    start at --datadir (None: a command without one, from the current directory)."""
     files: list[Path] = []
     for item in (part.strip() for part in spec.split(",")):
         if not item:
             continue
-        path = datadir / Path(item).expanduser()
+        path = (datadir or Path()) / Path(item).expanduser()
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in BUILDERS)
             if not found:
@@ -120,6 +130,9 @@ def _local_files(spec: str, datadir: Path, flag: str) -> tuple[Path, ...]:
                     "folders of them; convert the file or rename it if it is plain UTF-8 text."
                 )
             files.append(path)
+        elif datadir is None:
+            raise HfGptError(f"{path} (from {flag} {item!r}) does not exist. Check the spelling; a relative path "
+                             "starts at the current directory.")
         else:
             raise HfGptError(
                 f"{path} (from {flag} {item!r}, relative to --datadir {str(datadir)!r}) does not exist. "

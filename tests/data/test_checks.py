@@ -107,4 +107,4 @@ def test_the_command_line_says_it_in_one_paragraph(tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err
     assert err == (f"hfgpt: error: {tmp_path}/bad.jsonl cannot be read: line 2 is not valid JSON (Expecting value, "
                    "column 10: '{\"text\": broken'). Each line of a .jsonl file is one JSON object, such as "
-                   '{"text": "..."}: fix that line, or leave the file out of --train/--valid.\n')
+                   '{"text": "..."}: fix that line, or leave the file out.\n')
