@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import IO
 
 from ..errors import HfGptError
-from ..files import NO_FOLLOW
+from ..files import NO_FOLLOW, missing_folders, remove_empty
 
 try:
     import fcntl
@@ -63,11 +63,7 @@ class RunLock:
                 self.path.unlink()
             self.handle.close()
             self.handle = None
-        for folder in reversed(self.made):
-            try:
-                folder.rmdir()
-            except OSError:  # not empty (a run, another launch's lock) or gone: kept, and so is what holds it
-                break
+        remove_empty(self.made)  # one that holds a run or another launch's lock file stays
 
 
 def lock_path(run_dir: Path) -> Path:
@@ -79,7 +75,7 @@ def lock_path(run_dir: Path) -> Path:
 def take_run_lock(run_dir: Path) -> RunLock:
     """Hold the run at `run_dir` for this launch (see the module docstring), or refuse: another launch holds it."""
     path = lock_path(run_dir)
-    lock = RunLock(path, None, _missing_folders(path.parent))
+    lock = RunLock(path, None, missing_folders(path.parent))
     if fcntl is None:
         path.parent.mkdir(parents=True, exist_ok=True)
         return lock  # no flock here (Windows): launches are not guarded against each other
@@ -143,12 +139,3 @@ def _still_at(handle: IO[str], path: Path) -> bool:
         return False
     held = os.fstat(handle.fileno())
     return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
-
-
-def _missing_folders(folder: Path) -> list[Path]:
-    """`folder` and those above it that do not exist yet, outermost first."""
-    missing = []
-    while not folder.exists() and folder != folder.parent:
-        missing.append(folder)
-        folder = folder.parent
-    return missing[::-1]
