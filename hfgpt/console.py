@@ -1,6 +1,7 @@
 """What a launch prints, and what it keeps quiet: the libraries under hfgpt report steps that hfgpt reports
 itself (loading local files, saving the packed set, writing model shards) or that are not the user's business
-(DeepSpeed's notice that it found no GPU, accelerate's notice that safetensors stores a tied head once)."""
+(DeepSpeed's notice that it found no GPU, accelerate's notice that safetensors stores a tied head once, datasets'
+report of a .jsonl line that pyarrow cannot parse, which hfgpt names by its file and line)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ _NOTICES = {
     "DeepSpeed": _DropMessages("Setting accelerator to CPU"),
     # every checkpoint of a tied model; the resume tests prove the head comes back tied
     "accelerate.utils.other": _DropMessages("Removed shared tensor"),
+    # a .jsonl line pyarrow cannot parse: hfgpt names the file and the line (hfgpt.data.checks.failures_named)
+    "datasets.packaged_modules.json.json": _DropMessages("Failed to load JSON from file"),
 }
 
 

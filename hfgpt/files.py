@@ -6,17 +6,20 @@ link is left alone, whatever it points at; a folder is deleted without following
 files are replaced through a temporary file and a rename, and never written through a link planted at
 either name. A folder is published whole: written under a staging name and renamed into place (`publish`).
 JSON written for people and tools is strict JSON (`strict_json`); caches and manifests name content by its
-hash (`short_hash`, `sha256_of`).
+hash (`short_hash`, `sha256_of`). A path the user names for a command to write (`--output`) gets the folders it
+lacks, and a command that fails removes those it made (`folders_for`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +146,34 @@ def recover_published(final: Path, made: re.Pattern[str]) -> None:
         os.replace(old, final)
     remove_made(old, made, ignore_errors=True)
     remove_made(staging, made, ignore_errors=True)
+
+
+def missing_folders(folder: Path) -> list[Path]:
+    """`folder` and those above it that do not exist yet, outermost first: the ones that making it makes."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing[::-1]
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove `folders` (outermost first) from the innermost out, stopping at the first that holds anything."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty, or gone
+            return
+
+
+@contextlib.contextmanager
+def folders_for(path: Path) -> Iterator[None]:
+    """Make the folders that `path` lacks, for the block to write it; if the block fails, remove the ones made
+    here that it left empty, so that a command that fails leaves nothing behind."""
+    made = missing_folders(path.parent)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        remove_empty(made)
+        raise

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from hfgpt.files import aside_name, remove_made, replace_text, strict_json
+from hfgpt.files import aside_name, folders_for, remove_made, replace_text, strict_json
 
 MADE = re.compile(r"\.step_\d{8,}\.tmp")
 
@@ -97,3 +97,16 @@ def test_non_finite_numbers_become_null_at_any_depth():
 def test_plain_json_would_not_be_readable_by_a_strict_parser():
     with pytest.raises(ValueError, match="NaN is not JSON"):
         strict_loads(json.dumps({"loss": math.nan}))
+
+
+def test_folders_for_makes_what_a_path_lacks_and_a_failure_removes_only_those_left_empty(tmp_path):
+    with folders_for(tmp_path / "a" / "b" / "out.png"):
+        assert (tmp_path / "a" / "b").is_dir()
+    assert (tmp_path / "a" / "b").is_dir(), "kept after a write that worked"
+    with pytest.raises(OSError), folders_for(tmp_path / "x" / "y" / "z" / "out.png"):
+        raise OSError("disk full")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+    with pytest.raises(ValueError), folders_for(tmp_path / "x" / "y" / "out.png"):
+        (tmp_path / "x" / "keep.txt").write_text("mine")  # someone else's file, in a folder made here
+        raise ValueError("bad plot")
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["keep.txt"]

@@ -2,7 +2,8 @@
 saved model on a text, measured as training measures its validation set.
 
 The text goes through hfgpt's own data pipeline (`hfgpt.data.prepare.prepare_data`, with the model's tokenizer
-and block length: the same sources as training, cached alike), and the measure is the training's own
+and block length: the same sources as training, cached alike, tokenized and packed once, whole, as the blocks to
+evaluate), and the measure is the training's own
 (`hfgpt.training.evaluation.evaluate`). Without --data or --dataset, MODEL must be a run directory, and its own
 validation blocks are measured: the same blocks, so the same loss, as the run's last validation.
 """
@@ -10,7 +11,6 @@ validation blocks are measured: the same blocks, so the same loss, as the run's 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections.abc import Sequence
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HfGptError
+from ..files import strict_json
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,7 +57,7 @@ def evaluate_command(argv: Sequence[str]) -> None:
     quiet_libraries(progress_bars=not args.no_progress_bar)
     result = measure(args)
     if args.json:
-        print(json.dumps(result))
+        print(strict_json(result))  # a diverged model's NaN loss is null: strict parsers refuse NaN
     else:
         print(f"{result['model']} on {result['data']}: loss {result['loss']:.4f} | ppl {result['ppl']:.2f} | acc "
               f"{100 * result['acc']:.1f}% | {result['bpb']:.4f} bits per byte ({result['tokens']:,} tokens, "
@@ -82,17 +83,23 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     precision = auto_precision(args.precision, device == "cpu")
     model.set_attn_implementation(attention_kernel("auto", device == "cpu", precision))  # as training chooses it
     accelerator = new_accelerator(cpu=device == "cpu", mixed_precision={"fp32": "no"}.get(precision, precision))
-    data = prepare_data(cfg.data, cfg.seq_len, log=lambda line: print(line, file=sys.stderr), tokenizer=tokenizer)
+    data = prepare_data(cfg.data, cfg.seq_len, log=lambda line: print(line, file=sys.stderr), tokenizer=tokenizer,
+                        evaluate=bool(args.data or args.dataset))  # the text once, as validation blocks
     layout = BatchLayout(batch, 1, accelerator.num_processes)
     if not args.batches and not cfg.training.eval_batches:  # every block
         cfg.training.eval_batches = max(1, math.ceil(len(data.valid) / layout.global_batch))
     model = accelerator.prepare_model(model, evaluation_mode=True)
     size = evaluated_blocks(len(data.valid), cfg, layout)
+    tokens, text_bytes = target_bytes(data.valid, size, token_byte_lengths(data.tokenizer), tokenizer.pad_token_id)
+    if not text_bytes:
+        raise HfGptError(f"{what} is too short to measure: a model predicts each token from the ones before it, so "
+                         f"a text's first token is only context, and after it this one holds no text to predict "
+                         f"({tokens} token(s) to predict, none of them text), hence no bits per byte. Give it at "
+                         "least two tokens of text.")
     steps = -(-math.ceil(size / layout.micro_batch) // layout.world_size)
     bar = lambda batches: tqdm(batches, total=steps, desc="evaluating", file=sys.stderr,  # noqa: E731
                                disable=not (bars_shown(not args.no_progress_bar) and accelerator.is_main_process))
     result = evaluate(model, data, cfg, layout, accelerator, progress=bar)
-    tokens, text_bytes = target_bytes(data.valid, size, token_byte_lengths(data.tokenizer), tokenizer.pad_token_id)
     return {"model": origin["source"], "data": what, **result, "tokens": tokens, "bytes": text_bytes,
             "blocks": size, "seq_len": cfg.seq_len}
 

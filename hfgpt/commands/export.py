@@ -19,7 +19,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--to", required=True, choices=TARGETS,
                         help="gpt2: learned positions, LayerNorm, plain MLP; llama: rotary positions, RMSNorm, gated "
                              "MLP; gguf: one .gguf file (llama.cpp's gpt2 or llama architecture), tokenizer inside")
-    parser.add_argument("--output", required=True, help="a new folder (gpt2, llama) or file (gguf); never replaced")
+    parser.add_argument("--output", required=True, help="a new folder (gpt2, llama) or file (gguf), in the folders "
+                                                         "it lacks (made); never replaced")
     parser.add_argument("--dtype", default="", help="weights as f32, f16 or bf16 (folders), f32, f16 or q8_0 "
                                                    "(gguf); default f32")
     return parser

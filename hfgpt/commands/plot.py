@@ -13,8 +13,8 @@ def plot(argv: Sequence[str]) -> None:
     parser = argparse.ArgumentParser(prog="hfgpt plot", description="Plot runs from their train_log.jsonl: train "
                                      "and validation loss, learning rate and tokens/s, overlaid with a legend.")
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
-    parser.add_argument("--output", default="", help="the PNG to write; default: RUN/loss.png for one run, "
-                                                    "runs.png here for several")
+    parser.add_argument("--output", default="", help="the PNG to write, in the folders it lacks (made); default: "
+                                                    "RUN/loss.png for one run, runs.png here for several")
     parser.add_argument("--x", default="step", choices=("step", "tokens", "time"),
                         help="the x axis: optimizer steps, tokens seen, or minutes of training")
     args = parser.parse_args(argv)

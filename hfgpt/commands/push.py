@@ -25,13 +25,14 @@ def push(argv: Sequence[str]) -> None:
     args = parser.parse_args(argv)
 
     from ..console import quiet_libraries
-    from ..sharing.hub import check_can_push, ensure_repo, upload
+    from ..sharing.hub import check_can_push, check_repo_id, ensure_repo, upload
     from ..sharing.publish import push_files
 
     quiet_libraries()
-    check_can_push(args.repo_id, "--repo-id")
     source = Path(args.source)
-    files = push_files(source, args.repo_id, args.include_checkpoints, args.license)
+    check_repo_id(args.repo_id, "--repo-id")
+    files = push_files(source, args.repo_id, args.include_checkpoints, args.license)  # local mistakes first
+    check_can_push(args.repo_id, "--repo-id")
     repo_id = ensure_repo(args.repo_id, args.private)
     print(f"uploading {len(files)} files from {source} to {repo_id} ...", file=sys.stderr)
     url = upload(repo_id, files, args.commit_message or f"hfgpt: push {source.resolve().name}",

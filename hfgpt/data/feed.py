@@ -83,13 +83,14 @@ class StreamBatches:
                 f"in the stream, which is split among the processes; it can continue only on {len(saved)} "
                 f"processes, not {world}. Launch it with --num_processes {len(saved)}, or fork it.")
         start = Position.from_dict(saved[rank]) if saved else Position()
-        stream = data.stream
+        self.stream = stream = data.stream
         reader = StreamReader(lambda: stream.part(rank, world), stream.encoder(), layout.micro_batch, data.seq_len,
                               start)
         self.prefetcher = Prefetcher(reader, start)
 
     def micro_batch(self, step: int, micro_step: int) -> tuple[dict[str, torch.Tensor], list[int]]:
-        input_ids, numbers = self.prefetcher.take()
+        with self.stream.failures_named():  # the reading thread's failure, raised here
+            input_ids, numbers = self.prefetcher.take()
         batch = {"input_ids": input_ids, "labels": input_ids.clone()}  # a stream has no padding
         return to_device(batch, self.device), numbers
 

@@ -91,29 +91,35 @@ class ShardWriter:
         self._writer = self._sink = None
 
 
-def build(out: Path, train_split: Split, valid_split: Split | None, pad_id: int, valid_fraction: float,
+def build(out: Path, train_split: Split | None, valid_split: Split | None, pad_id: int, valid_fraction: float,
           seq_len: int, work: Path) -> dict[str, Any]:
-    """Write the packed splits' shards to `out` and return the facts to keep with them (facts.json)."""
+    """Write the packed splits' shards to `out` and return the facts to keep with them (facts.json). Without
+    `train_split`, the validation split alone is packed (a text to evaluate), and train is an empty range."""
     out.mkdir(parents=True, exist_ok=True)
+    if train_split is None:
+        assert valid_split is not None
+        valid = _pack(valid_split.read(work, "valid"), out, "valid", seq_len, pad_id)
+        return _facts(seq_len, {**valid, "stop": 0}, valid, 0, valid["tokens"], valid["padded"])
     train = _pack(train_split.read(work, "train"), out, "train", seq_len, pad_id)
     if valid_split is not None:
         valid = _pack(valid_split.read(work, "valid"), out, "valid", seq_len, pad_id)
-        train_tokens, valid_tokens = train["tokens"], valid["tokens"]
-        padded = train["padded"] + valid["padded"]
-    else:
-        n_blocks = train["stop"]
-        if n_blocks < 2:
-            raise HfGptError(
-                f"{train_split.origin} gives only {train['tokens']} tokens, fewer than 2 blocks of --seq-len "
-                f"{seq_len}, so no block can be held out for validation. Use a shorter --seq-len, more "
-                "text, or a separate --valid set."
-            )
-        n_valid = min(n_blocks - 1, max(1, math.ceil(valid_fraction * n_blocks)))
-        n_train = n_blocks - n_valid
-        # The held-out blocks are the tail of the stream: contiguous, and sharing no block with train.
-        valid = {**train, "start": n_train}
-        train = {**train, "stop": n_train}
-        train_tokens, valid_tokens, padded = n_train * seq_len, train["tokens"] - n_train * seq_len, train["padded"]
+        return _facts(seq_len, train, valid, train["tokens"], valid["tokens"], train["padded"] + valid["padded"])
+    n_blocks = train["stop"]
+    if n_blocks < 2:
+        raise HfGptError(
+            f"{train_split.origin} gives only {train['tokens']} tokens, fewer than 2 blocks of --seq-len "
+            f"{seq_len}, so no block can be held out for validation. Use a shorter --seq-len, more "
+            "text, or a separate --valid set."
+        )
+    n_valid = min(n_blocks - 1, max(1, math.ceil(valid_fraction * n_blocks)))
+    n_train = n_blocks - n_valid
+    # The held-out blocks are the tail of the stream: contiguous, and sharing no block with train.
+    return _facts(seq_len, {**train, "stop": n_train}, {**train, "start": n_train}, n_train * seq_len,
+                  train["tokens"] - n_train * seq_len, train["padded"])
+
+
+def _facts(seq_len: int, train: dict[str, Any], valid: dict[str, Any], train_tokens: int, valid_tokens: int,
+           padded: int) -> dict[str, Any]:
     splits = {name: {key: entry[key] for key in ("files", "start", "stop")}
               for name, entry in (("train", train), ("valid", valid))}
     return {"layout": LAYOUT, "seq_len": seq_len, "train_tokens": train_tokens, "valid_tokens": valid_tokens,

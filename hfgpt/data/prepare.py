@@ -56,11 +56,13 @@ def cache_root(cache_dir: str = "") -> Path:
 
 
 def prepare_data(cfg: DataSection, seq_len: int, log: Callable[[str], None] = print,
-                 tokenizer: PreTrainedTokenizerFast | None = None) -> PreparedData:
+                 tokenizer: PreTrainedTokenizerFast | None = None, evaluate: bool = False) -> PreparedData:
     """Return the tokenizer and packed train/valid blocks for `cfg`, building what is not cached.
 
     A given `tokenizer` (a continued run's, a forked model's, a ready one) is used as it is instead of a trained
-    one; with binary shards it must agree with their meta.json.
+    one; with binary shards it must agree with their meta.json. To `evaluate` a model (`hfgpt eval`: its
+    tokenizer given, the text named as the validation set), only the validation text is read and packed, once
+    and whole, and the training split is empty.
     """
     if tokenizer is None:
         check_tokenizer_kind(cfg.tokenizer)
@@ -71,15 +73,7 @@ def prepare_data(cfg: DataSection, seq_len: int, log: Callable[[str], None] = pr
     if cfg.streaming:
         return prepare_stream(cfg, seq_len, root, log, tokenizer, shards)
     given_for_text = tokenizer is not None and shards is None  # may not know every character of the text
-    unknown: dict[str, int] = {}
-    if shards is None:
-        text = text_splits(cfg, root, tokenizer, log, progress=datasets.is_progress_bar_enabled())
-        tokenizer, train, valid, unknown = text.tokenizer, text.train, text.valid, text.unknown
-    else:
-        tokenizer = shard_tokenizer(shards, tokenizer)
-        train, valid = _shard_splits(shards)
-        log(f"reading token ids from {shards.train}" + (f" and {shards.valid}" if shards.valid else "")
-            + f" as {shards.meta.path} describes; they are not re-tokenized")
+    tokenizer, train, valid, unknown = _splits(cfg, root, tokenizer, log, shards, evaluate)
     folder = root / "packed" / packed_key(cfg, train, valid, tokenizer, seq_len)
     if folder.is_dir() and not cfg.reset:
         try:
@@ -90,21 +84,41 @@ def prepare_data(cfg: DataSection, seq_len: int, log: Callable[[str], None] = pr
             warnings.warn(f"the packed data cached in {folder} cannot be read ({error_summary(error)}); "
                           "building it again.", stacklevel=2)
 
-    log(f"{'packing' if shards else 'tokenizing and packing'} {train.origin} into blocks of {seq_len} tokens ...")
+    log(f"{'packing' if shards else 'tokenizing and packing'} {(train or valid).origin} into blocks of {seq_len} "
+        f"tokens{'' if train else ' to evaluate'} ...")
     data = _open(_build_cache(folder, train, valid, tokenizer.pad_token_id, cfg.valid_fraction, seq_len), tokenizer,
                  reused=False)
     log(f"packed {data.summary()}")
     if given_for_text:
-        _warn_of_unknown_tokens(data, unknown.get("train", 0))
+        _warn_of_unknown_tokens(data, unknown.get("valid" if evaluate else "train", 0))
     return data
 
 
-def packed_key(cfg: DataSection, train: Split, valid: Split | None, tokenizer: PreTrainedTokenizerFast,
+def _splits(cfg: DataSection, root: Path, tokenizer: PreTrainedTokenizerFast | None, log: Callable[[str], None],
+            shards: Shards | None, evaluate: bool) -> tuple[PreTrainedTokenizerFast, Split | None, Split | None,
+                                                            dict[str, int]]:
+    """The tokenizer, the splits to pack (to `evaluate`, the validation split alone), and the unknown tokens that
+    reading the text counts."""
+    if shards is None:
+        text = text_splits(cfg, root, tokenizer, log, progress=datasets.is_progress_bar_enabled(), evaluate=evaluate)
+        tokenizer, train, valid, unknown = text.tokenizer, text.train, text.valid, text.unknown
+    else:
+        tokenizer, (train, valid), unknown = shard_tokenizer(shards, tokenizer), _shard_splits(shards), {}
+        train = None if evaluate else train
+        read = [split.origin.removeprefix("the shard ") for split in (train, valid) if split]
+        log(f"reading token ids from {' and '.join(read)} as {shards.meta.path} describes; they are not re-tokenized")
+    if evaluate and valid is None:
+        raise ValueError("prepare_data(evaluate=True) measures the validation text, and cfg names none")
+    return tokenizer, train, valid, unknown
+
+
+def packed_key(cfg: DataSection, train: Split | None, valid: Split | None, tokenizer: PreTrainedTokenizerFast,
                seq_len: int) -> str:
-    """What shapes the blocks, hashed: the same inputs keep the key they had before (a run's data identity)."""
+    """What shapes the blocks, hashed: the same inputs keep the key they had before (a run's data identity).
+    Without `train`, the validation text alone, to evaluate."""
     inputs: dict[str, Any] = {
         "format": FORMAT_VERSION,
-        "train": train.fingerprint,
+        "train": train.fingerprint if train else None,
         "valid": valid.fingerprint if valid else None,
         "valid_fraction": None if valid else cfg.valid_fraction,
         "tokenizer": short_hash(tokenizer.backend_tokenizer.to_str()),
@@ -115,7 +129,7 @@ def packed_key(cfg: DataSection, train: Split, valid: Split | None, tokenizer: P
     return short_hash(inputs)
 
 
-def _build_cache(folder: Path, train: Split, valid: Split | None, pad_id: int, valid_fraction: float,
+def _build_cache(folder: Path, train: Split | None, valid: Split | None, pad_id: int, valid_fraction: float,
                  seq_len: int) -> Path:
     """Pack into a work folder beside `folder` and publish it as `folder`, replacing a cache being rebuilt."""
     refuse_linked_cache(folder, "packed data")
@@ -132,10 +146,12 @@ def _build_cache(folder: Path, train: Split, valid: Split | None, pad_id: int, v
 
 
 def _warn_of_unknown_tokens(data: PreparedData, unknown: int) -> None:
-    """A forked or continued run's tokenizer maps what it never saw to unk; say how much of the text that is."""
-    if unknown > data.train_tokens / 1000:
+    """A forked or continued run's tokenizer (or an evaluated model's) maps what it never saw to unk; say how much
+    of the text that is."""
+    tokens, what = (data.valid_tokens, "evaluated") if data.evaluated_only else (data.train_tokens, "training")
+    if unknown > tokens / 1000:
         warnings.warn(
-            f"{unknown:,} of the {data.train_tokens:,} training tokens ({unknown / data.train_tokens:.1%}) are "
+            f"{unknown:,} of the {tokens:,} {what} tokens ({unknown / tokens:.1%}) are "
             f"{data.tokenizer.unk_token}: the text holds characters that the given tokenizer (of the run or model "
             "it starts from) never saw, so the model can neither learn nor write them. Train a new run with its "
             "own tokenizer if they matter.", stacklevel=2)

@@ -29,15 +29,22 @@ class PreparedData:
     padded_tokens: int  # pad tokens filling the last block of a stream
     stream: Any = None  # a hfgpt.data.streaming.TokenStream
 
+    @property
+    def evaluated_only(self) -> bool:
+        """Whether these are the blocks of a text to evaluate, with no training split (`hfgpt eval`)."""
+        return self.stream is None and not len(self.train)
+
     def blocks(self) -> str:
         """How many blocks of each split, in words."""
+        if self.evaluated_only:
+            return f"{len(self.valid):,} blocks to evaluate"
         train = "streamed train" if self.stream is not None else f"{len(self.train):,} train"
         return f"{train} and {len(self.valid):,} validation blocks"
 
     def summary(self) -> str:
-        tokens = "streamed" if self.stream is not None else f"{self.train_tokens:,}"
+        train = "" if self.evaluated_only else "streamed + " if self.stream is not None else f"{self.train_tokens:,} + "
         return (
-            f"{self.blocks()} of {self.seq_len} tokens ({tokens} + {self.valid_tokens:,} tokens, "
+            f"{self.blocks()} of {self.seq_len} tokens ({train}{self.valid_tokens:,} tokens, "
             f"{self.padded_tokens} padding), vocabulary {len(self.tokenizer):,}, "
             f"{'reused' if self.reused else 'built'} {self.cache_dir}"
         )

@@ -1,7 +1,7 @@
 """meta.json, which describes nanoGPT-style shards: how they store token ids (`dtype`), and the vocabulary that
-decodes them, either a character per id (`itos` or `stoi`, as nanoGPT's meta.pkl has it) or the `tokenizer`
-file or folder that made them, relative to the meta file. Every way it can be wrong is an `HfGptError` that
-names the file and the fix.
+decodes them, either a character per id (`itos` or `stoi`, as nanoGPT's meta.pkl has it; `itos` may also list the
+characters in id order) or the `tokenizer` file or folder that made them, relative to the meta file. Every way it
+can be wrong is an `HfGptError` that names the file and the fix.
 """
 
 from __future__ import annotations
@@ -12,11 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HfGptError
+from .checks import json_kind
 
 SHARD_DTYPES = ("uint8", "uint16", "uint32")  # what token ids are stored as; nanoGPT writes uint16
 _META_EXAMPLE = ('{"vocab_size": 65, "dtype": "uint16", "itos": {"0": "\\n", "1": " ", ...}} for a character '
                  'vocabulary, or {"dtype": "uint16", "tokenizer": "tokenizer.json"} naming the tokenizer file '
                  "or folder that made the ids (relative to meta.json)")
+_MAPPINGS = ('"itos" maps each id to its character, as in {"0": "\\n", "1": " ", ...}, or lists the characters in '
+             'id order; "stoi" maps each character to its id')
 _PKL_TO_JSON = ("python -c \"import json, pickle; m = pickle.load(open('meta.pkl', 'rb')); json.dump({'vocab_size': "
                 "m['vocab_size'], 'dtype': 'uint16', 'itos': m['itos']}, open('meta.json', 'w'))\"")
 
@@ -75,7 +78,7 @@ def parse_meta(path: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise HfGptError(f"{path} is not valid JSON ({error}). A meta.json looks like {_META_EXAMPLE}.") from error
     if not isinstance(content, dict):
-        raise HfGptError(f"{path} holds a JSON {type(content).__name__}, not an object like {_META_EXAMPLE}.")
+        raise HfGptError(f"{path} holds a JSON {json_kind(content)}, not an object like {_META_EXAMPLE}.")
     return content
 
 
@@ -86,11 +89,17 @@ def _char_vocabulary(path: Path, content: dict[str, Any]) -> tuple[str, ...]:
             f"Char vocabulary missing: {path} has neither \"itos\" nor \"stoi\" (nor \"tokenizer\"), so the ids "
             f"in the shards cannot be decoded. Add the vocabulary, e.g. {_META_EXAMPLE}."
         )
+    itos, stoi = content.get("itos", {}), content.get("stoi", {})
+    if isinstance(itos, list):  # the characters in id order
+        itos = dict(enumerate(itos))
+    for name, value in (("itos", itos), ("stoi", stoi)):
+        if not isinstance(value, dict):
+            raise HfGptError(f"{path} gives \"{name}\" as a JSON {json_kind(value)}, not a mapping: {_MAPPINGS}.")
     try:
-        from_itos = [(int(i), char) for i, char in dict(content.get("itos", {})).items()]
-        from_stoi = [(int(i), char) for char, i in dict(content.get("stoi", {})).items()]
+        from_itos = [(int(i), char) for i, char in itos.items()]
+        from_stoi = [(int(i), char) for char, i in stoi.items()]
     except (TypeError, ValueError) as error:
-        raise HfGptError(f"{path}: \"itos\" and \"stoi\" must map ids to characters ({error}).") from error
+        raise HfGptError(f"{path} has an id that is not a whole number ({error}): {_MAPPINGS}.") from None
     if from_itos and from_stoi and dict(from_itos) != dict(from_stoi):
         raise HfGptError(f"Meta path mismatch: {path} has \"itos\" and \"stoi\" that disagree; keep one of them.")
     pairs = from_itos or from_stoi

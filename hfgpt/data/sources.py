@@ -25,7 +25,7 @@ from ..config import DataSection
 from ..console import datasets_bars_off
 from ..errors import HfGptError
 from ..files import short_hash
-from .checks import BUILDERS, builder_of, check_file, text_column_of
+from .checks import BUILDERS, builder_of, check_file, failures_named, text_column_of
 from .corpus import default_corpus_files
 
 
@@ -84,6 +84,15 @@ def find_sources(cfg: DataSection) -> tuple[Source, Source | None]:
     return train, None
 
 
+def find_evaluated(cfg: DataSection) -> Source:
+    """The text that `hfgpt eval` measures, which its config names as the validation set: local files (`valid`)
+    or a split of a dataset (`valid_split`), named in messages by eval's own flags."""
+    if cfg.dataset:
+        return Source(f"--dataset {cfg.dataset} --split {cfg.valid_split}", dataset=_dataset_name(cfg.dataset, Path()),
+                      dataset_config=cfg.dataset_config, split=cfg.valid_split)
+    return Source(f"--data {cfg.valid}", files=_local_files(cfg.valid, None, "--data"))
+
+
 def _dataset_name(dataset: str, datadir: Path) -> str:
     """A local dataset folder (relative to --datadir) as an absolute path, else the Hub id as given."""
     local = datadir / Path(dataset).expanduser()
@@ -97,13 +106,14 @@ def _dataset_name(dataset: str, datadir: Path) -> str:
     return dataset
 
 
-def _local_files(spec: str, datadir: Path, flag: str) -> tuple[Path, ...]:
-    """Expand a comma-separated list of files and folders into the data files, in a stable order."""
+def _local_files(spec: str, datadir: Path | None, flag: str) -> tuple[Path, ...]:
+    """Expand a comma-separated list of files and folders into the data files, in a stable order; relative paths
+    start at --datadir (None: a command without one, from the current directory)."""
     files: list[Path] = []
     for item in (part.strip() for part in spec.split(",")):
         if not item:
             continue
-        path = datadir / Path(item).expanduser()
+        path = (datadir or Path()) / Path(item).expanduser()
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in BUILDERS)
             if not found:
@@ -120,6 +130,9 @@ def _local_files(spec: str, datadir: Path, flag: str) -> tuple[Path, ...]:
                     "folders of them; convert the file or rename it if it is plain UTF-8 text."
                 )
             files.append(path)
+        elif datadir is None:
+            raise HfGptError(f"{path} (from {flag} {item!r}) does not exist. Check the spelling; a relative path "
+                             "starts at the current directory.")
         else:
             raise HfGptError(
                 f"{path} (from {flag} {item!r}, relative to --datadir {str(datadir)!r}) does not exist. "
@@ -171,7 +184,7 @@ def load_parts(src: Source, text_column: str, cache_dir: Path) -> list[Part]:
         if builder == "text":  # read in chunks by hfgpt.data.chunking, never whole
             parts.append(Part(files=files))
             continue
-        with datasets_bars_off():  # local files: no download to show
+        with datasets_bars_off(), failures_named(files, text_column):  # local files: no download to show
             dataset = load_dataset(builder, data_files=[str(p) for p in files], split="train",
                                    cache_dir=str(cache_dir))
         parts.append(Part(rows=text_column_of(dataset, text_column, src.origin)))
@@ -183,7 +196,8 @@ def load_parts(src: Source, text_column: str, cache_dir: Path) -> list[Part]:
 def load_dataset_rows(src: Source, text_column: str, cache_dir: Path) -> Dataset:
     """The `text` column of a `load_dataset` dataset (a Hub id or a local folder)."""
     try:
-        dataset = load_dataset(src.dataset, src.dataset_config or None, split=src.split, cache_dir=str(cache_dir))
+        with failures_named(local_files(src), text_column):
+            dataset = load_dataset(src.dataset, src.dataset_config or None, split=src.split, cache_dir=str(cache_dir))
     except (FileNotFoundError, ConnectionError, ValueError) as error:
         raise HfGptError(
             f"Could not load {src.origin} (config {src.dataset_config or 'default'!r}, split "
@@ -194,3 +208,13 @@ def load_dataset_rows(src: Source, text_column: str, cache_dir: Path) -> Dataset
     if len(dataset) == 0:
         raise HfGptError(f"{src.origin} holds no documents. Give it some text.")
     return dataset
+
+
+def local_files(src: Source) -> list[Path]:
+    """The local files a source reads: its own, or those of a dataset that is a local folder (none for a Hub id),
+    where `failures_named` looks for the cause of a failed read."""
+    folder = Path(src.dataset)
+    if not src.dataset:
+        return list(src.files)
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in BUILDERS) \
+        if folder.is_dir() else []

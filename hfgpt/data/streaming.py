@@ -12,6 +12,7 @@ processes (a run continues only on as many).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import tempfile
@@ -29,11 +30,12 @@ from transformers import PreTrainedTokenizerFast
 from ..config import DataSection
 from ..errors import HfGptError
 from ..files import publish, refuse_linked_cache, remove_made, short_hash
+from .checks import failures_named
 from .chunking import cuttable, pieces
 from .packing import LAYOUT, ShardWriter, open_split
 from .prepared import PreparedData
 from .shards import Shards
-from .sources import Source, find_sources
+from .sources import Source, find_sources, local_files
 from .streams import held_out, stream_fingerprint, text_stream
 from .tokenization import load_or_train_tokenizer
 
@@ -63,6 +65,10 @@ class TokenStream:
     def encoder(self) -> Callable[[dict], np.ndarray]:
         return example_encoder(Tokenizer.from_str(self.tokenizer), self.eos_id)
 
+    def failures_named(self) -> contextlib.AbstractContextManager[None]:
+        """Around reading the stream: a damaged local file is named (`hfgpt.data.checks.failures_named`)."""
+        return failures_named(local_files(self.source), self.cfg.text_column)
+
 
 def example_encoder(tokenizer: Tokenizer, eos_id: int) -> Callable[[dict], np.ndarray]:
     """An example's ids, with EOS when it ends a document; cut into pieces where that changes no id."""
@@ -89,7 +95,7 @@ def prepare_stream(cfg: DataSection, seq_len: int, root: Path, log: Callable[[st
         budget = cfg.tokenizer_sample * MB if cfg.tokenizer == "bpe" else 0
         about = f" on the first {cfg.tokenizer_sample:,} MB of the stream" if budget else ""
         tokenizer = load_or_train_tokenizer(
-            cfg.tokenizer, lambda: _head(text_stream(train_src, cfg.text_column, "file", datasets_cache), budget),
+            cfg.tokenizer, lambda: _head(train_src, cfg.text_column, datasets_cache, budget),
             fingerprint=short_hash([train_fp, "head", budget]), cache_dir=root / "tokenizers",
             vocab_size=cfg.vocab_size, reset=cfg.reset, log=log, about=about)
     stream = TokenStream(train_src, cfg, datasets_cache, tokenizer.backend_tokenizer.to_str(),
@@ -105,7 +111,8 @@ def prepare_stream(cfg: DataSection, seq_len: int, root: Path, log: Callable[[st
         valid = (text_stream(valid_src, cfg.text_column, cfg.split_documents, datasets_cache) if valid_src else
                  text_stream(train_src, cfg.text_column, cfg.split_documents, datasets_cache,
                              keep=lambda text: held_out(text, cfg.valid_fraction)))
-        _write_valid(folder, valid, stream, seq_len, tokenizer.pad_token_id)
+        with failures_named(local_files(valid_src or train_src), cfg.text_column):
+            _write_valid(folder, valid, stream, seq_len, tokenizer.pad_token_id)
     facts = json.loads((folder / "facts.json").read_text())
     empty = Dataset.from_dict({"input_ids": []}, features=Features({"input_ids": List(Value("int32"))}))
     data = PreparedData(tokenizer, empty.with_format("numpy"), open_split(folder, facts["splits"]["valid"])
@@ -115,14 +122,15 @@ def prepare_stream(cfg: DataSection, seq_len: int, root: Path, log: Callable[[st
     return data
 
 
-def _head(stream: IterableDataset, budget: int) -> Iterator[str]:
-    """The stream's text up to `budget` bytes (all of it when 0), for training a tokenizer."""
+def _head(src: Source, text_column: str, datasets_cache: Path, budget: int) -> Iterator[str]:
+    """The source's text streamed up to `budget` bytes (all of it when 0), for training a tokenizer."""
     seen = 0
-    for example in stream:
-        yield from pieces(example["text"], 1 << 16)
-        seen += len(example["text"].encode("utf-8"))
-        if budget and seen >= budget:
-            return
+    with failures_named(local_files(src), text_column):
+        for example in text_stream(src, text_column, "file", datasets_cache):
+            yield from pieces(example["text"], 1 << 16)
+            seen += len(example["text"].encode("utf-8"))
+            if budget and seen >= budget:
+                return
 
 
 def _write_valid(folder: Path, valid: IterableDataset, stream: TokenStream, seq_len: int, pad_id: int) -> None:

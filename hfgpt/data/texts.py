@@ -20,7 +20,7 @@ from .chunking import cuttable
 from .encoding import encode_tasks
 from .packing import Split
 from .reading import SourceText, text_bytes
-from .sources import Source, find_sources, fingerprint, load_parts
+from .sources import Source, find_evaluated, find_sources, fingerprint, load_parts
 from .tokenization import load_or_train_tokenizer
 
 MB = 1_000_000  # what --tokenizer-sample counts in
@@ -29,15 +29,16 @@ MB = 1_000_000  # what --tokenizer-sample counts in
 @dataclass(frozen=True)
 class TextSplits:
     tokenizer: PreTrainedTokenizerFast
-    train: Split
+    train: Split | None  # None when the text is only evaluated
     valid: Split | None
     unknown: dict[str, int]  # unk tokens in each split read so far, counted as the ids go by
 
 
 def text_splits(cfg: DataSection, root: Path, tokenizer: PreTrainedTokenizerFast | None,
-                log: Callable[[str], None], progress: bool) -> TextSplits:
-    """The tokenizer (given, or trained on the training text) and the text splits, tokenized when read."""
-    train_src, valid_src = find_sources(cfg)
+                log: Callable[[str], None], progress: bool, evaluate: bool = False) -> TextSplits:
+    """The tokenizer (given, or trained on the training text) and the text splits, tokenized when read. To
+    `evaluate` a model with its given tokenizer, only the validation text is found, read and tokenized."""
+    train_src, valid_src = (None, find_evaluated(cfg)) if evaluate else find_sources(cfg)
 
     @cache
     def load(src: Source) -> SourceText:
@@ -46,8 +47,10 @@ def text_splits(cfg: DataSection, root: Path, tokenizer: PreTrainedTokenizerFast
     def rows(src: Source):  # a dataset source: its rows, for its fingerprint
         return load(src).parts[0].rows
 
-    train_fp = fingerprint(train_src, rows, cfg.text_column)
+    train_fp = fingerprint(train_src, rows, cfg.text_column) if train_src else ""
     if tokenizer is None:
+        if train_src is None:
+            raise ValueError("a text is evaluated with its model's tokenizer, and none was given")
         tokenizer = _trained_tokenizer(cfg, train_src, lambda: load(train_src), train_fp, root, log)
     cut = cuttable(tokenizer.backend_tokenizer)
     unknown: dict[str, int] = {}
@@ -60,12 +63,13 @@ def text_splits(cfg: DataSection, root: Path, tokenizer: PreTrainedTokenizerFast
                     "char and bpe tokenizers and of GPT-2's): each .txt file is read and tokenized whole")
             args = (tokenizer.backend_tokenizer.to_str(), tokenizer.eos_token_id, cut,
                     cfg.split_documents == "blank-line", text.datasets)
-            chunks = encode_tasks(text.tasks(cut), args, cfg.num_proc, text.size, f"tokenizing {name}", progress)
+            desc = "tokenizing the text to evaluate" if evaluate else f"tokenizing {name}"
+            chunks = encode_tasks(text.tasks(cut), args, cfg.num_proc, text.size, desc, progress)
             return _with_text(chunks, src.origin, tokenizer, unknown, name)
         return Split(src.origin, fp, read)
 
     valid = split(valid_src, fingerprint(valid_src, rows, cfg.text_column)) if valid_src else None
-    return TextSplits(tokenizer, split(train_src, train_fp), valid, unknown)
+    return TextSplits(tokenizer, split(train_src, train_fp) if train_src else None, valid, unknown)
 
 
 def _trained_tokenizer(cfg: DataSection, src: Source, text: Callable[[], SourceText], fp: str, root: Path,

@@ -9,9 +9,9 @@ tokenizer) and writes one of:
 
 Both folders load with plain `AutoModelForCausalLM.from_pretrained(output)`, no remote code, and compute what
 the hfgpt model computes. A model that mixes the families is refused (see `families`). The output is written
-beside its final name and renamed into place, so a failed export leaves nothing behind; an existing output is
-never replaced. This package imports hfgpt's model, its errors and the families' definition
-(`config.model_section`); within hfgpt only the CLI should import it.
+beside its final name and renamed into place, in the folders it lacks, so a failed export leaves nothing behind
+(not even those folders); an existing output is never replaced. This package imports hfgpt's model, its errors,
+files and the families' definition (`config.model_section`); within hfgpt only the CLI should import it.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch
 from transformers import AutoTokenizer, GPT2LMHeadModel, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..errors import HfGptError
+from ..files import folders_for
 from ..models.hfgpt import HfGptConfig, HfGptForCausalLM
 from .families import require_family
 from .gguf_file import GGUF_DTYPES, gguf_family, write_gguf
@@ -60,18 +61,18 @@ def export(source: str | Path, to: str, output: str | Path, dtype: str = "f32") 
         require_family(config, to)
     tokenizer = load_tokenizer(source)
     model = HfGptForCausalLM.from_pretrained(source, dtype=torch.float32).eval()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
-    try:
-        if to == "gguf":
-            written = staging / output.name
-            write_gguf(model, tokenizer, written, dtype, family)
-        else:
-            written = staging / "folder"
-            save_stock_folder(model, tokenizer, to, written, FOLDER_DTYPES[dtype])
-        os.replace(written, output)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with folders_for(output):
+        staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
+        try:
+            if to == "gguf":
+                written = staging / output.name
+                write_gguf(model, tokenizer, written, dtype, family)
+            else:
+                written = staging / "folder"
+                save_stock_folder(model, tokenizer, to, written, FOLDER_DTYPES[dtype])
+            os.replace(written, output)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return output
 
 

@@ -15,7 +15,8 @@
         final/             save_pretrained model + tokenizer, loadable by AutoModelForCausalLM
         .run.json.tmp, .config.toml.tmp, .train_log.jsonl.tmp, .samples.jsonl.tmp, .best.tmp, .best.old,
         .final.tmp, .final.old   the staging names of files and folders being replaced whole
-    <rundir>/.<run_name>.lock                 held by the launch that trains the run
+    <rundir>/.<run_name>.lock                 held by the launch that trains the run, removed as it ends
+                                              (hfgpt.runs.lock)
     <rundir>/.<run_name>.replaced-<time>/     the run that --overwrite replaces, until the new one's first checkpoint
 
 A run name is a name inside --rundir, never a path (`hfgpt.config.run_names`), and a new run's
@@ -29,16 +30,14 @@ one killed before that is repaired by the next launch that claims the name.
 from __future__ import annotations
 
 import contextlib
-import errno
 import getpass
 import os
 import re
-import socket
 import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
@@ -46,16 +45,12 @@ from accelerate.utils import broadcast_object_list
 from ..config import RunSection
 from ..config.run_names import RUN_NAME_PART, check_run_name
 from ..errors import HfGptError, os_error_text
-from ..files import NO_FOLLOW, aside_name, remove_made
+from ..files import aside_name, remove_made
 from .checkpoint import CHECKPOINTS, sealed_checkpoints
+from .lock import RunLock, take_run_lock
 from .logbook import SAMPLES_LOG, TRAIN_LOG
 from .model_folders import EXPORTS
 from .runinfo import RUN_INFO
-
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None
 
 ARCHITECTURE = "architecture"  # the run's model config.json, so `continue` rebuilds the same model
 TOKENIZER = "tokenizer"
@@ -94,17 +89,18 @@ def claim_run_dir(place: RunSection, existing: Path | None, state: PartialState)
     (train, fork), made on the main process; every process gets the same path. Claimed before any data
     are prepared, so a launch that cannot have it is refused at once.
 
-    The hold is an OS lock on `.<run-name>.lock` beside the run directory, so a second launch on the same
-    run is refused instead of interleaving its checkpoints with the first's, or deleting it with
-    --overwrite. The OS drops the lock when the process ends, however it ends (SIGKILL included).
-    When the block ends, a replaced run is deleted if the new one has a checkpoint and put back if not.
+    The hold is an OS lock on `.<run-name>.lock` beside the run directory (`hfgpt.runs.lock`), so a second
+    launch on the same run is refused instead of interleaving its checkpoints with the first's, or deleting it
+    with --overwrite. When the block ends, a replaced run is deleted if the new one has a checkpoint and put
+    back if not, and the lock file is removed: a launch that made nothing leaves nothing.
     """
     chosen: list[Any] = [None]
-    lock, made, failed = None, False, True
+    lock: RunLock | None = None
+    made, failed = False, True
     if state.is_main_process:
         try:
             run_dir = existing or _new_run_dir(place)
-            lock = _lock(run_dir)
+            lock = take_run_lock(run_dir)
             if existing is None:
                 settle_replacement(run_dir)  # what a launch killed while replacing this run left
                 made = _make_fresh(run_dir, place.overwrite)
@@ -126,7 +122,7 @@ def claim_run_dir(place: RunSection, existing: Path | None, state: PartialState)
         if state.is_main_process and existing is None and not isinstance(chosen[0], Exception):
             _release(Path(chosen[0]), made, failed)
         if lock is not None:
-            lock.close()
+            lock.release()
 
 
 def _new_run_dir(place: RunSection) -> Path:
@@ -148,34 +144,6 @@ def _new_run_dir(place: RunSection) -> Path:
             f"--run-name {name} leads to {resolved}, outside --rundir {place.rundir} ({inside}), through a "
             "symlink on the way. A run directory must lie inside --rundir: choose another --run-name or --rundir.")
     return run_dir
-
-
-def _lock(run_dir: Path) -> IO[str] | None:
-    if fcntl is None:
-        return None  # no flock here (Windows): launches are not guarded against each other
-    where = run_dir.resolve()  # one lock however the run is reached (`continue` through a link to it)
-    where.parent.mkdir(parents=True, exist_ok=True)
-    path = where.parent / f".{where.name}.lock"
-    handle = open(os.open(path, os.O_RDWR | os.O_CREAT | NO_FOLLOW, 0o644), "r+", encoding="utf-8")  # noqa: SIM115
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as error:
-        if error.errno not in (errno.EAGAIN, errno.EACCES):  # e.g. ENOLCK, ENOSYS: this filesystem has no locks
-            handle.close()
-            warnings.warn(f"cannot lock {run_dir} ({error.strerror}): this filesystem does not support locks, so "
-                          "nothing stops a second launch on the same run; start only one.", stacklevel=2)
-            return None
-        holder = handle.read().strip() or "another process"
-        handle.close()
-        raise HfGptError(
-            f"The run directory {run_dir} is in use by another hfgpt launch ({holder}). Two launches on one run "
-            "would overwrite each other's checkpoints; wait for that one to end or stop it, or choose another "
-            "--run-name. (If that machine crashed, a network filesystem frees its lock within a few minutes.)"
-        ) from None
-    handle.truncate()
-    handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-    handle.flush()
-    return handle
 
 
 def _make_fresh(run_dir: Path, overwrite: bool) -> bool:

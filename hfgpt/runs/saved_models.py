@@ -61,6 +61,9 @@ def saved_model_folder(source: Path, purpose: str) -> Path:
                          "end (or its first evaluation).")
     if (source / "config.json").is_file():
         return source
+    if not source.exists():
+        raise HfGptError(f"{source} does not exist; give a run directory, its final/ or best/, or any save_pretrained "
+                         "folder.")
     raise HfGptError(f"{source} is neither an hfgpt run directory nor a saved model folder (no config.json); give a "
                      "run directory, its final/ or best/, or any save_pretrained folder.")
 

@@ -79,6 +79,10 @@ def hub_errors(what: str) -> Iterator[None]:
     except Exception as error:
         if not _network_error(error):
             raise
+        if constants.is_offline_mode():  # nothing was asked of the Hub: the cache has no copy
+            raise HfGptError(f"{what}: HF_HUB_OFFLINE is set, so huggingface_hub reads only its cache "
+                             f"({constants.HF_HUB_CACHE}), and the cache holds no copy of it. Unset HF_HUB_OFFLINE "
+                             "to download it (that needs the network once); no local file was changed.") from None
         raise HfGptError(f"{what}: the Hub at {constants.ENDPOINT} cannot be reached ({type(error).__name__}: "
                          f"{str(error).splitlines()[0] if str(error) else 'no answer'}). Check the network, or set "
                          "HF_HUB_OFFLINE=1 to work without it; no local file was changed.") from None

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import HfGptError
+from ..files import folders_for
 from ..runs.rundir import LOSS_PLOT
 from ..runs.summary import read_records
 
@@ -48,11 +49,13 @@ def _series(records: list[dict[str, Any]], split: str, key: str, x: dict[int, fl
 
 def plot_runs(run_dirs: list[Path], output: Path, x: str = "step", labels: list[str] | None = None) -> Path:
     """Draw the runs at `run_dirs` into the PNG file `output`, written through a hidden temporary file and a
-    rename (never half a file for a card or a push); returns `output`."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output.with_name(f".{output.name}.tmp")
-    temporary.write_bytes(plot_png(run_dirs, x, labels))
-    os.replace(temporary, output)
+    rename (never half a file for a card or a push), in the folders it lacks (made once the plot is drawn, and
+    removed if the write fails); returns `output`."""
+    png = plot_png(run_dirs, x, labels)
+    with folders_for(output):
+        temporary = output.with_name(f".{output.name}.tmp")
+        temporary.write_bytes(png)
+        os.replace(temporary, output)
     return output
 
 

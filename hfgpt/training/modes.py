@@ -57,6 +57,10 @@ def continue_setup(argv: Sequence[str]) -> RunSetup:
     """`continue RUN_DIR [flags]`: the run's saved config, with the flags that may change applied."""
     where, flags = _positional(argv, "continue", "the run directory to continue")
     run_dir = Path(where)
+    if not _present(run_dir, folder=True):
+        raise HfGptError(f"{run_dir} {'is a file' if _present(run_dir, folder=False) else 'does not exist'}. `hfgpt "
+                         "continue` takes the run directory that `hfgpt train` made, <rundir>/<run-name> (`hfgpt runs` "
+                         "lists them), or the Hub id of a run pushed with its checkpoints.")
     config_file = run_dir / CONFIG
     missing = [name for name, present in ((CONFIG, _present(config_file, folder=False)),
                                           (f"{TOKENIZER}/", _present(run_dir / TOKENIZER, folder=True))) if not present]

@@ -57,7 +57,7 @@ def test_generate_on_a_folder_without_a_model_is_one_clear_error(tmp_path, capsy
 def test_an_error_stays_one_paragraph_when_a_path_holds_a_line_break(tmp_path, capsys):
     assert main(["continue", str(tmp_path / "back\nslash\u2028run")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "back\\nslash\\u2028run is not an hfgpt run directory" in err, err
+    assert err.count("\n") == 1 and "back\\nslash\\u2028run does not exist" in err, err
 
 
 @pytest.mark.slow

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 
+import datasets
 import pytest
-from helpers import read_log, tiny_run_flags, write_jsonl, write_txt
+import torch
+from helpers import read_log, tiny_run_flags, write_char_shards, write_jsonl, write_txt
 
 from hfgpt.cli import main
 from hfgpt.training.modes import train_setup
@@ -82,3 +84,89 @@ def test_eval_reads_a_split_of_a_dataset(valid_run, capsys, tmp_path):
     from_file = evaluated(capsys, str(run_dir / "final"), "--data", str(valid), "--cache-dir", str(tmp_path / "c"))
     assert from_dataset["loss"] == pytest.approx(from_file["loss"], abs=1e-6)
     assert from_dataset["data"] == f"{folder} (validation)"
+
+
+def strict(text: str) -> dict:
+    """JSON as a strict parser reads it: NaN and Infinity are not JSON."""
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_text_too_short_to_measure_is_refused(valid_run, capsys, tmp_path):
+    """The issue's repro: one character is one token of context and no text to predict; it said nan bits per byte
+    and printed NaN in --json."""
+    run_dir, _ = valid_run
+    one = write_txt(tmp_path / "one.txt", "a")
+    for json_flag in ([], ["--json"]):
+        assert main(["eval", str(run_dir), "--data", str(one), "--cache-dir", str(tmp_path / "c"),
+                     "--no-progress-bar", *json_flag]) == 2
+        out, err = capsys.readouterr()
+        error = err.splitlines()[-1]  # after the packing's lines
+        assert not out and error.startswith(f"hfgpt: error: {one} is too short to measure")
+        assert error.endswith("Give it at least two tokens of text.")
+    result = evaluated(capsys, str(run_dir), "--data", str(write_txt(tmp_path / "two.txt", "ab")), "--cache-dir",
+                       str(tmp_path / "c"))
+    assert result["bytes"] == 1 and result["bpb"] > 0
+
+
+def test_json_output_is_strict_json_even_for_a_diverged_model(valid_run, capsys, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run_dir, valid = valid_run
+    model = AutoModelForCausalLM.from_pretrained(run_dir / "final")
+    with torch.no_grad():
+        model.get_input_embeddings().weight.fill_(float("nan"))
+    model.save_pretrained(tmp_path / "diverged")
+    AutoTokenizer.from_pretrained(run_dir / "final").save_pretrained(tmp_path / "diverged")
+    assert main(["eval", str(tmp_path / "diverged"), "--data", str(valid), "--json", "--cache-dir",
+                 str(tmp_path / "c"), "--no-progress-bar"]) == 0
+    result = strict(capsys.readouterr().out)
+    assert result["loss"] is None and result["ppl"] is None and result["bpb"] is None and result["tokens"] > 0
+
+
+def packed_folders(cache):
+    return sorted((cache / "packed").iterdir())
+
+
+def test_a_text_is_tokenized_and_packed_once_in_evaluations_words(valid_run, capsys, tmp_path):
+    """It was packed twice, as training's train and validation sets ("tokenizing train", "tokenizing valid",
+    "packed 47 train and 47 validation blocks")."""
+    run_dir, valid = valid_run
+    result = evaluated(capsys, str(run_dir / "final"), "--data", str(valid), "--cache-dir", str(tmp_path / "c"))
+    [folder] = packed_folders(tmp_path / "c")
+    assert sorted(path.name for path in folder.glob("*.arrow")) == ["valid-00000.arrow"]
+    bars = datasets.is_progress_bar_enabled()  # an earlier --no-progress-bar turned them off for the process
+    datasets.enable_progress_bars()
+    try:
+        assert main(["eval", str(run_dir / "final"), "--data", str(valid), "--cache-dir", str(tmp_path / "d")]) == 0
+    finally:
+        datasets.enable_progress_bars() if bars else datasets.disable_progress_bars()
+    err = capsys.readouterr().err
+    assert f"tokenizing and packing --data {valid} into blocks of 32 tokens to evaluate ..." in err
+    assert f"packed {result['blocks']} blocks to evaluate of 32 tokens ({len(VALID_TEXT) + 1} tokens, " in err
+    assert "tokenizing the text to evaluate" in err and "train" not in err and "valid " not in err
+
+
+def test_shards_are_evaluated_from_their_validation_shard_alone(tmp_path, capsys):
+    """A nanoGPT folder measures its val.bin (a .bin file given itself measures that file), read once."""
+    write_char_shards(tmp_path / "shards", VALID_TEXT * 3, VALID_TEXT)
+    run_dir = run(train_setup(tiny_run_flags(tmp_path, "s", "--train", str(tmp_path / "shards"), "--max-steps", "2",
+                                             "--eval-batches", "20")))
+    capsys.readouterr()  # the training's output
+    whole = evaluated(capsys, str(run_dir), "--data", str(tmp_path / "shards"), "--cache-dir", str(tmp_path / "c"))
+    assert whole["loss"] == pytest.approx(last_valid(run_dir)["loss"], abs=1e-4)
+    one = evaluated(capsys, str(run_dir), "--data", str(tmp_path / "shards" / "val.bin"), "--cache-dir",
+                    str(tmp_path / "c"))
+    assert one["loss"] == whole["loss"] and len(packed_folders(tmp_path / "c")) == 1
+    [folder] = packed_folders(tmp_path / "c")
+    assert json.loads((folder / "facts.json").read_text())["splits"]["train"]["stop"] == 0
+
+
+def test_a_missing_file_is_named_by_evals_own_flag(valid_run, capsys, tmp_path, monkeypatch):
+    """hfgpt eval has --data and no --datadir; the message named --train and said to set --datadir."""
+    run_dir, _ = valid_run
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", str(run_dir), "--data", "missing.txt", "--cache-dir", "c"]) == 2
+    assert capsys.readouterr().err == ("hfgpt: error: missing.txt (from --data 'missing.txt') does not exist. Check "
+                                       "the spelling; a relative path starts at the current directory.\n")

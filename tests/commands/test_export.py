@@ -47,5 +47,16 @@ def test_what_cannot_be_exported_is_one_error_and_nothing_is_written(trained_run
     assert main(["export", str(trained_run), "--to", "gpt2", "--output", str(existing)]) == 2
     assert "already exists" in capsys.readouterr().err and (existing / "keep.txt").read_text() == "mine"
     assert main(["export", str(tmp_path / "nothing-here"), "--to", "gpt2", "--output", str(tmp_path / "x")]) == 2
+    assert f"{tmp_path}/nothing-here does not exist" in capsys.readouterr().err
+    (tmp_path / "notes").mkdir()
+    assert main(["export", str(tmp_path / "notes"), "--to", "gpt2", "--output", str(tmp_path / "x")]) == 2
     assert "neither an hfgpt run directory nor a saved model folder" in capsys.readouterr().err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes", "taken"]
+
+
+def test_an_output_in_folders_that_do_not_exist_yet_gets_them(trained_run, tmp_path, capsys):
+    """The rule of every --output: the folders it lacks are made (docs/sharing.md)."""
+    output = tmp_path / "exported" / "new" / "model.gguf"
+    with pytest.warns(UserWarning, match="tanh approximation"):
+        assert main(["export", str(trained_run), "--to", "gguf", "--output", str(output)]) == 0
+    assert gguf.GGUFReader(output).fields["general.architecture"].contents() == "gpt2"

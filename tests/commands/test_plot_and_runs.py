@@ -43,6 +43,19 @@ def test_the_plot_command_writes_into_the_run_or_where_asked(tmp_path, capsys, m
     assert main(["plot", str(tmp_path)]) == 2 and "no train_log.jsonl" in capsys.readouterr().err
 
 
+def test_an_output_gets_the_folders_it_lacks_and_a_refused_plot_leaves_none(tmp_path, capsys):
+    """The rule of every --output (docs/sharing.md): missing folders are made, and removed again by a command
+    that fails. A plot refused for a run with nothing to draw left the folders it had made for its output."""
+    a = fake_run(tmp_path / "a", [4.0, 3.0])
+    assert main(["plot", str(a), "--output", str(tmp_path / "no" / "such" / "dir" / "x.png")]) == 0
+    assert (tmp_path / "no" / "such" / "dir" / "x.png").read_bytes().startswith(PNG)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "train_log.jsonl").write_text("")
+    assert main(["plot", str(empty), "--output", str(tmp_path / "new" / "dir" / "x.png")]) == 2
+    assert "Nothing to plot" in capsys.readouterr().err and not (tmp_path / "new").exists()
+
+
 def test_runs_lists_one_line_per_run(tmp_path, capsys):
     fake_run(tmp_path / "a", [4.0, 3.0, 2.5, 2.0])
     fake_run(tmp_path / "exp" / "b", [4.0, 3.5], status="interrupted", parent={"source": "/x/final"})

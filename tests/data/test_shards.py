@@ -74,6 +74,14 @@ def test_stoi_alone_is_a_vocabulary(tmp_path) -> None:
     assert data.tokenizer.decode(stream(data)) == TEXT
 
 
+def test_itos_may_list_the_characters_in_id_order(tmp_path) -> None:
+    """The issue's repro: a list gave Python's "dictionary update sequence element #0 has length 1; 2 is required"."""
+    stoi = write_char_shards(tmp_path / "data" / "d", TEXT)
+    rewrite_meta(itos=sorted(stoi, key=stoi.get))(tmp_path / "data" / "d")
+    data, _ = run(section(tmp_path, train="d"))
+    assert data.tokenizer.decode(stream(data)) == TEXT
+
+
 @pytest.mark.parametrize("saved", ["tokenizer.json", "folder"])
 def test_meta_can_name_the_tokenizer_that_wrote_the_ids(tmp_path, saved) -> None:
     bpe = train_tokenizer("bpe", [TEXT], vocab_size=400)
@@ -208,8 +216,13 @@ def rewrite_meta(**changes):
         (shards(rewrite_meta(itos={"0": "ab"}, vocab_size=1)), {"train": "d"}, r"not single characters \(\['ab'\]\)"),
         (shards(rewrite_meta(itos={}, vocab_size=None)), {"train": "d"}, r"Char vocabulary missing: the vocabulary"),
         (shards(rewrite_meta(stoi={"a": 1})), {"train": "d"}, r"\"itos\" and \"stoi\" that disagree"),
+        (shards(rewrite_meta(itos="abc")), {"train": "d"}, r"meta\.json gives \"itos\" as a JSON string, not a "
+                                                           r"mapping: \"itos\" maps each id to its character, as in "),
+        (shards(rewrite_meta(itos=None, stoi=["a"])), {"train": "d"}, r"gives \"stoi\" as a JSON array, not a mapping"),
+        (shards(rewrite_meta(itos={"one": "a"})), {"train": "d"}, r"has an id that is not a whole number \(invalid "
+                                                                 r"literal for int\(\) with base 10: 'one'\)"),
         (shards(rewrite_meta(vocab_size="65")), {"train": "d"}, r"vocab_size '65'; it must be a positive"),
-        (shards(lambda d: write_txt(d / "meta.json", "[]")), {"train": "d"}, r"holds a JSON list, not an object"),
+        (shards(lambda d: write_txt(d / "meta.json", "[]")), {"train": "d"}, r"holds a JSON array, not an object"),
         (shards(lambda d: None), {"train": "d", "valid": "d/input.txt"}, r"--valid 'd/input\.txt' names text"),
         (shards(lambda d: None), {"train": "d/input.txt", "valid": "d/val.bin"}, r"--valid .* names a binary shard"),
         (lambda root: write_txt(root / "a.txt", "text"), {"train": "a.txt", "meta": "meta.json"},

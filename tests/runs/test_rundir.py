@@ -192,7 +192,7 @@ def test_a_new_run_that_ends_before_its_first_checkpoint_puts_the_old_one_back(t
         if failure:
             raise failure("bad data")
     assert snapshot(tmp_path / "runs" / "x") == old
-    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [".x.lock", "x"]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["x"]  # the lock file went with the launch
     assert f"{run_dir} is back as it was" in capsys.readouterr().out
 
 
@@ -216,6 +216,26 @@ def test_a_failed_fresh_launch_leaves_no_empty_run_directory(tmp_path):
     with contextlib.suppress(ValueError), claim(tmp_path, "fresh"):
         raise ValueError("no such --train file")
     assert not (tmp_path / "runs" / "fresh").exists()
+
+
+@pytest.mark.parametrize("rundir", ["runs", "new/runs"])
+def test_a_launch_refused_before_its_run_existed_leaves_nothing(tmp_path, monkeypatch, capsys, rundir):
+    """The issue's repro: `hfgpt train --data-path missing.txt --run-name b1` left .b1.lock (and a new --rundir)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    before = snapshot(tmp_path)
+    assert main(["train", "--data-path", "missing.txt", "--run-name", "b1", "--rundir", rundir, "--cache-dir",
+                 "cache", *TINY]) == 2
+    assert "missing.txt" in capsys.readouterr().err and snapshot(tmp_path) == before
+
+
+def test_a_finished_launch_leaves_its_run_and_no_lock_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.txt").write_text("To be, or not to be, that is the question.\n" * 40)
+    flags = ["--train", "s.txt", "--cache-dir", "cache", "--sample-tokens", "0", *TINY]
+    assert main(["train", *flags, "--rundir", "runs/exp1", "--run-name", "done"]) == 0
+    assert main(["continue", "runs/exp1/done", "--max-steps", "2", "--trackers", "none", "--no-progress-bar"]) == 0
+    assert [p.name for p in (tmp_path / "runs" / "exp1").iterdir()] == ["done"]
 
 
 def test_the_default_run_name_is_a_valid_one_whatever_the_user_name(monkeypatch):

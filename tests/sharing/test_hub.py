@@ -110,6 +110,31 @@ def test_a_push_that_cannot_work_is_one_sentence_and_changes_nothing(tiny_run, h
     assert not hub.commits and snapshot(tiny_run) == before
 
 
+@pytest.mark.parametrize("offline", [False, True])
+def test_a_push_of_a_folder_that_is_not_there_says_so_first(hub, tmp_path, monkeypatch, capsys, offline):
+    """It complained of the token or the network, which cannot be what is wrong with a path that is not there."""
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token-here"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+    assert main(["push", str(tmp_path / "does-not-exist"), "--repo-id", "me/x"]) == 2
+    assert capsys.readouterr().err == (f"hfgpt: error: {tmp_path}/does-not-exist does not exist; give a run "
+                                       "directory, its final/ or best/, or any save_pretrained folder.\n")
+    assert not hub.repos and not hub.commits
+
+
+def test_continuing_a_hub_id_offline_that_the_cache_lacks_says_to_unset_offline(tmp_path, monkeypatch, capsys):
+    """With HF_HUB_OFFLINE=1 already set, it said "set HF_HUB_OFFLINE=1 to work without it"."""
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.chdir(tmp_path)
+    assert main(["continue", "me/not-there"]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]  # after "downloading the run ..."
+    assert err.startswith("hfgpt: error: Cannot download the run pushed to me/not-there: HF_HUB_OFFLINE is set, so "
+                          f"huggingface_hub reads only its cache ({tmp_path}/hub-cache), and the cache holds no "
+                          "copy of it. Unset HF_HUB_OFFLINE to download it") and "set HF_HUB_OFFLINE=1" not in err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_no_network_is_one_clear_error(tiny_run, monkeypatch, capsys):
     """The real huggingface_hub, against an endpoint where nothing listens."""
     online(monkeypatch)

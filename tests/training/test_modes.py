@@ -57,8 +57,19 @@ def test_continue_on_a_folder_that_is_not_a_run(tmp_path):
         continue_setup([str(tmp_path)])
     with pytest.raises(HfGptError, match="needs the run directory"):
         continue_setup([])
-    with pytest.raises(HfGptError, match=r"x{300} is not an hfgpt run directory"):  # too long to even look up
+    with pytest.raises(HfGptError, match=r"x{300} does not exist"):  # too long to even look up
         continue_setup([str(tmp_path / ("x" * 300))])
+
+
+def test_continue_on_a_path_that_is_no_folder_says_so(tmp_path):
+    """It said "is not an hfgpt run directory (it has no config.toml and no tokenizer/)" of a path that is not there."""
+    with pytest.raises(HfGptError, match=rf"^{tmp_path}/does-not-exist does not exist\. `hfgpt continue` takes the "
+                                         r"run directory that `hfgpt train` made, <rundir>/<run-name> \(`hfgpt runs` "
+                                         r"lists them\), or the Hub id of a run pushed with its checkpoints\.$"):
+        continue_setup([str(tmp_path / "does-not-exist")])
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(HfGptError, match=r"notes\.txt is a file\. `hfgpt continue` takes the run directory"):
+        continue_setup([str(tmp_path / "notes.txt")])
 
 
 @pytest.mark.slow
