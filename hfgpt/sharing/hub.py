@@ -134,13 +134,20 @@ def run_files(run_dir: Path, checkpoints: list[Path]) -> dict[str, Path]:
 
 def looks_like_hub_id(text: str) -> bool:
     """Whether `text` names a Hub repo rather than a local path: owner/name, with no such path here."""
-    if Path(text).expanduser().exists() or text.count("/") != 1 or text.startswith((".", "/", "~")):
+    if text.count("/") != 1 or text.startswith((".", "/", "~")) or _exists_here(text):
         return False
     try:
         validate_repo_id(text)
     except HFValidationError:
         return False
     return True
+
+
+def _exists_here(text: str) -> bool:
+    try:
+        return Path(text).expanduser().exists()
+    except OSError:  # a name the OS cannot even look up (one too long) is no path here either
+        return False
 
 
 def download_run(repo_id: str, into: Path, revision: str | None = None) -> Path:

@@ -237,3 +237,14 @@ def test_png_is_what_the_card_shows(tiny_run, hub):
     assert main(["push", str(tiny_run), "--repo-id", "me/tiny"]) == 0
     png = io.BytesIO(hub.commits[0].files["loss.png"])
     assert png.read(8) == b"\x89PNG\r\n\x1a\n" and "](loss.png)" in hub.commits[0].files["README.md"].decode()
+
+
+@pytest.mark.parametrize("name", ["me/" + "x" * 300, "runs/" + "x" * 300])
+def test_a_path_too_long_to_look_up_is_a_missing_run_not_a_traceback(tmp_path, monkeypatch, capsys, name):
+    """Found by the property test of run names: in a folder that exists, a name too long to look up made the
+    Hub-id check's exists() raise."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / name.partition("/")[0]).mkdir()
+    assert main(["continue", name]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hfgpt: error: ") and "Traceback" not in err and err.count("\n") == 1
