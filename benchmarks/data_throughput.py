@@ -15,9 +15,9 @@ number of processes:
 Speeds are MB of text per second of wall time. Peak RSS is sampled from /proc every 0.1 s over the child and
 all its descendants: the peak of their sum (shared pages count once per process, so it errs high) and the
 largest single process seen (`ru_maxrss` would not do: Linux keeps a spawned child's maxrss from before its
-exec, that is, its parent's). A generated corpus is tinyshakespeare's lines shuffled and repeated (under
-/tmp, deleted afterwards unless --keep); set TOKENIZERS_PARALLELISM=false (the default here) so that every
-measurement uses exactly `--num-proc` cores.
+exec, that is, its parent's). A generated corpus is the lines of --text (tinyshakespeare beside the checkout by
+default) shuffled and repeated (under /tmp, deleted afterwards unless --keep); the tokenizer trains on --text.
+Set TOKENIZERS_PARALLELISM=false (the default here) so that every measurement uses exactly `--num-proc` cores.
 """
 
 from __future__ import annotations
@@ -33,14 +33,15 @@ import tempfile
 import time
 from pathlib import Path
 
-SHAKESPEARE = Path("/work/shared/data/tinyshakespeare.txt")
+from corpora import tinyshakespeare
+
 MB = 1_000_000
 RAW = {"raw": "raw encode_batch, lines", "raw-fast": "raw encode_batch_fast, lines",
        "raw-pieces": "raw encode_batch_fast, 4 KB"}
 
 
 def generate(path: Path, megabytes: int, source: Path) -> None:
-    """tinyshakespeare's lines, shuffled and repeated, to `megabytes` MB."""
+    """The lines of `source`, shuffled and repeated, to `megabytes` MB."""
     lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
     rng, written = random.Random(0), 0
     with open(path, "w", encoding="utf-8") as out:
@@ -141,10 +142,10 @@ def child_raw(corpus: Path, tokenizer_file: Path, num_proc: int, how: str) -> di
     return {"seconds": time.perf_counter() - start, "tokens": tokens}
 
 
-def child_tokenizer(kind: str, vocab_size: int, folder: Path) -> dict:
+def child_tokenizer(kind: str, vocab_size: int, folder: Path, text: Path) -> dict:
     from hfgpt.data.tokenization import train_tokenizer
 
-    tokenizer = train_tokenizer(kind, [SHAKESPEARE.read_text(encoding="utf-8")], vocab_size)
+    tokenizer = train_tokenizer(kind, [text.read_text(encoding="utf-8")], vocab_size)
     tokenizer.save_pretrained(folder)
     return {"tokens": len(tokenizer)}
 
@@ -152,7 +153,7 @@ def child_tokenizer(kind: str, vocab_size: int, folder: Path) -> dict:
 def run_child(argv: list[str]) -> None:
     kind = argv[0]
     if kind == "tokenizer":
-        result = child_tokenizer(argv[1], int(argv[2]), Path(argv[3]))
+        result = child_tokenizer(argv[1], int(argv[2]), Path(argv[3]), Path(argv[4]))
     elif kind == "hfgpt":
         result = child_hfgpt(Path(argv[1]), Path(argv[2]), int(argv[3]), int(argv[4]), Path(argv[5]))
     else:
@@ -164,6 +165,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, help="a .txt file to measure on")
     parser.add_argument("--generate-mb", type=int, default=100, help="else generate a corpus of this many MB")
+    parser.add_argument("--text", type=Path, default=tinyshakespeare(),
+                        help="the text the tokenizer trains on and a generated corpus repeats; default: "
+                             "tinyshakespeare.txt in shared/data/ beside the checkout")
     parser.add_argument("--num-proc", type=int, default=2)
     parser.add_argument("--tokenizer", choices=("bpe", "char"), default="bpe")
     parser.add_argument("--vocab-size", type=int, default=8192)
@@ -172,6 +176,9 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the generated corpus and the packed cache")
     parser.add_argument("--raw", nargs="*", default=list(RAW), choices=list(RAW), help="the raw measurements")
     options = parser.parse_args()
+    if options.text is None or not options.text.is_file():
+        parser.error(f"no text to train the tokenizer on ({options.text or 'shared/data/ has no tinyshakespeare.txt'}"
+                     "): give --text FILE")
     work = Path(tempfile.mkdtemp(prefix="hfgpt-throughput-", dir=options.workdir))
     try:
         report(options, work)
@@ -185,9 +192,10 @@ def report(options: argparse.Namespace, work: Path) -> None:
     corpus = options.corpus
     if corpus is None:
         corpus = work / f"corpus-{options.generate_mb}mb.txt"
-        generate(corpus, options.generate_mb, SHAKESPEARE)
+        generate(corpus, options.generate_mb, options.text)
     env = {**os.environ, "TOKENIZERS_PARALLELISM": os.environ.get("TOKENIZERS_PARALLELISM", "false")}
-    vocabulary = measure(["--child", "tokenizer", options.tokenizer, options.vocab_size, work / "tokenizer"], env)
+    vocabulary = measure(["--child", "tokenizer", options.tokenizer, options.vocab_size, work / "tokenizer",
+                          options.text], env)
     common = [corpus, work / "tokenizer" / "tokenizer.json", options.num_proc]
     size = corpus.stat().st_size
     print(f"corpus {corpus} ({size / MB:,.0f} MB), tokenizer {options.tokenizer} ({vocabulary['tokens']} tokens), "

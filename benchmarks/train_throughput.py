@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from corpora import tinyshakespeare
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from hfgpt.config import TrainConfig, config_from_dict
@@ -40,8 +41,6 @@ from hfgpt.launch import torch_settings
 from hfgpt.training.modes import train_setup
 from hfgpt.training.setup import build_model
 from hfgpt.training.trainer import run
-
-SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 
 
 def benchmark_flags(args: argparse.Namespace, rundir: str, name: str, *extra: str) -> list[str]:
@@ -115,7 +114,7 @@ def gpt2_of_equal_shape(cfg: TrainConfig, vocab_size: int) -> GPT2LMHeadModel:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=SHAKESPEARE if SHAKESPEARE.is_file() else None)
+    parser.add_argument("--data", type=Path, default=tinyshakespeare())
     parser.add_argument("--preset", default="shakespeare-char")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)

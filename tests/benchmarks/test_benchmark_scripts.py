@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import REPO, launch_env, write_corpus
+from helpers import PANGRAMS, REPO, launch_env, write_corpus
 
 pytestmark = pytest.mark.slow  # each runs real training or generation
 
@@ -36,3 +36,15 @@ def test_generate_throughput_compares_the_same_greedy_tokens(tmp_path, cache):
                           "--context", "32", "--new-tokens", "4", "--repeats", "1", *cache, cwd=tmp_path)
     assert lines[0].endswith("same greedy tokens: True"), lines
     assert lines[-1].startswith("hfgpt vs GPT2LMHeadModel, KV-cache decode: ")
+
+
+def test_data_throughput_takes_its_text_from_a_flag(tmp_path):
+    """It read tinyshakespeare from one machine's absolute path; the text is a flag now (by default the corpus
+    beside the checkout, where there is one)."""
+    text = tmp_path / "lines.txt"
+    text.write_text("".join(f"{line}\n" for line in PANGRAMS) * 50)
+    lines = run_benchmark("data_throughput.py", "--text", str(text), "--generate-mb", "1", "--num-proc", "1",
+                          "--tokenizer", "char", "--seq-len", "64", "--raw", "raw-fast", "--workdir", str(tmp_path),
+                          cwd=tmp_path)
+    assert lines[0].startswith("corpus ") and "tokenizer char" in lines[0]
+    assert any(line.startswith("hfgpt text -> packed Arrow") for line in lines), lines
