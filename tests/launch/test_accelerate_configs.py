@@ -1,14 +1,18 @@
 """Every launch config parses with accelerate's own loader, names its launch line, and points at a
-DeepSpeed JSON that exists and leaves the batch settings to hfgpt. No launches here: what accelerate
-would only refuse at launch time is checked statically."""
+DeepSpeed JSON that exists and leaves the batch settings to hfgpt. What accelerate would only refuse at launch
+time is checked statically; one launch checks what the README's main job prints when hfgpt refuses it."""
 
 from __future__ import annotations
 
 import json
+import re
+import shlex
+import subprocess
+import sys
 
 import pytest
 from accelerate.commands.config.config_args import load_config_from_file
-from helpers import REPO
+from helpers import REPO, launch_env
 
 from hfgpt.models.hfgpt import modeling_hfgpt
 
@@ -58,3 +62,18 @@ def test_docs_list_every_config():
     scaling = (REPO / "docs" / "scaling.md").read_text()
     for path in CONFIGS:
         assert f"accelerate launch --config_file accelerate_configs/{path.name}" in scaling, path.name
+
+
+@pytest.mark.slow
+def test_a_refused_launch_of_the_readmes_main_job_ends_on_hfgpts_sentence(tmp_path):
+    """accelerate's launcher follows a failed child with a CalledProcessError traceback unless it is quiet, and
+    warns about each value a launch leaves out; the README's command shows neither, only hfgpt's paragraph."""
+    documented = re.search(r"accelerate launch [^\n]*recipes/train\.py", (REPO / "README.md").read_text()).group(0)
+    launch = shlex.split(documented)[2:]  # accelerate's own options, then the recipe
+    result = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", *launch, "--data-path",
+                             str(tmp_path / "missing.txt"), "--rundir", str(tmp_path / "runs")], cwd=REPO,
+                            env=launch_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("hfgpt: error: ") and "missing.txt" in last, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "were not passed" not in result.stderr, result.stderr[-3000:]
