@@ -4,6 +4,7 @@ the run's own validation loss, from a run directory or from the validation text 
 from __future__ import annotations
 
 import json
+import sys
 
 import datasets
 import pytest
@@ -129,7 +130,7 @@ def packed_folders(cache):
     return sorted((cache / "packed").iterdir())
 
 
-def test_a_text_is_tokenized_and_packed_once_in_evaluations_words(valid_run, capsys, tmp_path):
+def test_a_text_is_tokenized_and_packed_once_in_evaluations_words(valid_run, capsys, tmp_path, monkeypatch):
     """It was packed twice, as training's train and validation sets ("tokenizing train", "tokenizing valid",
     "packed 47 train and 47 validation blocks")."""
     run_dir, valid = valid_run
@@ -138,6 +139,7 @@ def test_a_text_is_tokenized_and_packed_once_in_evaluations_words(valid_run, cap
     assert sorted(path.name for path in folder.glob("*.arrow")) == ["valid-00000.arrow"]
     bars = datasets.is_progress_bar_enabled()  # an earlier --no-progress-bar turned them off for the process
     datasets.enable_progress_bars()
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # bars draw on a terminal only
     try:
         assert main(["eval", str(run_dir / "final"), "--data", str(valid), "--cache-dir", str(tmp_path / "d")]) == 0
     finally:
