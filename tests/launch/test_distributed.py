@@ -20,7 +20,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import hfgpt  # noqa: F401  (registers the Auto classes)
 
-pytestmark = [pytest.mark.slow, pytest.mark.machine_sensitive]
+pytestmark = pytest.mark.slow
 # 16 sequences of 32 tokens per step on any number of processes; no dropout, whose masks follow each
 # process's own random stream; fp32, because DeepSpeed's bf16 keeps bf16 weights where accelerate's autocast
 # keeps fp32 ones, so the strategies agree to 1e-5 only in fp32.
@@ -57,6 +57,7 @@ def stop_and_continue(root: Path, name: str, launcher: str) -> Path:
     return run_dir
 
 
+@pytest.mark.machine_sensitive  # one process against two, to a tolerance
 def test_two_processes_follow_one_process_with_accumulation(one_process):
     """Same global batch and seed: 2 processes x 1 micro-batch == 1 process x 2, across a resume."""
     run_dir = stop_and_continue(one_process, "ddp", "ddp2")
@@ -66,6 +67,7 @@ def test_two_processes_follow_one_process_with_accumulation(one_process):
     assert json.loads((run_dir / "run.json").read_text())["world_size"] == 2
 
 
+@pytest.mark.machine_sensitive  # one process against two, to a tolerance
 @pytest.mark.parametrize("stage", ["zero2", "zero3"])
 def test_deepspeed_trains_resumes_and_saves_a_consolidated_model(one_process, stage):
     import_or_unavailable("deepspeed")
@@ -158,6 +160,7 @@ def test_mpirun_two_processes_train_together(one_process):
     assert largest_relative_difference(one_process / "runs" / "mpi", one_process / "runs" / "one") < 1e-5
 
 
+@pytest.mark.machine_sensitive  # one process against two, to a tolerance
 def test_the_fast_path_on_two_processes_follows_one_process(one_process):
     """bf16 autocast, the fused optimizer and the GPU's lagged step flags (logged every 3 steps, so that the flags
     of most steps are read a step late) on 2 DDP processes x 1 micro-batch, stopped and continued, against 1
