@@ -50,6 +50,8 @@ class CombinedOptimizer(torch.optim.Optimizer):
             start = end
 
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """One update of every parameter: each optimizer steps its own (a closure, as torch's contract has it, is
+        evaluated once)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -59,6 +61,8 @@ class CombinedOptimizer(torch.optim.Optimizer):
         return loss
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """torch's loading, which replaces the groups and the state (accelerate's `prepare` loads too): the optimizers
+        must step with the new ones."""
         super().load_state_dict(state_dict)
         self._share()
 
