@@ -105,6 +105,23 @@ def test_the_two_optimizers_are_scheduled_saved_and_resumed_as_one():
         assert torch.equal(mine, theirs), name
 
 
+def test_a_closure_is_evaluated_once_and_both_optimizers_step():
+    """torch's `step(closure)` contract, kept by the pair."""
+    model = tiny_model("gpt2")
+    optimizer = build_muon(model, TrainingSection(optimizer="muon"))
+    ids, calls = torch.randint(0, 50, (2, 8), generator=torch.Generator().manual_seed(0)), []
+
+    def closure() -> torch.Tensor:
+        calls.append(1)
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        return loss
+
+    assert torch.isfinite(optimizer.step(closure)) and len(calls) == 1
+    assert {key for state in optimizer.state.values() for key in state} == {"step", "exp_avg", "exp_avg_sq",
+                                                                            "momentum_buffer"}
+
+
 @pytest.mark.parametrize(("variable", "engine"), [("ACCELERATE_USE_DEEPSPEED", "DeepSpeed"),
                                                   ("ACCELERATE_USE_FSDP", "FSDP")])
 def test_deepspeed_and_fsdp_launches_are_refused_at_the_start_in_one_paragraph(tmp_path, monkeypatch, variable,
