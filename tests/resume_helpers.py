@@ -1,6 +1,8 @@
-"""Runs that are stopped, killed and continued, and the bitwise comparison of how they end.
+"""Runs that are stopped, killed and continued, and the comparison of how they end: bitwise, or their losses to a
+tolerance.
 
-Shared by test_resume.py and by `python tests/kill_resume.py`, which runs many random kills.
+Shared by test_resume.py, test_distributed.py, test_muon.py and by `python tests/kill_resume.py`, which runs many
+random kills.
 """
 
 from __future__ import annotations
@@ -98,6 +100,17 @@ def assert_same_run(run: Path, reference: Path) -> None:
             assert torch.equal(optimizer["state"][index][key], value), f"{run.name}: optimizer {index}.{key} differs"
     assert untimed_log(run) == untimed_log(reference)
     assert untimed_log(run, "samples.jsonl") == untimed_log(reference, "samples.jsonl")
+
+
+def losses(run_dir: Path) -> list[tuple[int, str, float]]:
+    return [(r["step"], r["split"], r["loss"]) for r in untimed_log(run_dir)]
+
+
+def largest_relative_difference(run: Path, reference: Path) -> float:
+    """The largest relative difference of the logged losses of two runs that log the same steps."""
+    mine, theirs = losses(run), losses(reference)
+    assert [m[:2] for m in mine] == [t[:2] for t in theirs], "the same steps are logged"
+    return max(abs(m[2] - t[2]) / abs(t[2]) for m, t in zip(mine, theirs, strict=True))
 
 
 # recipes/train.py, SIGKILLed inside the save of one checkpoint: after accelerate's save_state has written

@@ -87,7 +87,7 @@ class TrainingSection:
                                        "grad_accum_steps sequences per device); 0: one, or as many as the caps "
                                        "need.", bounds=zero_or_positive("derived"),
                                     aliases=("grad-accum", "gradient-accumulation-steps"))
-    lr_scaling: str = setting("none", "Scale lr (and lr_head) from base_batch_size to the global batch: "
+    lr_scaling: str = setting("none", "Scale lr, lr_head and muon_lr from base_batch_size to the global batch: "
                                       "none, linear or sqrt.", choices=("none", "linear", "sqrt"))
     base_batch_size: int = setting(0, "Global batch in sequences that lr was tuned for (used by lr_scaling).",
                                    bounds=NOT_NEGATIVE)
@@ -107,6 +107,15 @@ class TrainingSection:
                                   bounds=NOT_NEGATIVE)
     beta1: float = setting(0.9, "AdamW beta1.", bounds=Bounds(low=0, high=1, high_open=True))
     beta2: float = setting(0.95, "AdamW beta2.", bounds=Bounds(low=0, high=1, high_open=True))
+    optimizer: str = setting("adamw", "adamw, or muon: torch's Muon (Keller Jordan's, as in modded-nanogpt) for the "
+                                      "weight matrices inside the blocks and AdamW for embeddings, head, norms and "
+                                      "biases; not under DeepSpeed or FSDP.", choices=("adamw", "muon"),
+                             implied_before="adamw")
+    muon_lr: float = setting(0.02, "Muon's peak learning rate, on the same schedule as lr (Keller Jordan's 0.02).",
+                             bounds=POSITIVE, on_continue="warn")
+    muon_momentum: float = setting(0.95, "Muon's Nesterov momentum.", bounds=Bounds(low=0, high=1, high_open=True))
+    muon_weight_decay: float = setting(0.01, "Muon's decoupled weight decay, times its learning rate as AdamW's is.",
+                                       bounds=NOT_NEGATIVE)
     max_grad_norm: float = setting(1.0, "Clip the global gradient norm to this; 0 disables clipping.",
                                    bounds=zero_or_positive("off"))
     precision: str = setting("auto", "auto, fp32, fp16 (CUDA only) or bf16 (autocast; weights and optimizer stay "
@@ -121,7 +130,7 @@ class TrainingSection:
                                      "update; the host waits for the device once a step) or lagged (the device skips "
                                      "a non-finite update itself and the host reads the flags a step later, or at the "
                                      "next log, evaluation or checkpoint, so a GPU never idles between steps; needs "
-                                     "the fused optimizer kernel, and not fp16, DeepSpeed or FSDP). auto: lagged "
+                                     "fused AdamW, and not Muon, fp16, DeepSpeed or FSDP). auto: lagged "
                                      "where that holds on a GPU, else every-step.",
                              choices=("auto", "every-step", "lagged"), on_continue="allow",
                              implied_before="every-step")

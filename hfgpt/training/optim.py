@@ -1,4 +1,5 @@
-"""AdamW with the usual GPT parameter groups, and the warmup + cosine learning-rate schedule."""
+"""AdamW with the usual GPT parameter groups, and the warmup + cosine learning-rate schedule (of every group,
+Muon's too: `hfgpt.training.muon`)."""
 
 from __future__ import annotations
 
@@ -64,11 +65,16 @@ def optimizer_kernel(asked: str, device_type: str, deepspeed: bool) -> str:
     return "fused" if device_type in FUSED_DEVICES and not deepspeed else "foreach"
 
 
-def build_optimizer(model: nn.Module, training: TrainingSection, global_batch: int = 0) -> torch.optim.AdamW:
-    """AdamW over `parameter_groups`, with the kernel `training.optimizer_kernel` names (resolved)."""
+def adamw(groups: list[dict], training: TrainingSection) -> torch.optim.AdamW:
+    """AdamW over `groups`, with the kernel `training.optimizer_kernel` names (resolved)."""
     kernel = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {"foreach": False}}
-    return torch.optim.AdamW(parameter_groups(model, training, global_batch),
-                             betas=(training.beta1, training.beta2), **kernel.get(training.optimizer_kernel, {}))
+    return torch.optim.AdamW(groups, betas=(training.beta1, training.beta2),
+                             **kernel.get(training.optimizer_kernel, {}))
+
+
+def build_optimizer(model: nn.Module, training: TrainingSection, global_batch: int = 0) -> torch.optim.AdamW:
+    """AdamW over `parameter_groups`: `--optimizer adamw`."""
+    return adamw(parameter_groups(model, training, global_batch), training)
 
 
 def lr_factor(step: int, training: TrainingSection) -> float:

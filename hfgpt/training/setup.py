@@ -25,6 +25,7 @@ from ..runs.model_folders import recover_exports
 from ..runs.resume import resume
 from ..runs.rundir import ARCHITECTURE, LOGS, TOKENIZER
 from ..runs.state import TrainerState
+from .muon import build_muon
 from .optim import apply_peak_lr, build_optimizer, build_scheduler
 from .trackers import check_trackers
 
@@ -121,7 +122,8 @@ def build_run(setup: RunSetup, data: PreparedData, run_dir: Path, layout: BatchL
         compile_model(model, cfg.training.compile_mode)
     if accelerator.is_main_process:
         _prepare_run_dir(setup, run_dir, data.tokenizer, model)
-    optimizer = build_optimizer(model, cfg.training, layout.global_batch)
+    build = build_muon if cfg.training.optimizer == "muon" else build_optimizer
+    optimizer = build(model, cfg.training, layout.global_batch)
     # Stepped by hand once per optimizer step (a prepared scheduler steps once per process), and saved in the
     # trainer state, not as a pickle that accelerate would load without weights_only.
     scheduler = build_scheduler(optimizer, cfg.training)

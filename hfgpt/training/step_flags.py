@@ -4,10 +4,10 @@ from one all-reduce per step (`hfgpt.collectives.agree_step_flags`), so all of t
 
 `every-step` reads a step's flags on the host before its update: the host waits for the device once a step,
 which costs nothing on a CPU. `lagged` leaves the skip to the device (fused AdamW's `found_inf`, as GradScaler
-uses it) and reads step N's flags once step N+1 is queued, or sooner when the loop needs them (a log record, an
-evaluation, a checkpoint, the last step), so a GPU never idles between steps. Under `lagged` a stop signal ends
-the run one step later, and a skipped step does not hold the learning-rate schedule back (under `every-step` it
-does, as for an fp16 overflow).
+uses it; Muon has no such path) and reads step N's flags once step N+1 is queued, or sooner when the loop needs
+them (a log record, an evaluation, a checkpoint, the last step), so a GPU never idles between steps. Under `lagged`
+a stop signal ends the run one step later, and a skipped step does not hold the learning-rate schedule back (under
+`every-step` it does, as for an fp16 overflow).
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ from ..errors import HfGptError
 EVERY_STEP, LAGGED = "every-step", "lagged"
 
 
-def step_sync(asked: str, device_type: str, optimizer_kernel: str, precision: str, engine: str = "") -> str:
+def step_sync(asked: str, device_type: str, optimizer_kernel: str, precision: str, engine: str = "",
+              optimizer: str = "adamw") -> str:
     """`--step-sync` for this launch: `auto` is lagged on a GPU where the device can skip an update itself.
-    `engine`: "deepspeed" or "fsdp" when accelerate launches one."""
-    blocker = ("the device skip needs the fused optimizer kernel (--optimizer-kernel fused)"
+    `engine`: "deepspeed" or "fsdp" when accelerate launches one; `optimizer`: --optimizer."""
+    blocker = ("Muon (--optimizer muon) has no device-side skip of an update" if optimizer == "muon" else
+               "the device skip needs the fused optimizer kernel (--optimizer-kernel fused)"
                if optimizer_kernel != "fused" else
                "fp16's loss scaler reads every overflow on the host" if precision == "fp16" else
                "DeepSpeed steps the optimizer inside its engine" if engine == "deepspeed" else

@@ -47,6 +47,7 @@ from ..runs.state import TrainerState
 from ..sharing.artifacts import snapshot_describer, write_run_artifacts
 from ..sharing.pusher import HubPusher, preflight
 from .loop import TrainingLoop
+from .muon import check_optimizer_launch, describe_optimizer
 from .optim import optimizer_kernel
 from .setup import Run, RunSetup, build_run, starting_state
 from .step_flags import LAGGED, step_sync
@@ -71,9 +72,10 @@ def run(setup: RunSetup) -> Path:
     cfg.data.datadir = str(Path(cfg.data.datadir).expanduser().absolute())
     cfg.model.attn_implementation = attention_kernel(cfg.model.attn_implementation, use_cpu, cfg.training.precision)
     device_type, engine = "cpu" if use_cpu else "cuda", launched_engine()
+    check_optimizer_launch(cfg.training.optimizer, engine)
     cfg.training.optimizer_kernel = optimizer_kernel(cfg.training.optimizer_kernel, device_type, engine == "deepspeed")
     cfg.training.step_sync = step_sync(cfg.training.step_sync, device_type, cfg.training.optimizer_kernel,
-                                       cfg.training.precision, engine)
+                                       cfg.training.precision, engine, cfg.training.optimizer)
     state = start_processes(use_cpu)
     repo_id = preflight(cfg.hub, state.is_main_process)  # before any data is read: no hours of training lost
     # The run directory first: a launch that cannot have it is refused before minutes of tokenizing.
@@ -208,7 +210,7 @@ def _announce(run: Run) -> None:
     threads = f", {torch.get_num_threads()} threads each" if accelerator.device.type == "cpu" else ""
     precision = {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision)
     accelerator.print(f"device: {accelerator.device.type}, {accelerator.num_processes} process(es){threads}; "
-                      f"precision {precision}; optimizer AdamW ({cfg.training.optimizer_kernel}); step flags read "
+                      f"precision {precision}; optimizer {describe_optimizer(cfg.training)}; step flags read "
                       f"{'a step late' if cfg.training.step_sync == LAGGED else 'every step'}; {_reproducibility(run)}")
     accelerator.print(f"model: {n_params:,} parameters; data: {run.data.blocks()} of {cfg.seq_len} tokens")
     accelerator.print(layout.describe(cfg.seq_len))

@@ -33,6 +33,10 @@ BAD_VALUES = [
     ("training", "weight_decay", -0.1),
     ("training", "beta1", 1.0),
     ("training", "beta2", -0.5),
+    ("training", "optimizer", "sgd"),
+    ("training", "muon_lr", 0.0),
+    ("training", "muon_momentum", 1.0),
+    ("training", "muon_weight_decay", -0.01),
     ("training", "max_grad_norm", -1.0),
     ("training", "precision", "fp8"),
     ("training", "device", "tpu"),
@@ -85,7 +89,7 @@ def test_what_continue_may_change_is_frozen():
     # a setting's on_continue rule decides whether `hfgpt continue` may change it; a change here changes
     # what counts as the same run, so it must be deliberate
     rules = {name: f.rules.on_continue for name, f in FIELDS.items()}
-    assert {name for name, rule in rules.items() if rule == "warn"} == {"lr", "lr_head"}
+    assert {name for name, rule in rules.items() if rule == "warn"} == {"lr", "lr_head", "muon_lr"}
     assert {name for name, rule in rules.items() if rule == "launch"} == {
         "reset", "stop_at_step", "rundir", "run_name", "overwrite"}
     assert {name for name, rule in rules.items() if rule == "allow"} == {

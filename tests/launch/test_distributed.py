@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import flip_one_bit, import_or_unavailable, launch_command, launch_env, run_hfgpt, unavailable, untimed_log
-from resume_helpers import assert_same_run, checked, exact_flags
+from helpers import flip_one_bit, import_or_unavailable, launch_command, launch_env, run_hfgpt, unavailable
+from resume_helpers import assert_same_run, checked, exact_flags, largest_relative_difference
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import hfgpt  # noqa: F401  (registers the Auto classes)
@@ -25,16 +25,6 @@ pytestmark = pytest.mark.slow
 # process's own random stream; fp32, because DeepSpeed's bf16 keeps bf16 weights where accelerate's autocast
 # keeps fp32 ones, so the strategies agree to 1e-5 only in fp32.
 TOKEN_BATCH = ["--token-batch-size", "512", "--dropout", "0", "--precision", "fp32"]
-
-
-def losses(run_dir: Path) -> list[tuple[int, str, float]]:
-    return [(r["step"], r["split"], r["loss"]) for r in untimed_log(run_dir)]
-
-
-def largest_relative_difference(run: Path, reference: Path) -> float:
-    mine, theirs = losses(run), losses(reference)
-    assert [m[:2] for m in mine] == [t[:2] for t in theirs], "the same steps are logged"
-    return max(abs(m[2] - t[2]) / abs(t[2]) for m, t in zip(mine, theirs, strict=True))
 
 
 @pytest.fixture(scope="module")

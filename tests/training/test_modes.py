@@ -39,6 +39,7 @@ def test_continue_takes_the_saved_config_and_allows_what_keeps_the_math(run_copy
     (["--batch", "4"], r"--batch-size \(8 -> 4\)"),
     (["--tokenizer", "bpe"], r"--tokenizer \('char' -> 'bpe'\)"),
     (["--seed", "1"], r"--seed \(1337 -> 1\)"),
+    (["--optimizer", "muon"], r"--optimizer \('adamw' -> 'muon'\)"),
     # The run saved what auto resolved to on this machine: fp32, or bf16 where the CPU has native bf16.
     (["--precision", "fp16"], r"--precision \('(fp32|bf16)' -> 'fp16'\)"),
 ])
@@ -104,6 +105,21 @@ def test_continue_trains_on_and_the_log_goes_on_without_gaps(run_copy, tmp_path)
 
 
 @pytest.mark.slow
+def test_a_run_saved_before_there_was_a_choice_of_optimizer_continues_with_adamw(run_copy, tmp_path):
+    """Its config.toml has no --optimizer nor Muon's settings: it goes on as it trained, with AdamW (the optimizer
+    state in its checkpoint is AdamW's)."""
+    config = run_copy / "config.toml"
+    lines = config.read_text().splitlines()
+    older = [line for line in lines if not line.startswith(("optimizer =", "muon_"))]
+    assert len(lines) - len(older) == 4
+    config.write_text("\n".join(older) + "\n")
+    result = run_hfgpt(["continue", str(run_copy), "--max-steps", "65"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "(step 60)" in result.stdout and "optimizer AdamW (" in result.stdout
+    assert 'optimizer = "adamw"' in config.read_text()
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("final_written", [False, True])
 def test_continue_finishes_a_run_killed_after_its_last_checkpoint(run_copy, tmp_path, final_written):
     """A kill after the last step's checkpoint, before or after final/ but before run.json says completed, leaves
@@ -124,12 +140,14 @@ def test_continue_finishes_a_run_killed_after_its_last_checkpoint(run_copy, tmp_
 
 
 @pytest.mark.slow
-def test_fork_starts_a_new_run_from_the_weights_on_new_data(trained_run, tmp_path):
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])  # the source trained with AdamW: a fork may change it
+def test_fork_starts_a_new_run_from_the_weights_on_new_data(trained_run, tmp_path, optimizer):
     corpus = write_corpus(tmp_path / "more", documents=6)
     result = run_hfgpt(["fork", str(trained_run), *TINY_MODEL_FLAGS, "--train", str(corpus), "--max-steps", "5",
                         "--trackers", "none", "--rundir", str(tmp_path / "runs"), "--run-name", "forked",
-                        "--cache-dir", str(tmp_path / "cache")], cwd=tmp_path)
+                        "--cache-dir", str(tmp_path / "cache"), "--optimizer", optimizer], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert f"optimizer {'Muon' if optimizer == 'muon' else 'AdamW'} (" in result.stdout
     run_dir = tmp_path / "runs" / "forked"
     info = json.loads((run_dir / "run.json").read_text())
     assert info["mode"] == "fork" and info["parent"]["source"].endswith("final")

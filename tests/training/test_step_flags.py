@@ -88,3 +88,12 @@ def test_lagged_where_the_device_cannot_skip_is_refused_with_the_reason(kernel, 
                                          r"Use --step-sync every-step or auto"):
         step_sync(LAGGED, "cuda", kernel, precision, engine)
     assert step_sync(LAGGED, "cpu", "fused", "bf16") == LAGGED  # allowed, to test it on a CPU
+
+
+def test_muon_reads_every_step_as_it_has_no_device_skip():
+    """Muon (--optimizer muon) has no `found_inf`: auto reads the flags every step even where AdamW would lag, and
+    lagged is refused, on a CPU too."""
+    assert step_sync("auto", "cuda", "fused", "bf16", "", "muon") == EVERY_STEP
+    with pytest.raises(HfGptError, match=r"lagged cannot be used in this launch: Muon \(--optimizer muon\) has no "
+                                         "device-side skip"):
+        step_sync(LAGGED, "cpu", "fused", "bf16", "", "muon")

@@ -44,11 +44,12 @@ def poison_training_steps(monkeypatch, bad_calls):
     monkeypatch.setattr(HfGptForCausalLM, "forward", forward)
 
 
-@pytest.mark.parametrize("step_sync", ["every-step", "lagged"])
-def test_a_non_finite_step_is_skipped_counted_and_logged(tmp_path, monkeypatch, step_sync):
+@pytest.mark.parametrize(("step_sync", "optimizer"), [("every-step", "adamw"), ("lagged", "adamw"),
+                                                    ("every-step", "muon")])  # Muon has no device-side skip
+def test_a_non_finite_step_is_skipped_counted_and_logged(tmp_path, monkeypatch, step_sync, optimizer):
     poison_training_steps(monkeypatch, bad_calls={3})
     setup = train_setup(tiny_run_flags(tmp_path, "nan", "--max-steps", "5", "--ckpt-every", "1",
-                                       "--step-sync", step_sync))
+                                       "--step-sync", step_sync, "--optimizer", optimizer))
     run_dir = run(setup)
     checkpoints = {p.name: p for p in complete_checkpoints(run_dir)}
     before, after = (load_file(checkpoints[f"step_0000000{k}"] / "model.safetensors") for k in (2, 3))
