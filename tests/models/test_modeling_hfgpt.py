@@ -18,7 +18,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHea
 
 import hfgpt  # noqa: F401  (registers model_type "hfgpt" with the Auto classes)
 from hfgpt.models.hfgpt import HfGptConfig
-from hfgpt.models.hfgpt.modeling_hfgpt import CACHE_NAME, HfGptForCausalLM, HfGptModel
+from hfgpt.models.hfgpt.modeling_hfgpt import CACHE_NAME, HfGptForCausalLM, HfGptModel, document_position_ids
 from hfgpt.training.setup import enable_activation_checkpointing
 
 VOCAB, HIDDEN, LAYERS, HEADS, MAX_POS = 97, 32, 2, 4, 64
@@ -567,3 +567,77 @@ def test_zero_initialised_output_projections_make_every_block_start_as_the_ident
     assert all(layer.attn.c_proj.weight.grad.any() and layer.mlp.c_proj.weight.grad.any()
                for layer in model.model.layers)
 
+
+
+# Document masking: a packed block's documents kept apart.
+EOS = 3
+
+
+def document(length: int, seed: int) -> torch.Tensor:
+    """A document's ids without an end-of-text token inside."""
+    ids = random_ids(1, length, seed)[0]
+    return ids.masked_fill(ids == EOS, EOS + 1)
+
+
+def test_document_positions_restart_after_each_end_of_text_token():
+    input_ids = torch.tensor([[5, EOS, 7, 8, EOS, EOS, 9], [EOS, 4, 4, 4, 4, 4, EOS]])
+    assert document_position_ids(input_ids, EOS).tolist() == [[0, 1, 0, 1, 2, 0, 0], [0, 0, 1, 2, 3, 4, 5]]
+    with pytest.raises(ValueError, match="document_masking needs eos_token_id"):
+        tiny_model(document_masking=True)
+
+
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+@pytest.mark.parametrize("positions", ["absolute", "rotary"])
+def test_a_document_in_a_packed_block_computes_what_it_computes_alone(positions, attn_implementation):
+    masked = tiny_model(attn_implementation, position_embedding_type=positions, eos_token_id=EOS,
+                        document_masking=True)
+    second = torch.cat([document(7, seed=2), torch.tensor([EOS])])  # a whole document, its EOS included
+    eos = torch.tensor([EOS])
+    packed = torch.stack([torch.cat([document(5, seed=1), eos, second, document(4, seed=3)]),  # at 6..13
+                          torch.cat([document(2, seed=4), eos, second, document(7, seed=5)])])  # at 3..10
+    alone = masked(second[None], use_cache=False).logits[0]  # (8, V)
+    unmasked = same_weights(masked, position_embedding_type=positions, eos_token_id=EOS)
+    for model, leaks in ((masked, False), (unmasked, True)):
+        logits = model(packed, use_cache=False).logits
+        for row, start in ((0, 6), (1, 3)):
+            inside = logits[row, start:start + len(second)]
+            if leaks:  # without masking the document attends to the one before it
+                assert (inside - alone).abs().max() > 1e-3
+            else:
+                torch.testing.assert_close(inside, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_generation_is_unchanged_by_document_masking():
+    # generate() passes positions and a mask, so a prompt holding an end-of-text token continues as without
+    # masking, with the cache or without
+    masked = tiny_model(eos_token_id=EOS, document_masking=True, **ARCHITECTURES["gpt2"])
+    unmasked = same_weights(masked, eos_token_id=EOS, **ARCHITECTURES["gpt2"])
+    prompt = torch.cat([document(4, seed=1), torch.tensor([EOS]), document(5, seed=2)])[None]
+    for use_cache in (True, False):
+        options = {"use_cache": use_cache, "output_logits": True, "return_dict_in_generate": True}
+        ours, theirs = greedy(masked, prompt, **options), greedy(unmasked, prompt, **options)
+        assert torch.equal(ours.sequences, theirs.sequences)
+        assert all(torch.equal(mine, other) for mine, other in zip(ours.logits, theirs.logits, strict=True))
+
+
+def test_only_a_bare_forward_without_a_cache_is_masked():
+    # with a cache, an attention mask or positions a forward is not a packed block, and computes as without masking
+    # (positions restarted by the model would otherwise come without the mask that create_causal_mask skips then)
+    masked = tiny_model(eos_token_id=EOS, document_masking=True, **ARCHITECTURES["gpt2"])
+    unmasked = same_weights(masked, eos_token_id=EOS, **ARCHITECTURES["gpt2"])
+    packed = torch.cat([document(4, seed=1), torch.tensor([EOS]), document(5, seed=2)])[None]
+    for options in ({}, {"use_cache": False, "attention_mask": torch.ones_like(packed)},
+                    {"use_cache": False, "position_ids": torch.arange(10)[None]}):
+        assert torch.equal(masked(packed, **options).logits, unmasked(packed, **options).logits), options
+    assert not torch.equal(masked(packed, use_cache=False).logits, unmasked(packed, use_cache=False).logits)
+
+
+@pytest.mark.slow  # compiling takes tens of seconds on a CPU
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+def test_document_masking_compiles_to_the_same_logits(attn_implementation):
+    model = tiny_model(attn_implementation, eos_token_id=EOS, document_masking=True, **ARCHITECTURES["llama"])
+    packed = torch.cat([document(5, seed=1), torch.tensor([EOS]), document(9, seed=2)])[None]
+    expected = model(packed, use_cache=False).logits
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=False)
+    torch.testing.assert_close(compiled(packed, use_cache=False).logits, expected, atol=1e-5, rtol=1e-5)

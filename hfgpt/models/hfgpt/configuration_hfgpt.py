@@ -8,7 +8,7 @@ The defaults are the GPT-2 block hfgpt has always built, so a `config.json` save
 options existed loads as the same model. `position_embedding_type="rotary"`, `norm_type="rmsnorm"`,
 `mlp_type="gated"` with `hidden_act="silu"`, fewer `num_key_value_heads` and `bias=False` make a Llama block.
 The recipe options of the speed records (`qk_norm`, `hidden_act="relu2"`, `logit_softcap`,
-`zero_init_output_projections`, an untied head) are off by default, for the same reason.
+`zero_init_output_projections`, an untied head) and `document_masking` are off by default, for the same reason.
 """
 
 from typing import ClassVar
@@ -62,6 +62,10 @@ class HfGptConfig(PreTrainedConfig):
         tie_word_embeddings: Whether the LM head shares its weight with the token embedding.
         logit_softcap: With a cap `c > 0`, the logits are `c * tanh(logits / c)`, in training and generation:
             smoothly bounded by `c` (Gemma 2's final soft-capping: 30). 0: off.
+        document_masking: Whether a forward over a packed block (`use_cache=False` and neither an attention mask
+            nor position ids: how hfgpt trains and evaluates) keeps its documents apart: positions restart after
+            each `eos_token_id`, and a token attends only to its own document. Generation, which passes a mask
+            and positions, is unchanged.
         use_cache: Whether the model returns a key/value cache by default.
         bos_token_id: Id of the beginning-of-sequence token, if any.
         eos_token_id: Id of the end-of-sequence token, if any.
@@ -94,6 +98,7 @@ class HfGptConfig(PreTrainedConfig):
         zero_init_output_projections: bool = False,
         tie_word_embeddings: bool = True,
         logit_softcap: float = 0.0,
+        document_masking: bool = False,
         use_cache: bool = True,
         bos_token_id: int | None = None,
         eos_token_id: int | None = None,
@@ -122,6 +127,7 @@ class HfGptConfig(PreTrainedConfig):
         # The v5 base config no longer declares these; without `tie_word_embeddings` nothing is tied.
         self.tie_word_embeddings = tie_word_embeddings
         self.logit_softcap = logit_softcap
+        self.document_masking = document_masking
         self.use_cache = use_cache
         self.bos_token_id = bos_token_id
         self.eos_token_id = eos_token_id

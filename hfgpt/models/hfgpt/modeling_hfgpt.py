@@ -7,8 +7,8 @@ exactly what GPT-2 computes (GPT-2's Conv1D weights are the weights of these Lin
 The options of `HfGptConfig` build Llama's block instead: rotary positions in Llama's rotate-half layout,
 RMSNorm, a gated MLP and grouped-query attention; such a model computes exactly what `LlamaForCausalLM`
 computes with the same weights, the fused projections split. The recipe options of today's speed records
-(QK-norm, squared ReLU, logit soft-capping, zero-initialised output projections) are off by default; GPT-2 and
-Llama have neither QK-norm nor soft-capping.
+(QK-norm, squared ReLU, logit soft-capping, zero-initialised output projections) and document masking of packed
+training blocks are off by default; GPT-2 and Llama have neither QK-norm nor soft-capping.
 
 This file imports only torch, transformers and its own configuration (through a single-dot relative
 import), so a saved model folder also loads with `trust_remote_code=True` where hfgpt is not installed.
@@ -78,6 +78,18 @@ def check_architecture(config: HfGptConfig) -> None:
                          f"({config.hidden_size // config.num_attention_heads}) must be even")
     if config.logit_softcap < 0:
         raise ValueError(f"logit_softcap must be 0 (off) or positive, not {config.logit_softcap}")
+    if config.document_masking and config.eos_token_id is None:
+        raise ValueError("document_masking needs eos_token_id, the token that ends each packed document")
+
+
+def document_position_ids(input_ids: torch.LongTensor, eos_token_id: int) -> torch.LongTensor:
+    """(B, T) positions that restart at 0 after each `eos_token_id`, which ends its own document: each document of
+    a packed block counts from 0, and `create_causal_mask` reads the restarts as document boundaries."""
+    index = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)  # (B, T)
+    after_eos = torch.zeros_like(input_ids, dtype=torch.bool)
+    after_eos[:, 1:] = input_ids[:, :-1] == eos_token_id  # the tokens that start a document
+    document_start = torch.where(after_eos, index, 0).cummax(dim=1).values  # (B, T): where each token's begins
+    return index - document_start
 
 
 class HfGptRMSNorm(nn.Module):
@@ -383,6 +395,11 @@ class HfGptModel(HfGptPreTrainedModel):
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
 
+        if position_ids is None and self.config.document_masking and cache is None and attention_mask is None \
+                and input_ids is not None:
+            # a packed block (training, evaluation): each document counts its positions from 0, and
+            # create_causal_mask turns the restarts into a block-diagonal causal mask (generation passes positions)
+            position_ids = document_position_ids(input_ids, self.config.eos_token_id)  # (B, T)
         if position_ids is None:
             # generate() passes position_ids (from the padding mask); otherwise continue after the cache
             if cache_position is None:
@@ -392,8 +409,8 @@ class HfGptModel(HfGptPreTrainedModel):
                 )
             position_ids = cache_position.unsqueeze(0)  # (1, T), broadcast over the batch
 
-        # (B, 1, T, S) mask in the form the attention implementation wants, or None where sdpa can
-        # rely on is_causal alone
+        # (B, 1, T, S) mask in the form the attention implementation wants, or None where sdpa can rely on is_causal
+        # alone; without a cache and a padding mask, positions that restart mark packed documents, kept apart
         causal_mask = create_causal_mask(
             config=self.config,
             inputs_embeds=inputs_embeds,
