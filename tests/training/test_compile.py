@@ -25,8 +25,8 @@ def compiled_run(tmp_path, name: str, *extra: str):
 
 
 @pytest.mark.parametrize("document_masking", [False, True], ids=["plain", "document-masking"])
-def test_a_compiled_run_continues_bitwise_and_never_compiles_twice(tmp_path, monkeypatch, capsys, document_masking):
-    monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)  # eval, the last batch, sampling
+@torch._dynamo.config.patch(error_on_recompile=True)  # eval, the last batch, sampling (monkeypatch's undo deletes it)
+def test_a_compiled_run_continues_bitwise_and_never_compiles_twice(tmp_path, capsys, document_masking):
     extra = ["--document-masking", "--train", str(write_jsonl(tmp_path / "docs.jsonl", make_docs(80)))] \
         if document_masking else []
     whole = compiled_run(tmp_path, "whole", *extra)
