@@ -28,17 +28,29 @@ class ModelSection:
                                                        "(RoPE, Llama).", choices=("absolute", "rotary"))
     rope_theta: float = setting(10000.0, "Base of the rotary frequencies.", bounds=POSITIVE)
     norm_type: str = setting("layernorm", "layernorm (GPT-2) or rmsnorm (Llama).", choices=("layernorm", "rmsnorm"))
+    qk_norm: bool = setting(False, "QK-norm: normalise each head's queries and keys (with norm_type) before attention "
+                                   "and rotary positions (OLMo 2, Qwen 3, modded-nanogpt). No stock export.")
     mlp_type: str = setting("standard", "standard: proj(act(fc(x))) (GPT-2); gated: proj(act(gate(x)) * up(x)), "
                                         "with hidden_act silu the SwiGLU of Llama.", choices=("standard", "gated"))
     dropout: float = setting(0.0, "Dropout on embeddings, attention weights and residual branches.",
                              bounds=Bounds(low=0, high=1, high_open=True))
     bias: bool = setting(False, "Use biases in linear layers and norms (GPT-2 does).")
-    hidden_act: str = setting("gelu", "MLP activation, any name in transformers' ACT2FN.")
+    hidden_act: str = setting("gelu", "MLP activation, any name in transformers' ACT2FN, such as gelu, gelu_new "
+                                      "(GPT-2), silu (Llama) or relu2 (squared ReLU: Primer, modded-nanogpt).")
     layer_norm_eps: float = setting(1e-5, "Epsilon of the LayerNorms.", bounds=POSITIVE)
     rms_norm_eps: float = setting(1e-6, "Epsilon of the RMSNorms.", bounds=POSITIVE)
     initializer_range: float = setting(0.02, "Std of the normal weight init (residual projections are scaled).",
                                        bounds=POSITIVE)
+    zero_init_output_projections: bool = setting(False, "Start the attention and MLP output projections at zero, so "
+                                                        "that every block starts as the identity (modded-nanogpt).")
     tie_word_embeddings: bool = setting(True, "Share the input embedding with the output head.")
+    logit_softcap: float = setting(0.0, "Soft-cap the logits: cap x tanh(logits / cap), in training and generation "
+                                        "(Gemma 2: 30, modded-nanogpt: 15). 0: off. No stock export.",
+                                   bounds=zero_or_positive("off"))
+    document_masking: bool = setting(False, "In a packed block, a token attends only to the tokens of its own "
+                                            "document (documents end at the end-of-text token) and positions "
+                                            "restart at each one; evaluation follows, generation and exported "
+                                            "models compute without it.")
     attn_implementation: str = setting("auto", "Attention kernel: sdpa (flash/memory-efficient on a GPU), eager, or "
                                                "auto: sdpa, except eager on a CPU in bf16, where torch's sdpa kernel "
                                                "is several times slower than in fp32. Resolved and saved at start.",

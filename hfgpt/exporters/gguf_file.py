@@ -84,8 +84,8 @@ def gguf_family(config: HfGptConfig) -> str:
     """`gpt2` or `llama`: the llama.cpp architecture that computes what `config`'s model computes. Exact GELU
     (hfgpt's default) goes to llama.cpp's gpt2, which computes the tanh approximation, with a warning."""
     family = stock_family(config)
-    if family is None:
-        require_family(config, nearest_family(config), "gguf")  # raises: the sentence names what prevents it
+    # raises for a mixture or an option neither family has: the sentence names what prevents it
+    require_family(config, family or nearest_family(config), "gguf")
     if family == "gpt2" and config.hidden_act == "gelu":
         warnings.warn("llama.cpp's gpt2 computes GELU with the tanh approximation and this model was trained with "
                       "exact GELU (hidden_act='gelu'): the two differ by at most 4.8e-4 per activation, so llama.cpp's "

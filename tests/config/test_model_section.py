@@ -30,11 +30,20 @@ def test_a_llama_block_is_spelled_with_flags():
             config.rope_theta) == ("rotary", "rmsnorm", "gated", 2, 500000.0)
 
 
+def test_the_speed_records_options_are_spelled_with_flags():
+    cfg = build_config(["--qk-norm", "--hidden-act", "relu2", "--logit-softcap", "15", "--zero-init-output-projections",
+                        "--no-tie-word-embeddings", "--document-masking"])
+    config = HfGptConfig(**model_config_kwargs(cfg.model))
+    assert (config.qk_norm, config.hidden_act, config.logit_softcap, config.zero_init_output_projections,
+            config.tie_word_embeddings, config.document_masking) == (True, "relu2", 15.0, True, False, True)
+
+
 @pytest.mark.parametrize(("model", "message"), [
     ({"num_key_value_heads": 3}, "--num-key-value-heads (3) must divide --num-attention-heads (4)"),
     ({"position_embedding_type": "rotary", "hidden_size": 12, "num_attention_heads": 4},
      "rotary positions need an even head size"),
     ({"norm_type": "batchnorm"}, "--norm-type must be layernorm or rmsnorm"),
+    ({"logit_softcap": -1.0}, "--logit-softcap must be 0 (off) or positive"),
 ])
 def test_impossible_architectures_are_named(model, message):
     cfg = TrainConfig()

@@ -142,6 +142,14 @@ def test_refusals_name_what_prevents_the_export(tmp_path):
     with pytest.raises(HfGptError, match=r"GPT-2 has no gated MLP \(mlp_type='gated'\), and no stock architecture"):
         export(saved(tmp_path / "mixture", tokenizer=False, mlp_type="gated", hidden_act="silu"), "gguf",
                tmp_path / "b.gguf")
+    with pytest.raises(HfGptError, match=r"Cannot export to gguf: neither GPT-2 nor Llama has QK-norm "
+                                         r"\(qk_norm=True\)"):
+        export(saved(tmp_path / "qk-norm", tokenizer=False, **dict(LLAMA, qk_norm=True)), "gguf", tmp_path / "e.gguf")
+    with pytest.raises(HfGptError, match=r"Cannot export to gguf: neither GPT-2 nor Llama has logit soft-capping"):
+        export(saved(tmp_path / "softcap", tokenizer=False, logit_softcap=15.0), "gguf", tmp_path / "f.gguf")
+    with pytest.raises(HfGptError, match=r"llama.cpp's gpt2 computes its MLP with gelu_new or gelu_pytorch_tanh, not "
+                                         r"hidden_act='relu2'"):
+        export(saved(tmp_path / "relu2", tokenizer=False, hidden_act="relu2"), "gguf", tmp_path / "g.gguf")
     with pytest.raises(HfGptError, match="without a tokenizer"):
         export(saved(tmp_path / "bare", tokenizer=False, **LLAMA), "gguf", tmp_path / "c.gguf")
     with pytest.raises(HfGptError, match="--dtype bf16 is not available for --to gguf; choose one of: f32, f16, q8_0"):

@@ -17,21 +17,25 @@ from transformers import AutoModelForCausalLM, GPT2LMHeadModel, LlamaForCausalLM
 from hfgpt.data.tokenization import train_tokenizer
 from hfgpt.errors import HfGptError
 from hfgpt.exporters import export, stock_model
-from hfgpt.models.hfgpt.modeling_hfgpt import HfGptForCausalLM
+from hfgpt.models.hfgpt.modeling_hfgpt import HfGptForCausalLM, document_position_ids
 
 # compares with what another process or library computes: CI runs it again under another kernel set
 pytestmark = pytest.mark.machine_sensitive
 
 # Each family with and without the options its export has to translate: biases (zero ones for GPT-2),
-# grouped-query attention (repeated heads for GPT-2), an untied head, exact or tanh GELU.
+# grouped-query attention (repeated heads for GPT-2), an untied head, exact or tanh GELU; and the options that
+# carry over as they are: squared ReLU (transformers' ACT2FN computes it in the stock models too), and document
+# masking (a training behaviour, see test_a_stock_export_keeps_documents_apart_given_their_positions).
 GPT2_VARIANTS = {
     "gpt2": dict(bias=True, hidden_act="gelu_new"),
     "exact-gelu-no-bias": dict(hidden_act="gelu", bias=False),
     "gqa-untied": dict(bias=True, hidden_act="gelu_new", num_key_value_heads=2, tie_word_embeddings=False),
+    "relu2-document-masking": dict(bias=True, hidden_act="relu2", document_masking=True),
 }
 LLAMA_VARIANTS = {
     "llama-gqa": dict(LLAMA, num_key_value_heads=2),
     "bias-untied-mqa": dict(LLAMA, bias=True, num_key_value_heads=1, tie_word_embeddings=False, rope_theta=500.0),
+    "relu2-glu-document-masking": dict(LLAMA, hidden_act="relu2", num_key_value_heads=2, document_masking=True),
 }
 
 
@@ -68,6 +72,23 @@ def test_llama_export_computes_what_hfgpt_computes(options, tmp_path):
     assert exported.config.num_key_value_heads == options["num_key_value_heads"]
     assert exported.config.attention_bias == exported.config.mlp_bias == options.get("bias", False)
     assert_same_model(exported, HfGptForCausalLM.from_pretrained(source).eval())
+
+
+@pytest.mark.parametrize(("target", "options"), [("gpt2", GPT2_VARIANTS["relu2-document-masking"]),
+                                                 ("llama", LLAMA_VARIANTS["relu2-glu-document-masking"])])
+def test_a_stock_export_keeps_documents_apart_given_their_positions(target, options):
+    # a stock model computes without document masking from the ids alone, and with it from positions that restart
+    # after each end-of-text token (transformers reads restarting positions as packed sequences)
+    model = hfgpt_model(**options)
+    stock = stock_model(model, target)
+    packed = prompt(18)
+    packed[:, [4, 11]] = model.config.eos_token_id
+    positions = document_position_ids(packed, model.config.eos_token_id)
+    with torch.no_grad():
+        expected = model(packed, use_cache=False).logits
+        torch.testing.assert_close(stock(packed, position_ids=positions, use_cache=False).logits, expected,
+                                   atol=1e-5, rtol=1e-5)
+        assert (stock(packed, use_cache=False).logits - expected).abs().max() > 1e-2
 
 
 def test_a_bias_free_model_exports_zero_biases_to_gpt2():
@@ -107,6 +128,13 @@ MIXTURES = {
                                       "(norm_type='rmsnorm') or gated MLP (mlp_type='gated')",
                                       "this is a Llama model, so export it with --to llama or --to gguf."]),
     "gpt2-to-llama": (dict(), "llama", ["this is a GPT-2 model, so export it with --to gpt2 or --to gguf."]),
+    "qk-norm-llama": (dict(LLAMA, qk_norm=True), "llama",
+                      ["Cannot export to llama: neither GPT-2 nor Llama has QK-norm (qk_norm=True), so no stock "
+                       "architecture computes this model", "loads anywhere with trust_remote_code=True."]),
+    "softcap-gpt2": (dict(logit_softcap=15.0), "gpt2",
+                     ["Cannot export to gpt2: neither GPT-2 nor Llama has logit soft-capping (logit_softcap=15.0)"]),
+    "both-to-gpt2": (dict(LLAMA, qk_norm=True, logit_softcap=30.0), "gpt2",
+                     ["has QK-norm (qk_norm=True) or logit soft-capping (logit_softcap=30.0), so"]),
 }
 
 

@@ -18,22 +18,25 @@ from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHea
 
 import hfgpt  # noqa: F401  (registers model_type "hfgpt" with the Auto classes)
 from hfgpt.models.hfgpt import HfGptConfig
-from hfgpt.models.hfgpt.modeling_hfgpt import CACHE_NAME, HfGptForCausalLM, HfGptModel
+from hfgpt.models.hfgpt.modeling_hfgpt import CACHE_NAME, HfGptForCausalLM, HfGptModel, document_position_ids
 from hfgpt.training.setup import enable_activation_checkpointing
 
 VOCAB, HIDDEN, LAYERS, HEADS, MAX_POS = 97, 32, 2, 4, 64
 PAD = 0
 FIXTURES = REPO / "tests" / "fixtures"
 
-# The option grid every behaviour test runs over: GPT-2's block, Llama's block, and two mixtures that no stock
+# The option grid every behaviour test runs over: GPT-2's block, Llama's block, two mixtures that no stock
 # architecture has (rotary positions alone, with biases and one key/value head; a gated MLP with grouped-query
-# attention on learned positions).
+# attention on learned positions), and the speed records' options (QK-norm, squared ReLU, a soft cap low enough
+# to bend these small logits).
 ARCHITECTURES = {
     "gpt2": dict(bias=True, hidden_act="gelu_new"),
     "llama": dict(position_embedding_type="rotary", norm_type="rmsnorm", mlp_type="gated", hidden_act="silu",
                   num_key_value_heads=2),
     "rotary-mqa-bias": dict(position_embedding_type="rotary", bias=True, num_key_value_heads=1),
     "gated-gqa": dict(mlp_type="gated", hidden_act="silu", num_key_value_heads=2),
+    "speedrun": dict(position_embedding_type="rotary", norm_type="rmsnorm", qk_norm=True, hidden_act="relu2",
+                     logit_softcap=0.5, num_key_value_heads=2),
 }
 
 
@@ -473,3 +476,168 @@ def test_every_architecture_loads_with_remote_code_without_hfgpt(tmp_path, arch)
     result = run_without_hfgpt(tmp_path, MODEL_CHILD, str(model_dir), str(tmp_path / "expected.pt"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     assert "REMOTE CODE OK transformers_modules." in result.stdout
+
+
+
+# The speed records' options, each held to what it is said to compute.
+
+def same_weights(model: HfGptForCausalLM, **options) -> HfGptForCausalLM:
+    """A model built with `options` that holds `model`'s weights (all of them: the options add none)."""
+    other = tiny_model(model.config._attn_implementation, **options)
+    other.load_state_dict(model.state_dict())
+    return other
+
+
+@pytest.mark.parametrize("norm", [dict(norm_type="rmsnorm", rms_norm_eps=1e-12),
+                                  dict(norm_type="layernorm", layer_norm_eps=1e-12)], ids=["rmsnorm", "layernorm"])
+def test_qk_norm_makes_attention_blind_to_the_scale_of_queries_and_keys(norm):
+    # each head's queries and keys are normalised, so scaling their projection changes nothing; without QK-norm
+    # it sharpens every attention pattern
+    input_ids = random_ids()
+    changes = {}
+    for qk_norm in (True, False):
+        model = tiny_model(position_embedding_type="rotary", qk_norm=qk_norm, **norm)
+        before = model(input_ids).logits
+        with torch.no_grad():
+            for layer in model.model.layers:
+                layer.attn.c_attn.weight[: 2 * HIDDEN] *= 7.0  # the fused projection's query and key rows
+        changes[qk_norm] = (model(input_ids).logits - before).abs().max().item()
+    assert changes[True] < 1e-5 and changes[False] > 1e-2, changes
+
+
+def test_qk_norm_normalises_each_head_before_the_rotation():
+    model = tiny_model(**{**ARCHITECTURES["speedrun"], "rms_norm_eps": 1e-12})  # rotary, RMSNorm, 2 kv heads
+    attention, seen = model.model.layers[0].attn, {}
+    attention.c_attn.register_forward_hook(lambda _, args, output: seen.update(projected=output))
+    for name in ("q_norm", "k_norm"):
+        getattr(attention, name).register_forward_hook(
+            lambda _, args, output, name=name: seen.update({name: (args[0], output)}))
+    model(random_ids())
+    query, key, _ = seen["projected"].split(attention.split_sizes, dim=-1)  # (B, T, C), (B, T, Ckv)
+    for name, projected, heads in (("q_norm", query, HEADS), ("k_norm", key, 2)):
+        normed_in, normed_out = seen[name]
+        # it sees the projection itself, head by head (B, heads, T, hs): not yet rotated
+        assert torch.equal(normed_in, projected.view(2, 10, heads, -1).transpose(1, 2))
+        # and gives every head's vector unit root mean square (its scale starts at one)
+        torch.testing.assert_close(normed_out.pow(2).mean(-1), torch.ones(2, heads, 10))
+    assert attention.q_norm.weight.shape == attention.k_norm.weight.shape == (HIDDEN // HEADS,)
+
+
+@pytest.mark.parametrize("mlp_type", ["standard", "gated"])
+def test_relu2_is_primers_squared_relu(mlp_type):
+    mlp = tiny_model(hidden_act="relu2", mlp_type=mlp_type).model.layers[0].mlp
+    x = torch.randn(2, 5, HIDDEN, generator=torch.Generator().manual_seed(0))
+    hidden = mlp.c_fc(x)
+    if mlp_type == "gated":
+        gate, up = hidden.chunk(2, dim=-1)
+        expected = mlp.c_proj(torch.relu(gate).square() * up)
+    else:
+        expected = mlp.c_proj(torch.relu(hidden).square())
+    torch.testing.assert_close(mlp(x), expected, atol=0, rtol=0)
+
+
+def test_logit_softcap_bounds_the_logits_smoothly_in_the_loss_and_in_generation():
+    capped = tiny_model(logit_softcap=0.2)  # below these logits' largest magnitudes (about 0.6)
+    uncapped = same_weights(capped)
+    input_ids = random_ids()
+    raw = uncapped(input_ids).logits
+    out = capped(input_ids, labels=input_ids)
+    torch.testing.assert_close(out.logits, 0.2 * torch.tanh(raw / 0.2))
+    assert out.logits.abs().max() < 0.2 < raw.abs().max()
+    targets = input_ids[:, 1:].reshape(-1)
+    torch.testing.assert_close(out.loss, torch.nn.functional.cross_entropy(out.logits[:, :-1].reshape(-1, VOCAB),
+                                                                           targets))
+    generated = greedy(capped, input_ids, output_logits=True, return_dict_in_generate=True)
+    torch.testing.assert_close(generated.logits[0], out.logits[:, -1])
+    with pytest.raises(ValueError, match="logit_softcap must be 0"):
+        tiny_model(logit_softcap=-1.0)
+
+
+def test_zero_initialised_output_projections_make_every_block_start_as_the_identity(arch):
+    model = tiny_model(zero_init_output_projections=True, **arch).train()
+    for layer in model.model.layers:
+        assert not layer.attn.c_proj.weight.any() and not layer.mlp.c_proj.weight.any()
+        assert layer.attn.c_attn.weight.std() > 0.01 and layer.mlp.c_fc.weight.std() > 0.01  # the rest as before
+    input_ids = random_ids()
+    out = model(input_ids, labels=input_ids, output_hidden_states=True)
+    embeddings, *block_outputs, final = out.hidden_states
+    assert all(torch.equal(hidden, embeddings) for hidden in block_outputs)
+    torch.testing.assert_close(final, model.model.ln_f(embeddings))
+    out.loss.backward()  # the projections learn from the first step on
+    assert all(layer.attn.c_proj.weight.grad.any() and layer.mlp.c_proj.weight.grad.any()
+               for layer in model.model.layers)
+
+
+
+# Document masking: a packed block's documents kept apart.
+EOS = 3
+
+
+def document(length: int, seed: int) -> torch.Tensor:
+    """A document's ids without an end-of-text token inside."""
+    ids = random_ids(1, length, seed)[0]
+    return ids.masked_fill(ids == EOS, EOS + 1)
+
+
+def test_document_positions_restart_after_each_end_of_text_token():
+    input_ids = torch.tensor([[5, EOS, 7, 8, EOS, EOS, 9], [EOS, 4, 4, 4, 4, 4, EOS]])
+    assert document_position_ids(input_ids, EOS).tolist() == [[0, 1, 0, 1, 2, 0, 0], [0, 0, 1, 2, 3, 4, 5]]
+    with pytest.raises(ValueError, match="document_masking needs eos_token_id"):
+        tiny_model(document_masking=True)
+
+
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+@pytest.mark.parametrize("positions", ["absolute", "rotary"])
+def test_a_document_in_a_packed_block_computes_what_it_computes_alone(positions, attn_implementation):
+    masked = tiny_model(attn_implementation, position_embedding_type=positions, eos_token_id=EOS,
+                        document_masking=True)
+    second = torch.cat([document(7, seed=2), torch.tensor([EOS])])  # a whole document, its EOS included
+    eos = torch.tensor([EOS])
+    packed = torch.stack([torch.cat([document(5, seed=1), eos, second, document(4, seed=3)]),  # at 6..13
+                          torch.cat([document(2, seed=4), eos, second, document(7, seed=5)])])  # at 3..10
+    alone = masked(second[None], use_cache=False).logits[0]  # (8, V)
+    unmasked = same_weights(masked, position_embedding_type=positions, eos_token_id=EOS)
+    for model, leaks in ((masked, False), (unmasked, True)):
+        logits = model(packed, use_cache=False).logits
+        for row, start in ((0, 6), (1, 3)):
+            inside = logits[row, start:start + len(second)]
+            if leaks:  # without masking the document attends to the one before it
+                assert (inside - alone).abs().max() > 1e-3
+            else:
+                torch.testing.assert_close(inside, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_generation_is_unchanged_by_document_masking():
+    # generate() passes positions and a mask, so a prompt holding an end-of-text token continues as without
+    # masking, with the cache or without
+    masked = tiny_model(eos_token_id=EOS, document_masking=True, **ARCHITECTURES["gpt2"])
+    unmasked = same_weights(masked, eos_token_id=EOS, **ARCHITECTURES["gpt2"])
+    prompt = torch.cat([document(4, seed=1), torch.tensor([EOS]), document(5, seed=2)])[None]
+    for use_cache in (True, False):
+        options = {"use_cache": use_cache, "output_logits": True, "return_dict_in_generate": True}
+        ours, theirs = greedy(masked, prompt, **options), greedy(unmasked, prompt, **options)
+        assert torch.equal(ours.sequences, theirs.sequences)
+        assert all(torch.equal(mine, other) for mine, other in zip(ours.logits, theirs.logits, strict=True))
+
+
+def test_only_a_bare_forward_without_a_cache_is_masked():
+    # with a cache, an attention mask or positions a forward is not a packed block, and computes as without masking
+    # (positions restarted by the model would otherwise come without the mask that create_causal_mask skips then)
+    masked = tiny_model(eos_token_id=EOS, document_masking=True, **ARCHITECTURES["gpt2"])
+    unmasked = same_weights(masked, eos_token_id=EOS, **ARCHITECTURES["gpt2"])
+    packed = torch.cat([document(4, seed=1), torch.tensor([EOS]), document(5, seed=2)])[None]
+    for options in ({}, {"use_cache": False, "attention_mask": torch.ones_like(packed)},
+                    {"use_cache": False, "position_ids": torch.arange(10)[None]}):
+        assert torch.equal(masked(packed, **options).logits, unmasked(packed, **options).logits), options
+    assert not torch.equal(masked(packed, use_cache=False).logits, unmasked(packed, use_cache=False).logits)
+
+
+@pytest.mark.slow  # compiling takes tens of seconds on a CPU
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+def test_document_masking_compiles_to_the_same_logits(attn_implementation):
+    model = tiny_model(attn_implementation, eos_token_id=EOS, document_masking=True, **ARCHITECTURES["llama"])
+    packed = torch.cat([document(5, seed=1), torch.tensor([EOS]), document(9, seed=2)])[None]
+    expected = model(packed, use_cache=False).logits
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=False)
+    torch.testing.assert_close(compiled(packed, use_cache=False).logits, expected, atol=1e-5, rtol=1e-5)

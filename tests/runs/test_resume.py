@@ -5,10 +5,12 @@ the same sample ids."""
 from __future__ import annotations
 
 import json
+import random
+from pathlib import Path
 
 import pytest
 import torch
-from helpers import plant_pickle, reseal_checkpoint, run_hfgpt, untimed_log
+from helpers import plant_pickle, read_log, reseal_checkpoint, run_hfgpt, untimed_log
 from resume_helpers import (
     CPU_PRESETS,
     MAX_STEPS,
@@ -164,3 +166,38 @@ def test_the_metric_window_and_early_stopping_go_on_across_a_continue(tmp_path):
     assert untimed_log(resumed) == untimed_log(reference)
     info = json.loads((resumed / "run.json").read_text())
     assert (info["status"], info["sessions"][-1]["end_step"]) == ("stopped early", 6)
+
+
+def write_short_documents(folder: Path) -> None:
+    """The train and validation texts exact_flags reads (it keeps files that exist), made of short documents
+    with a blank line between them: most blocks hold several documents, and `--split-documents blank-line` ends
+    each with an end-of-text token."""
+    rng = random.Random(0)
+    folder.mkdir(parents=True)
+    for name, documents in (("train.txt", 50), ("valid.txt", 12)):
+        texts = ["".join(rng.choice("abcdefghij klmnop") for _ in range(rng.randint(3, 25))).strip() or "a"
+                 for _ in range(documents)]
+        (folder / name).write_text("\n\n".join(texts) + "\n")
+
+
+@pytest.mark.slow
+def test_a_run_with_document_masking_continues_bitwise_and_evaluates_as_it_trained(tmp_path):
+    write_short_documents(tmp_path / "data")
+    masked = ["--split-documents", "blank-line", "--document-masking"]
+    checked(run_hfgpt([*exact_flags(tmp_path, "reference"), *masked], cwd=tmp_path))
+    checked(run_hfgpt([*exact_flags(tmp_path, "stopped"), *masked, "--stop-at-step", "5"], cwd=tmp_path))
+    checked(run_hfgpt(["continue", str(tmp_path / "runs" / "stopped")], cwd=tmp_path))
+    reference = tmp_path / "runs" / "reference"
+    assert_same_run(tmp_path / "runs" / "stopped", reference)
+    assert json.loads((reference / "final" / "config.json").read_text())["document_masking"] is True
+
+    # the masking is in the run: without it the very first step computes another loss
+    checked(run_hfgpt([*exact_flags(tmp_path, "unmasked"), "--split-documents", "blank-line", "--stop-at-step", "1"],
+                      cwd=tmp_path))
+    first = [next(r["loss"] for r in read_log(tmp_path / "runs" / name) if r["split"] == "train")
+             for name in ("reference", "unmasked")]
+    assert first[0] != first[1], first
+    # hfgpt eval measures the saved model as the run measured it: its validation blocks give its last loss
+    evaluated = checked(run_hfgpt(["eval", str(reference), "--json", "--no-progress-bar"], cwd=tmp_path))
+    last_valid = [r for r in read_log(reference) if r["split"] == "valid"][-1]
+    assert json.loads(evaluated.stdout.splitlines()[-1])["loss"] == last_valid["loss"]

@@ -1,12 +1,12 @@
 """--compile: a compiled run trains with accumulation and gradient checkpointing, evaluates and samples without
 compiling again, saves plain parameter names, and a compiled run continued ends bitwise equal to an
-uninterrupted compiled run."""
+uninterrupted compiled run; with document masking too, on documents shorter than a block."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from helpers import read_log, tiny_run_flags, untimed_log
+from helpers import make_docs, read_log, tiny_run_flags, untimed_log, write_jsonl
 from safetensors.torch import load_file
 
 from hfgpt.training.modes import continue_setup, train_setup
@@ -24,11 +24,14 @@ def compiled_run(tmp_path, name: str, *extra: str):
     return run(train_setup(tiny_run_flags(tmp_path, name, *FLAGS, *extra)))
 
 
-def test_a_compiled_run_continues_bitwise_and_never_compiles_twice(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)  # eval, the last batch, sampling
-    whole = compiled_run(tmp_path, "whole")
+@pytest.mark.parametrize("document_masking", [False, True], ids=["plain", "document-masking"])
+@torch._dynamo.config.patch(error_on_recompile=True)  # eval, the last batch, sampling (monkeypatch's undo deletes it)
+def test_a_compiled_run_continues_bitwise_and_never_compiles_twice(tmp_path, capsys, document_masking):
+    extra = ["--document-masking", "--train", str(write_jsonl(tmp_path / "docs.jsonl", make_docs(80)))] \
+        if document_masking else []
+    whole = compiled_run(tmp_path, "whole", *extra)
     assert "compiled the model in" in capsys.readouterr().out
-    stopped = compiled_run(tmp_path, "stopped", "--stop-at-step", "3")
+    stopped = compiled_run(tmp_path, "stopped", *extra, "--stop-at-step", "3")
     torch._dynamo.reset()
     run(continue_setup([str(stopped)]))
     assert untimed_log(stopped) == untimed_log(whole)

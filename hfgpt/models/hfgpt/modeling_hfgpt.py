@@ -6,15 +6,19 @@ absolute positions, LayerNorm, a GELU MLP; with `bias=True, hidden_act="gelu_new
 exactly what GPT-2 computes (GPT-2's Conv1D weights are the weights of these Linear layers, transposed).
 The options of `HfGptConfig` build Llama's block instead: rotary positions in Llama's rotate-half layout,
 RMSNorm, a gated MLP and grouped-query attention; such a model computes exactly what `LlamaForCausalLM`
-computes with the same weights, the fused projections split.
+computes with the same weights, the fused projections split. The recipe options of today's speed records
+(QK-norm, squared ReLU, logit soft-capping, zero-initialised output projections) and document masking of packed
+training blocks are off by default; GPT-2 and Llama have neither QK-norm nor soft-capping.
 
 This file imports only torch, transformers and its own configuration (through a single-dot relative
 import), so a saved model folder also loads with `trust_remote_code=True` where hfgpt is not installed.
 
 References: Radford et al. 2019, "Language Models are Unsupervised Multitask Learners" (GPT-2); Su et al.
 2021, "RoFormer" (rotary positions); Zhang & Sennrich 2019 (RMSNorm); Shazeer 2020, "GLU Variants Improve
-Transformer" (SwiGLU); Ainslie et al. 2023 (grouped-query attention); transformers' llama and gpt2 modeling
-files for the class ladder and the attention/cache/mask APIs.
+Transformer" (SwiGLU); Ainslie et al. 2023 (grouped-query attention); Dehghani et al. 2023 and OLMo 2 (QK-norm);
+So et al. 2021, "Primer" (squared ReLU); Gemma Team 2024, "Gemma 2" (logit soft-capping); Keller Jordan's
+modded-nanogpt speedrun records (zero-initialised projections, and all of these together); transformers' llama
+and gpt2 modeling files for the class ladder and the attention/cache/mask APIs.
 """
 
 import inspect
@@ -72,6 +76,20 @@ def check_architecture(config: HfGptConfig) -> None:
     if config.position_embedding_type == "rotary" and (config.hidden_size // config.num_attention_heads) % 2:
         raise ValueError("rotary positions rotate pairs of dimensions: hidden_size / num_attention_heads "
                          f"({config.hidden_size // config.num_attention_heads}) must be even")
+    if config.logit_softcap < 0:
+        raise ValueError(f"logit_softcap must be 0 (off) or positive, not {config.logit_softcap}")
+    if config.document_masking and config.eos_token_id is None:
+        raise ValueError("document_masking needs eos_token_id, the token that ends each packed document")
+
+
+def document_position_ids(input_ids: torch.LongTensor, eos_token_id: int) -> torch.LongTensor:
+    """(B, T) positions that restart at 0 after each `eos_token_id`, which ends its own document: each document of
+    a packed block counts from 0, and `create_causal_mask` reads the restarts as document boundaries."""
+    index = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)  # (B, T)
+    after_eos = torch.zeros_like(input_ids, dtype=torch.bool)
+    after_eos[:, 1:] = input_ids[:, :-1] == eos_token_id  # the tokens that start a document
+    document_start = torch.where(after_eos, index, 0).cummax(dim=1).values  # (B, T): where each token's begins
+    return index - document_start
 
 
 class HfGptRMSNorm(nn.Module):
@@ -90,11 +108,13 @@ class HfGptRMSNorm(nn.Module):
         return self.weight * hidden_states.to(input_dtype)
 
 
-def make_norm(config: HfGptConfig) -> nn.Module:
-    """The block and final norm `config.norm_type` asks for."""
+def make_norm(config: HfGptConfig, size: int | None = None) -> nn.Module:
+    """The norm `config.norm_type` asks for, over `size` features: the block and final norms over hidden_size,
+    QK-norm over one head."""
+    size = size or config.hidden_size
     if config.norm_type == "rmsnorm":
-        return HfGptRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-    return nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.bias)
+        return HfGptRMSNorm(size, eps=config.rms_norm_eps)
+    return nn.LayerNorm(size, eps=config.layer_norm_eps, bias=config.bias)
 
 
 class HfGptRotaryEmbedding(nn.Module):
@@ -181,6 +201,10 @@ class HfGptAttention(nn.Module):
         self.attention_dropout = config.dropout
         self.is_causal = True  # read by the sdpa and flash attention functions
         self.c_attn = nn.Linear(config.hidden_size, sum(self.split_sizes), bias=config.bias)
+        # QK-norm: each head's queries and keys normalised (one scale shared by the heads), before rotary as in
+        # OLMo 2, Qwen 3 and modded-nanogpt, so the attention logits cannot grow with the weights
+        self.q_norm = make_norm(config, self.head_dim) if config.qk_norm else None
+        self.k_norm = make_norm(config, self.head_dim) if config.qk_norm else None
         self.c_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.bias)
         self.c_proj.is_residual_projection = True  # scaled init, see HfGptPreTrainedModel._init_weights
         self.resid_dropout = nn.Dropout(config.dropout)
@@ -199,6 +223,8 @@ class HfGptAttention(nn.Module):
         query = query.view(head_shape).transpose(1, 2)  # (B, nh, T, hs)
         key = key.view(head_shape).transpose(1, 2)  # (B, nkv, T, hs)
         value = value.view(head_shape).transpose(1, 2)
+        if self.q_norm is not None:
+            query, key = self.q_norm(query), self.k_norm(key)  # over hs, per head and position
         if position_embeddings is not None:
             query, key = apply_rotary_pos_emb(query, key, *position_embeddings)  # the cache keeps rotated keys
 
@@ -291,11 +317,14 @@ class HfGptPreTrainedModel(PreTrainedModel):
         # `init.*` (not `nn.init.*`) skips tensors that from_pretrained has already loaded.
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
-            if getattr(module, "is_residual_projection", False):
+            residual = getattr(module, "is_residual_projection", False)
+            if residual and self.config.zero_init_output_projections:
+                init.zeros_(module.weight)  # modded-nanogpt: every block starts as the identity
+            else:
                 # GPT-2: each block adds two branches to the residual stream; scaling their output
                 # projections by 1/sqrt(2L) keeps the stream's variance from growing with depth.
-                std = std / math.sqrt(2 * self.config.num_hidden_layers)
-            init.normal_(module.weight, mean=0.0, std=std)
+                scale = math.sqrt(2 * self.config.num_hidden_layers) if residual else 1.0
+                init.normal_(module.weight, mean=0.0, std=std / scale)
             if module.bias is not None:
                 init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
@@ -366,6 +395,11 @@ class HfGptModel(HfGptPreTrainedModel):
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
 
+        if position_ids is None and self.config.document_masking and cache is None and attention_mask is None \
+                and input_ids is not None:
+            # a packed block (training, evaluation): each document counts its positions from 0, and
+            # create_causal_mask turns the restarts into a block-diagonal causal mask (generation passes positions)
+            position_ids = document_position_ids(input_ids, self.config.eos_token_id)  # (B, T)
         if position_ids is None:
             # generate() passes position_ids (from the padding mask); otherwise continue after the cache
             if cache_position is None:
@@ -375,8 +409,8 @@ class HfGptModel(HfGptPreTrainedModel):
                 )
             position_ids = cache_position.unsqueeze(0)  # (1, T), broadcast over the batch
 
-        # (B, 1, T, S) mask in the form the attention implementation wants, or None where sdpa can
-        # rely on is_causal alone
+        # (B, 1, T, S) mask in the form the attention implementation wants, or None where sdpa can rely on is_causal
+        # alone; without a cache and a padding mask, positions that restart mark packed documents, kept apart
         causal_mask = create_causal_mask(
             config=self.config,
             inputs_embeds=inputs_embeds,
@@ -480,6 +514,8 @@ class HfGptForCausalLM(HfGptPreTrainedModel, GenerationMixin):
         # generate() asks for the last position only: no need to project the whole sequence
         keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
         logits = self.lm_head(outputs.last_hidden_state[:, keep, :])  # (B, T_keep, V)
+        if self.config.logit_softcap:  # Gemma 2: smoothly within (-cap, cap), in training and generation alike
+            logits = self.config.logit_softcap * torch.tanh(logits / self.config.logit_softcap)
 
         loss = None
         if labels is not None:
