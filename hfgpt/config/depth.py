@@ -23,7 +23,7 @@ REFERENCE_DEPTH = 12  # nanochat's d12, where its batch (and GPT-2 small's rate)
 REFERENCE_BATCH = 2**19  # nanochat's B_REF: the best tokens per step at d12
 BATCH_EXPONENT = 0.383  # the best batch grows as the horizon^0.383 (Power Lines, arXiv:2505.13738; nanochat)
 WARMUP_STEPS = 40  # nanochat --warmup-steps
-REFERENCE_WIDTH = 768
+REFERENCE_WIDTH = 768  # GPT-2 small's, and nanochat's at d12
 # Each derived rate: its peak at width 768 and the depth's own power-law batch, and the exponent e of the width
 # factor (768 / width)^e. lr (AdamW): GPT-2 small's 6e-4 (nanoGPT's train_gpt2.py; the gpt2-small preset) with
 # nanochat's (width / 768)^-0.5 for its AdamW groups (gpt.py, setup_optimizer). A Muon rate is one more entry:
@@ -40,12 +40,13 @@ class Derived(NamedTuple):
     given: bool
 
 
-def head_size(depth: int) -> int:
+def _head_size(depth: int) -> int:
+    """nanochat's 128; below depth 4 half of 64 x depth, so that a small model still has 2 heads."""
     return min(HEAD_SIZE, ASPECT_RATIO * depth // 2)
 
 
-def heads_for(width: int) -> int:
-    """The fewest heads of at most 128 dimensions that divide the width, and at least 2."""
+def _heads_for(width: int) -> int:
+    """The fewest heads of at most 128 dimensions that divide the width, and at least 2 (for a given width too)."""
     least = max(2, math.ceil(width / HEAD_SIZE))
     return next((heads for heads in range(least, width + 1) if width % heads == 0), 1)
 
@@ -64,7 +65,7 @@ def block_parameters(values: Mapping[str, Any]) -> int:
 
 
 def _shape(depth: int) -> dict[str, int]:
-    size = head_size(depth)
+    size = _head_size(depth)
     width = math.ceil(ASPECT_RATIO * depth / size) * size
     return {"num_hidden_layers": depth, "hidden_size": width, "num_attention_heads": width // size}
 
@@ -76,7 +77,7 @@ def _seq_len(values: Mapping[str, Any]) -> int:
     return values["seq_len"] or values["max_position_embeddings"]
 
 
-def power_law_batch(values: Mapping[str, Any]) -> int:
+def _power_law_batch(values: Mapping[str, Any]) -> int:
     """nanochat's best tokens per step, B_REF x (N / N(d12))^0.383 to a power of 2, in whole sequences."""
     grown = REFERENCE_BATCH * (block_parameters(values) / REFERENCE_PARAMETERS) ** BATCH_EXPONENT
     return max(1, round(2 ** round(math.log2(grown)) / _seq_len(values))) * _seq_len(values)
@@ -88,11 +89,11 @@ def _layers(values: Mapping[str, Any], given: Set[str]) -> tuple[int, str]:
 
 def _width(values: Mapping[str, Any], given: Set[str]) -> tuple[int, str]:
     return _shape(values["depth"])["hidden_size"], \
-        f"64 x depth, rounded up to a multiple of the head size {head_size(values['depth'])}"
+        f"64 x depth, rounded up to a multiple of the head size {_head_size(values['depth'])}"
 
 
 def _heads(values: Mapping[str, Any], given: Set[str]) -> tuple[int, str]:
-    heads = heads_for(values["hidden_size"])
+    heads = _heads_for(values["hidden_size"])
     return heads, f"width / head size {values['hidden_size'] // heads} (at most 128, at least 2 heads)"
 
 
@@ -100,7 +101,7 @@ def _token_batch(values: Mapping[str, Any], given: Set[str]) -> tuple[int, str]:
     if given & {"batch_size", "grad_accum_steps"}:  # the user's batch, as tokens: the horizon is in tokens
         accumulated = values["batch_size"] * max(values["grad_accum_steps"], 1)
         return accumulated * _seq_len(values), f"the given batch, {accumulated} x {_seq_len(values)} tokens"
-    return power_law_batch(values), (f"2^19 x ({block_parameters(values):,} / {REFERENCE_PARAMETERS:,} block "
+    return _power_law_batch(values), (f"2^19 x ({block_parameters(values):,} / {REFERENCE_PARAMETERS:,} block "
                                      "parameters)^0.383, to a power of 2")
 
 
@@ -122,7 +123,7 @@ def _rate(name: str) -> Callable[[Mapping[str, Any], Set[str]], tuple[float, str
     peak, exponent = LEARNING_RATES[name]
 
     def rule(values: Mapping[str, Any], given: Set[str]) -> tuple[float, str]:
-        width, batch, best = values["hidden_size"], values["token_batch_size"], power_law_batch(values)
+        width, batch, best = values["hidden_size"], values["token_batch_size"], _power_law_batch(values)
         rate = peak * (REFERENCE_WIDTH / width) ** exponent * math.sqrt(batch / best)
         return float(f"{rate:.3g}"), f"{peak:g} x (768 / {width})^{exponent:g} x ({batch:,} / {best:,} tokens)^0.5"
     return rule
