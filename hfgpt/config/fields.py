@@ -46,7 +46,8 @@ class Bounds:
 
     def describe(self) -> str:
         if self.zero:
-            return f"must be 0 ({self.zero}) or positive"
+            most = f", at most {self.high:g}" if self.high is not None else ""
+            return f"must be 0 ({self.zero}) or positive{most}"
         if self.high is None:
             if self.low == 0:
                 return "must be positive" if self.low_open else "must not be negative"

@@ -9,6 +9,8 @@ from typing import Any
 
 from .fields import NOT_NEGATIVE, POSITIVE, Bounds, setting, zero_or_positive
 
+MAX_DEPTH = 64  # --depth 64 is 4096 wide, 12.9 billion parameters in its blocks: a larger one is a typo
+
 
 @dataclass
 class ModelSection:
@@ -56,6 +58,11 @@ class ModelSection:
                                                "is several times slower than in fp32. Resolved and saved at start.",
                                        choices=("auto", "sdpa", "eager"))
     gradient_checkpointing: bool = setting(False, "Recompute activations in the backward pass to save memory.")
+    depth: int = setting(0, "nanochat's size dial: the number of layers, from which hfgpt derives the width (64 x "
+                            "depth), the heads, the token batch, the steps (--horizon-ratio tokens per parameter) "
+                            "and the learning rate, printed as a table at the start and saved; a setting given in "
+                            "a preset, flags file or flag keeps its value. 0: off.",
+                         bounds=Bounds(low=0, high=MAX_DEPTH, zero="off"))
     arch: str = setting("", "The architecture from a file: a TOML [model] table or a transformers config.json (gpt2, "
                             "llama or hfgpt); flags given with it override its values. Resolved into the settings "
                             "above, which the run saves.")
@@ -64,7 +71,8 @@ class ModelSection:
 
 def model_config_kwargs(model: ModelSection) -> dict[str, Any]:
     """The model section as `HfGptConfig` keyword arguments, by field name; what is not an architecture setting
-    (the attention kernel, checkpointing) stays out, and 0 for the derived sizes is HfGptConfig's None."""
+    (the attention kernel, checkpointing, the dials --depth and --arch) stays out, and 0 for the derived sizes is
+    HfGptConfig's None."""
     kwargs = {name: value for name, value in dataclasses.asdict(model).items() if name not in RUNTIME_MODEL_FIELDS}
     kwargs["intermediate_size"] = kwargs["intermediate_size"] or None
     kwargs["num_key_value_heads"] = kwargs["num_key_value_heads"] or None
@@ -77,6 +85,6 @@ FAMILY_BLOCKS: dict[str, dict[str, str]] = {
     "gpt2": {"position_embedding_type": "absolute", "norm_type": "layernorm", "mlp_type": "standard"},
     "llama": {"position_embedding_type": "rotary", "norm_type": "rmsnorm", "mlp_type": "gated"},
 }
-RUNTIME_MODEL_FIELDS = ("attn_implementation", "gradient_checkpointing", "arch", "archdir")
+RUNTIME_MODEL_FIELDS = ("attn_implementation", "gradient_checkpointing", "depth", "arch", "archdir")
 # The settings that shape the model: what --arch may set.
 ARCHITECTURE_FIELDS = tuple(f.name for f in dataclasses.fields(ModelSection) if f.name not in RUNTIME_MODEL_FIELDS)

@@ -71,6 +71,8 @@ class DataSection:
 class TrainingSection:
     max_steps: int = setting(1200, "Optimizer steps to train for.", bounds=POSITIVE, on_continue="allow",
                              aliases=("max-iters", "steps"))
+    horizon_ratio: float = setting(20.0, "With --depth: training tokens per parameter of the decoder blocks, from "
+                                         "which it derives --max-steps (Chinchilla's 20).", bounds=POSITIVE)
     # One optimizer step = micro-batch x accumulation x processes; see resolve_layout in hfgpt/data/batches.py.
     batch_size: int = setting(16, "Sequences per device in one micro-batch (one forward pass); an optimizer step "
                                   "takes batch_size x grad_accum_steps of them per device. A cap below batch_size "
@@ -256,13 +258,16 @@ class TrainConfig:
         check_run_name(self.run.run_name)  # a path posing as a name gets a paragraph of its own
         if self.logging.wandb and "wandb" not in self.logging.trackers:
             self.logging.trackers = [*self.logging.trackers, "wandb"]
-        problems = [f"--{f.name.replace('_', '-')} {problem}" for section in dataclasses.fields(self)
-                    for f in dataclasses.fields(getattr(self, section.name))
-                    if (problem := rules_of(f).problem(getattr(getattr(self, section.name), f.name)))]
-        problems += self._joint_problems()
+        problems = [*self.field_problems(), *self._joint_problems()]
         if problems:
             raise HfGptError("Invalid configuration: " + "; ".join(problems) + ".")
         return self
+
+    def field_problems(self) -> list[str]:
+        """Values their own setting refuses (out of bounds, not a choice), each naming its flag."""
+        return [f"--{f.name.replace('_', '-')} {problem}" for section in dataclasses.fields(self)
+                for f in dataclasses.fields(getattr(self, section.name))
+                if (problem := rules_of(f).problem(getattr(getattr(self, section.name), f.name)))]
 
     def _joint_problems(self) -> list[str]:
         """Rules that tie settings together."""

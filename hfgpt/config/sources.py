@@ -2,7 +2,8 @@
 
 Lowest priority first: the defaults (`hfgpt.config.schema`), TOML presets or files (`--config`), an architecture
 file (`--arch`, `hfgpt.config.arch`: the model settings only), flags files (`--flagsfile`), then the command line
-(`hfgpt.config.flags`). A preset is a TOML file shipped in the package
+(`hfgpt.config.flags`); last, `--depth` derives the size and training of the settings none of them gave
+(`hfgpt.config.depth`). A preset is a TOML file shipped in the package
 (hfgpt/config/presets/) or found under ./recipes/configs/. Every mistake raises `HfGptError` naming the
 flag, file or key, with the closest valid names.
 """
@@ -18,6 +19,7 @@ from typing import Any
 
 from ..errors import HfGptError
 from .arch import arch_values
+from .depth import Derived, check_depth, derive
 from .flags import parse_flags, parser, read_flagsfile, suggest
 from .model_section import ARCHITECTURE_FIELDS
 from .schema import TrainConfig
@@ -44,6 +46,17 @@ def build_config(argv: Sequence[str], prog: str = "hfgpt train", base: Mapping[s
     `base` (field name -> value) is a saved run's config when continuing it. `-h`/`--help` prints
     the flag reference, headed by `usage` if given, and raises SystemExit(0).
     """
+    return build_config_with_derivation(argv, prog, base, usage)[0]
+
+
+def build_config_with_derivation(argv: Sequence[str], prog: str = "hfgpt train",
+                                 base: Mapping[str, Any] | None = None, usage: str = "",
+                                 ) -> tuple[TrainConfig, list[Derived]]:
+    """`build_config`, and what --depth derived from the settings not given, for the start of the run to print.
+
+    Given means set by `base` (all of a continued run's settings), a --config file, --arch, a flags file or a
+    flag, even to its default value (as the quickstart preset restates them); a default no source names is not.
+    """
     if "-h" in argv or "--help" in argv:
         print(format_help(prog, usage))
         raise SystemExit(0)
@@ -51,15 +64,28 @@ def build_config(argv: Sequence[str], prog: str = "hfgpt train", base: Mapping[s
     cli = parse_flags(argv, "on the command line", presets)
     files = [read_flagsfile(name, "on the command line", presets) for name in cli.flagsfiles]
     values: dict[str, Any] = dict(base or {})
+    given = set(values)
     for name, where in [c for f in files for c in f.configs] + cli.configs:
-        values.update(_read_toml(_find_preset(name, where)))
+        preset = _read_toml(_find_preset(name, where))
+        values.update(preset)
+        given |= preset.keys()
+    flagged = {name for flags in [*files, cli] for name in flags.values}
     for flags in [*files, cli]:
         values.update(flags.values)
     if values.get("arch"):  # below the flags, above presets: then resolved into the model settings it gives
-        given = {name for flags in [*files, cli] for name in flags.values}
         found = arch_values(values["arch"], values.get("archdir", ""), _model_table)
-        values |= {name: value for name, value in found.items() if name not in given} | {"arch": "", "archdir": ""}
-    return make_config(values).validate()
+        values |= {name: value for name, value in found.items() if name not in flagged} | {"arch": "", "archdir": ""}
+        given |= found.keys()
+    derived = _derived(make_config(values), given | flagged)
+    return make_config(values | {row.name: row.value for row in derived}).validate(), derived
+
+
+def _derived(cfg: TrainConfig, given: set[str]) -> list[Derived]:
+    """What --depth derives; nothing from values that their own setting refuses (validate names each)."""
+    if not cfg.model.depth:
+        return []
+    check_depth(cfg.model.depth)
+    return [] if cfg.field_problems() else derive(config_values(cfg), given)
 
 
 def format_help(prog: str = "hfgpt train", usage: str = "") -> str:

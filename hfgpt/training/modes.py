@@ -19,7 +19,16 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from ..config import FIELDS, USAGES, ModelSection, build_config, config_values, flag_of, saved_run_config
+from ..config import (
+    FIELDS,
+    USAGES,
+    ModelSection,
+    build_config,
+    build_config_with_derivation,
+    config_values,
+    flag_of,
+    saved_run_config,
+)
 from ..data.ready_tokenizer import load_ready_tokenizer
 from ..data.tokenization import TOKENIZER_KINDS, ensure_pad_token
 from ..errors import HfGptError
@@ -31,10 +40,10 @@ from .setup import RunSetup
 
 
 def train_setup(argv: Sequence[str]) -> RunSetup:
-    cfg = build_config(argv, "hfgpt train")
+    cfg, derived = build_config_with_derivation(argv, "hfgpt train")
     ready = cfg.data.tokenizer not in TOKENIZER_KINDS  # a tokenizer.json, a folder or a Hub id: loaded now
     return RunSetup("train", cfg, tokenizer=load_ready_tokenizer(cfg.data.tokenizer, cfg.data.tokensdir) if ready
-                    else None)
+                    else None, derived=tuple(derived))
 
 
 def _positional(argv: Sequence[str], mode: str, what: str) -> tuple[str, list[str]]:
@@ -94,6 +103,9 @@ def fork_setup(argv: Sequence[str]) -> RunSetup:
     """`fork SOURCE [flags]`: a new run (fresh optimizer and schedule) from SOURCE's weights and tokenizer."""
     source, flags = _positional(argv, "fork", "the model to start from (a run, a checkpoint, a folder or a Hub id)")
     cfg = build_config(flags, "hfgpt fork", usage=USAGES["fork"])
+    if cfg.model.depth:
+        raise HfGptError(f"--depth {cfg.model.depth} derives a new model's size and training, but fork takes its "
+                         f"model from {source}; give the steps, batch and learning rate as flags instead.")
     model, tokenizer, parent = load_saved_model(source, "fork from")
     if tokenizer.eos_token_id is None:
         raise HfGptError(f"The tokenizer of {source} has no end-of-text token, which hfgpt puts between "

@@ -14,7 +14,7 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from transformers import AutoModelForCausalLM, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerFast
 
-from ..config import TrainConfig, model_config_kwargs
+from ..config import Derived, TrainConfig, model_config_kwargs
 from ..data.batches import BatchLayout
 from ..data.prepare import PreparedData
 from ..files import short_hash
@@ -43,6 +43,7 @@ class RunSetup:
     model_config: PretrainedConfig | None = None  # continue: the architecture to rebuild
     model: PreTrainedModel | None = None  # fork: the model whose weights the run starts from
     parent: dict[str, Any] | None = None  # fork: where the weights came from
+    derived: tuple[Derived, ...] = ()  # train: what --depth derived, printed at the start
 
 
 @dataclass

@@ -22,7 +22,7 @@ import torch.distributed as dist
 from accelerate import PartialState
 
 from ..collectives import broadcast_value
-from ..config import TrainConfig, config_to_toml, describe_settings
+from ..config import TrainConfig, config_to_toml, depth_table, describe_settings
 from ..console import quiet_libraries
 from ..data.batches import resolve_layout
 from ..data.prepare import PreparedData, prepare_data
@@ -212,6 +212,8 @@ def _announce(run: Run) -> None:
     accelerator.print(f"device: {accelerator.device.type}, {accelerator.num_processes} process(es){threads}; "
                       f"precision {precision}; optimizer {describe_optimizer(cfg.training)}; step flags read "
                       f"{'a step late' if cfg.training.step_sync == LAGGED else 'every step'}; {_reproducibility(run)}")
+    if run.setup.derived:
+        accelerator.print(depth_table(cfg.model.depth, list(run.setup.derived)))
     accelerator.print(f"model: {n_params:,} parameters; data: {run.data.blocks()} of {cfg.seq_len} tokens")
     accelerator.print(layout.describe(cfg.seq_len))
     accelerator.print(estimate_for(accelerator, run.model, n_params, layout, cfg).format())

@@ -3,11 +3,15 @@ between the days someone measures with them (the figures themselves are for the 
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
+import math
+import re
 import subprocess
 import sys
 
 import pytest
-from helpers import PANGRAMS, REPO, launch_env, write_corpus
+from helpers import PANGRAMS, REPO, launch_env, play, write_corpus
 
 pytestmark = pytest.mark.slow  # each runs real training or generation
 
@@ -48,3 +52,50 @@ def test_data_throughput_takes_its_text_from_a_flag(tmp_path):
                           cwd=tmp_path)
     assert lines[0].startswith("corpus ") and "tokenizer char" in lines[0]
     assert any(line.startswith("hfgpt text -> packed Arrow") for line in lines), lines
+
+
+def test_speedrun_times_two_presets_in_turns_after_tokenizing_untimed(tmp_path):
+    text = tmp_path / "play.txt"
+    text.write_text(play(0, lines=400), encoding="utf-8")
+    lines = run_benchmark("speedrun.py", "--baseline", "quickstart", "--contender", "llama-style", "--data", str(text),
+                          "--valid-chars", "500", "--target", "5.0", "--eval-every", "2", "--rounds", "2", "--",
+                          "--max-steps", "4", "--seq", "16", "--batch", "4", cwd=tmp_path)
+    rounds = [number for number, line in enumerate(lines) if line.startswith("round ")]
+    assert [lines[number][:10] for number in rounds] == ["round 1/2:", "round 2/2:"]
+    packing = [number for number, line in enumerate(lines) if line.startswith(("tokenizing and packing", "training"))]
+    timed = [number for number, line in enumerate(lines) if line.startswith("timed: ")]
+    assert len(timed) == 4 and packing and max(packing) < timed[0], "tokenizing belongs to the untimed runs"
+    # preset, median time to the target, its range, the full run, the loss at the baseline's full time
+    assert re.fullmatch(r"quickstart +(\d+\.\d s) +\d+\.\d s-\d+\.\d s +\d+\.\d s +[1-4]\.\d{3}", lines[-3]), lines
+    assert re.fullmatch(r"llama-style +(\d+\.\d s|never) +.* s +(\d\.\d{3}|n/a)", lines[-2]), lines
+    assert re.fullmatch(r"time to validation loss 5\.00: llama-style vs quickstart: \d+\.\d\dx", lines[-1]), lines[-1]
+
+
+@pytest.fixture
+def speedrun(monkeypatch):
+    """benchmarks/speedrun.py as a module, to test its arithmetic without training."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("speedrun", REPO / "benchmarks" / "speedrun.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "speedrun", module)  # its dataclass looks itself up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_speedrun_reads_times_and_losses_from_the_evaluations(speedrun):
+    outcome = speedrun.Outcome(seconds=[1.0, 3.0, 5.0], losses=[4.0, 3.0, 2.5])
+    assert (outcome.time_to(3.0), outcome.time_to(2.6), outcome.time_to(2.0)) == (3.0, 5.0, math.inf)
+    assert (outcome.loss_at(2.0), outcome.loss_at(4.0), outcome.loss_at(9.0)) == (3.5, 2.75, 2.5)
+    assert math.isnan(outcome.loss_at(0.5))
+
+
+def test_speedrun_reports_medians_and_the_baselines_time_over_the_contenders(speedrun, capsys, tmp_path):
+    args = argparse.Namespace(baseline="slow", contender="fast", target=1.8, data=tmp_path / "t.txt", valid_chars=9,
+                              eval_every=50, rounds=3, device="cpu")
+    slow = [speedrun.Outcome([10.0, 20.0 + r, 40.0 + r], [2.0, 1.8, 1.6]) for r in (0, 5, 1)]  # full 41 s
+    fast = [speedrun.Outcome([5.0, 10.0 * r, 60.0], [1.9, 1.7, 1.5]) for r in (1, 3, 2)]  # at 41 s: 1.576 1.627 1.595
+    speedrun.report(args, {"baseline": "slow", "contender": "fast"}, {"baseline": slow, "contender": fast})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-3].split() == ["slow", "21.0", "s", "20.0", "s-25.0", "s", "41.0", "s", "1.600"]
+    assert lines[-2].split() == ["fast", "20.0", "s", "10.0", "s-30.0", "s", "60.0", "s", "1.595"]
+    assert lines[-1] == "time to validation loss 1.80: fast vs slow: 1.05x"

@@ -6,6 +6,7 @@ import json
 import math
 import re
 import shutil
+import tomllib
 
 import pytest
 from helpers import TINY_MODEL_FLAGS, import_or_unavailable, run_hfgpt, write_corpus
@@ -226,3 +227,23 @@ def test_a_run_trained_on_a_relative_path_continues_from_any_working_directory(t
     monkeypatch.chdir(tmp_path / "elsewhere")
     run(continue_setup([str(run_dir)]))
     assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.slow  # trains in this process
+def test_a_depth_run_prints_what_it_derived_saves_it_and_continues_without_the_depth(tmp_path, capsys):
+    corpus = write_corpus(tmp_path / "corpus", documents=4)
+    flags = ["--depth", "1", "--seq", "32", "--token-batch-size", "256", "--max-steps", "4", "--stop-at-step", "2",
+             "--train", str(corpus), "--trackers", "none", "--no-progress-bar", "--sample-tokens", "0",
+             "--rundir", str(tmp_path / "runs"), "--run-name", "d1", "--cache-dir", str(tmp_path / "cache")]
+    run_dir = run(train_setup(flags))
+    printed = capsys.readouterr().out
+    assert "--depth 1 derives" in printed and re.search(r"--hidden-size +64 +64 x depth", printed), printed
+    saved = tomllib.loads((run_dir / "config.toml").read_text())
+    assert (saved["model"]["depth"], saved["model"]["hidden_size"], saved["model"]["num_attention_heads"],
+            saved["training"]["lr"]) == (1, 64, 2, 0.000184)
+
+    setup = continue_setup([str(run_dir)])
+    assert setup.cfg.model.hidden_size == 64 and setup.cfg.training.max_steps == 4 and not setup.derived
+    run(setup)
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
+    assert "derives" not in capsys.readouterr().out

@@ -1,0 +1,161 @@
+"""The speedrun's measure, in one run: the wall time two presets take to reach a validation loss.
+
+    python benchmarks/speedrun.py [--baseline shakespeare-char] [--contender speedrun] [--data PATH]
+        [--target 1.80] [--eval-every 50] [--valid-chars 16384] [--rounds 3] [--device cpu|cuda] [-- FLAGS ...]
+
+The text (by default tinyshakespeare, from benchmarks/corpora.py) is split once: its last --valid-chars characters
+are the validation text and the rest the training text, given to both presets (--train, --valid), which evaluate
+every block of that same validation text (the same blocks where their contexts are equal) every --eval-every
+steps. Each preset trains as shipped otherwise, on --device, without checkpoints, best/, trackers or the sample at
+the end; FLAGS after -- go to both (a toy run: -- --max-steps 20).
+
+What is timed, for each run: the wall clock from just before this process calls hfgpt's `run()` to the `time`
+stamp of a validation record in the run's train_log.jsonl. That takes in the launch (model, optimizer, the packed
+data mapped from the cache), compiling (each run compiles anew after torch._dynamo.reset(), as a new process
+would), the steps and the evaluations. Tokenizing and packing are not timed: an untimed one-step run of each
+preset builds its tokenizer and packed data in the cache all later runs read, and fills torch.compile's caches as
+a user's earlier run would. (run.json's session start has whole seconds only, so the script keeps its own clock.)
+A run's time to the target is that of its first evaluation at or under --target; its full time, that of its last.
+
+The two take turns, --rounds times (a shared machine's speed drifts by 20%), and each figure is the median over the
+rounds. The loss each preset has reached at the baseline's (median) full time is interpolated linearly between its
+evaluations (its last loss if it ended sooner; the median is over the rounds that had evaluated by then, n/a if
+none had); a contender is not stopped at that time, so one run of each preset per round gives every figure. The
+last line is the baseline's median time to the target over the contender's: above 1, the contender is faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from corpora import tinyshakespeare
+
+from hfgpt.errors import HfGptError
+from hfgpt.training.modes import train_setup
+from hfgpt.training.trainer import run
+
+EVERY_BLOCK = 1_000_000  # --eval-batches: more than any validation text here has, so each evaluation reads all
+
+
+@dataclass
+class Outcome:
+    """One run's evaluations: seconds from its launch to each, and the validation loss of each."""
+
+    seconds: list[float]
+    losses: list[float]
+
+    def time_to(self, target: float) -> float:
+        return next((s for s, loss in zip(self.seconds, self.losses, strict=True) if loss <= target), math.inf)
+
+    def loss_at(self, seconds: float) -> float:
+        return float(np.interp(seconds, self.seconds, self.losses, left=math.nan))
+
+
+def split_text(data: Path, valid_chars: int, folder: Path) -> None:
+    """train.txt and valid.txt in `folder`: the text's last `valid_chars` characters are the validation text."""
+    text = data.read_text(encoding="utf-8")
+    if not 0 < valid_chars < len(text):
+        raise SystemExit(f"--valid-chars {valid_chars} must be positive and less than the {len(text):,} characters "
+                         f"of {data}.")
+    (folder / "train.txt").write_text(text[:-valid_chars], encoding="utf-8")
+    (folder / "valid.txt").write_text(text[-valid_chars:], encoding="utf-8")
+
+
+def preset_flags(args: argparse.Namespace, preset: str, name: str, folder: Path) -> list[str]:
+    every = str(args.eval_every)
+    return ["--config", preset, "--train", str(folder / "train.txt"), "--valid", str(folder / "valid.txt"),
+            "--eval-every", every, "--eval-batches", str(EVERY_BLOCK), "--log-every", every, "--ckpt-every", "0",
+            "--no-save-best", "--trackers", "none", "--no-progress-bar", "--sample-tokens", "0", "--device",
+            args.device, "--rundir", str(folder / "runs"), "--run-name", name, "--cache-dir", str(folder / "cache"),
+            *args.flags]
+
+
+def launch(flags: list[str]) -> Outcome:
+    """Train as `flags` say, in this process, and read the evaluations' times from the run's log."""
+    torch._dynamo.reset()  # compile this run's model anew; inductor's caches stay as warm as on disk
+    start = time.time()
+    run_dir = run(train_setup(flags))
+    records = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    evaluations = [record for record in records if record["split"] == "valid"]
+    return Outcome([record["time"] - start for record in evaluations], [record["loss"] for record in evaluations])
+
+
+def measure(args: argparse.Namespace, presets: dict[str, str], folder: Path) -> dict[str, list[Outcome]]:
+    """Every role's outcomes, the roles taking turns round by round, after the untimed run of each."""
+    for role, preset in presets.items():
+        print(f"untimed: {preset} tokenizes, packs and compiles once", flush=True)
+        launch([*preset_flags(args, preset, f"{role}-untimed", folder), "--max-steps", "1"])
+    outcomes: dict[str, list[Outcome]] = {role: [] for role in presets}
+    target = f"{args.target:.2f}"
+    for number in range(1, args.rounds + 1):
+        for role, preset in presets.items():
+            print(f"timed: {preset}, round {number}", flush=True)
+            outcomes[role].append(launch(preset_flags(args, preset, f"{role}-{number}", folder)))
+        print(f"round {number}/{args.rounds}: " + "; ".join(
+            f"{preset} {_seconds(o[-1].time_to(args.target))} to {target}, {o[-1].seconds[-1]:.1f} s in all, "
+            f"final loss {o[-1].losses[-1]:.3f}" for preset, o in zip(presets.values(), outcomes.values(),
+                                                                      strict=True)))
+    return outcomes
+
+
+def report(args: argparse.Namespace, presets: dict[str, str], outcomes: dict[str, list[Outcome]]) -> None:
+    target = f"{args.target:.2f}"
+    full = statistics.median(outcome.seconds[-1] for outcome in outcomes["baseline"])
+    print(f"\n{args.data.name}, the last {args.valid_chars:,} characters for validation, evaluated every "
+          f"{args.eval_every} steps; {args.rounds} rounds, medians; device {args.device}, {torch.get_num_threads()} "
+          f"threads, load {os.getloadavg()[0]:.2f}")
+    print(f"{'preset':<28}{'time to ' + target:>14}{'range':>16}{'full run':>12}{f'loss at {full:.1f} s':>18}")
+    medians = {}
+    for role, preset in presets.items():
+        times = [outcome.time_to(args.target) for outcome in outcomes[role]]
+        medians[role] = statistics.median(times)
+        losses = [loss for outcome in outcomes[role] if not math.isnan(loss := outcome.loss_at(full))]
+        loss = statistics.median(losses) if losses else math.nan
+        print(f"{preset:<28}{_seconds(medians[role]):>14}{f'{_seconds(min(times))}-{_seconds(max(times))}':>16}"
+              f"{_seconds(statistics.median(o.seconds[-1] for o in outcomes[role])):>12}"
+              f"{'n/a' if math.isnan(loss) else f'{loss:.3f}':>18}")
+    if math.isinf(medians["baseline"]):
+        raise SystemExit(f"{args.baseline} did not reach validation loss {target} in most rounds: give a higher "
+                         "--target.")
+    print(f"time to validation loss {target}: {args.contender} vs {args.baseline}: "
+          f"{medians['baseline'] / medians['contender']:.2f}x")
+
+
+def _seconds(seconds: float) -> str:
+    return "never" if math.isinf(seconds) else f"{seconds:.1f} s"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--baseline", default="shakespeare-char", help="a preset name or TOML file")
+    parser.add_argument("--contender", default="speedrun", help="a preset name or TOML file")
+    parser.add_argument("--data", type=Path, default=tinyshakespeare(), required=tinyshakespeare() is None)
+    parser.add_argument("--target", type=float, default=1.80, help="the validation loss to reach")
+    parser.add_argument("--eval-every", type=int, default=50)
+    parser.add_argument("--valid-chars", type=int, default=16384)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("flags", nargs="*", help="hfgpt flags for both presets' runs, after --")
+    args = parser.parse_args()
+    presets = {"baseline": args.baseline, "contender": args.contender}
+    with tempfile.TemporaryDirectory() as folder:
+        split_text(args.data, args.valid_chars, Path(folder))
+        try:
+            outcomes = measure(args, presets, Path(folder))
+        except HfGptError as error:  # a preset that is not there, a flag that is wrong: hfgpt's own paragraph
+            raise SystemExit(str(error)) from None
+    report(args, presets, outcomes)
+
+
+if __name__ == "__main__":
+    main()
