@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from datasets import Dataset, Json, Value
+from datasets import Dataset, Value
 
 from ..errors import HfGptError, error_summary
 
@@ -35,7 +35,9 @@ def text_column_of(dataset: Dataset, column: str, origin: str) -> Dataset:
             "Set --text-column to the one that holds the text."
         )
     feature = dataset.features[column]
-    if isinstance(feature, Json):  # text in some rows, other JSON values in others
+    # datasets 5's Json feature (4.x has none, and fails on such a file instead): text in some rows, other JSON
+    # values in others
+    if type(feature).__name__ == "Json":
         _refuse_a_row_without_text(dataset, column, origin)
     if feature not in (Value("string"), Value("large_string")):
         raise HfGptError(f"Column {column!r} of {origin} holds {feature}, not text; set --text-column.")
@@ -139,14 +141,15 @@ def _damage_in(path: Path, text_column: str) -> str:
     """Where `path` cannot be read as its builder reads it, in words, or "" when nothing is found."""
     builder = builder_of(path)
     if builder == "json":
-        return _bad_json_line(path)
+        return _bad_json_line(path, text_column)
     if builder == "parquet":
         return _bad_row_group(path, text_column)
     return ""
 
 
-def _bad_json_line(path: Path) -> str:
-    """The first line that is not one JSON object."""
+def _bad_json_line(path: Path, text_column: str) -> str:
+    """The first line that is not one JSON object, or (what datasets 4 fails on, where 5 reads a Json column) whose
+    text is another JSON value than a string."""
     with open(path, "rb") as file:  # lines end at \n only, as pyarrow and editors count them
         for number, raw in enumerate(file, start=1):
             line = raw.decode("utf-8").rstrip("\r\n")  # check_file made sure that it is UTF-8
@@ -161,6 +164,10 @@ def _bad_json_line(path: Path) -> str:
             if not isinstance(record, dict):
                 return (f"line {number} holds a JSON {json_kind(record)}, not an object. Each line of a .jsonl "
                         'file is one JSON object, such as {"text": "..."}: fix that line')
+            if not isinstance(record.get(text_column, ""), (str, type(None))):
+                return (f"line {number} holds a JSON {json_kind(record[text_column])} as its {text_column!r}, where "
+                        "a document's text is a JSON string: fix that line, or set --text-column to the column "
+                        "that holds the text")
     return ""
 
 
