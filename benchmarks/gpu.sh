@@ -3,8 +3,12 @@
 # 200 steps (tokens/s, MFU, peak memory), then each launch config that fits one device (gpu.yaml, fsdp.yaml,
 # zero3.yaml with one process) for 20 steps, stopped at 10 and continued.
 #
-#   bash benchmarks/gpu.sh [--data FILE_OR_FOLDER] [--out DIR]
+#   bash benchmarks/gpu.sh [--data FILE_OR_FOLDER] [--out DIR] [-- FLAGS]
 #   bash benchmarks/gpu.sh --dry-run    # the same steps on the CPU with a tiny model, so the script cannot rot
+#
+# FLAGS after -- go to every run: the speed records' recipe on GPT-2 124M, for instance
+#   bash benchmarks/gpu.sh -- --optimizer muon --qk-norm --hidden-act relu2 --zero-init-output-projections \
+#       --no-tie-word-embeddings --document-masking    # (docs/configuration.md, "The speedrun preset")
 #
 # Without --data it trains on the default corpus (the Python standard library), which is enough for speed.
 set -euo pipefail
@@ -12,13 +16,15 @@ cd "$(dirname "$0")/.."
 
 dry_run=0
 data=()
+extra=()
 out="${TMPDIR:-/tmp}/hfgpt-gpu-bench"
 while [ $# -gt 0 ]; do
     case "$1" in
         --dry-run) dry_run=1 ;;
         --data) data=(--data-path "$2"); shift ;;
         --out) out="$2"; shift ;;
-        *) echo "gpu.sh: unknown option $1 (--dry-run, --data FILE, --out DIR)" >&2; exit 2 ;;
+        --) shift; extra=("$@"); break ;;
+        *) echo "gpu.sh: unknown option $1 (--dry-run, --data FILE, --out DIR, -- FLAGS)" >&2; exit 2 ;;
     esac
     shift
 done
@@ -33,7 +39,7 @@ else
     model=(--config gpt2-small --compile)
     steps=200; short=20; stop=10; configs=(gpu.yaml fsdp.yaml zero3.yaml)
 fi
-common=("${model[@]}" "${data[@]}" --eval-every 0 --sample-tokens 0 --trackers none --no-progress-bar
+common=("${model[@]}" "${data[@]}" "${extra[@]}" --eval-every 0 --sample-tokens 0 --trackers none --no-progress-bar
         --log-every 10 --rundir "$out/runs" --cache-dir "$out/cache")
 
 memory_sampler() {  # the largest GPU memory use seen, every 0.5 s, into $out/peak_mib

@@ -1,13 +1,17 @@
 """The speedrun's measure, in one run: the wall time two presets take to reach a validation loss.
 
     python benchmarks/speedrun.py [--baseline shakespeare-char] [--contender speedrun] [--data PATH]
-        [--target 1.80] [--eval-every 50] [--valid-chars 16384] [--rounds 3] [--device cpu|cuda] [-- FLAGS ...]
+        [--target 1.80] [--eval-every 50] [--valid-start 0.95] [--valid-chars 15360] [--rounds 3] [--device cpu|cuda]
+        [-- FLAGS ...]
 
-The text (by default tinyshakespeare, from benchmarks/corpora.py) is split once: its last --valid-chars characters
-are the validation text and the rest the training text, given to both presets (--train, --valid), which evaluate
-every block of that same validation text (the same blocks where their contexts are equal) every --eval-every
-steps. Each preset trains as shipped otherwise, on --device, without checkpoints, best/, trackers or the sample at
-the end; FLAGS after -- go to both (a toy run: -- --max-steps 20).
+The text (by default tinyshakespeare, from benchmarks/corpora.py) is split once: --valid-chars characters from
+--valid-start (a fraction of the text) on are the validation text, and what comes before them the training text,
+given to both presets (--train, --valid), which evaluate every block of that same validation text (the same blocks
+where their contexts are equal) every --eval-every steps. The defaults are the blocks shakespeare-char evaluates
+when it trains on the whole file: the first 240 blocks of 64 characters (its 20 evaluation batches of 12) of the
+last 5% it holds out, where it ends at validation loss 1.79; the very end of the play is harder (1.93 there).
+Each preset trains as shipped otherwise, on --device, without checkpoints, best/, trackers or the sample at the
+end; FLAGS after -- go to both (a toy run: -- --max-steps 20).
 
 What is timed, for each run: the wall clock from just before this process calls hfgpt's `run()` to the `time`
 stamp of a validation record in the run's train_log.jsonl. That takes in the launch (model, optimizer, the packed
@@ -16,6 +20,9 @@ would), the steps and the evaluations. Tokenizing and packing are not timed: an 
 preset builds its tokenizer and packed data in the cache all later runs read, and fills torch.compile's caches as
 a user's earlier run would. (run.json's session start has whole seconds only, so the script keeps its own clock.)
 A run's time to the target is that of its first evaluation at or under --target; its full time, that of its last.
+
+An ablation adds contestants: each `--variant "LABEL: FLAGS"` is the contender with FLAGS on top (such as
+`--variant "no QK-norm: --no-qk-norm"`), timed in the same rounds and reported on a row of its own.
 
 The two take turns, --rounds times (a shared machine's speed drifts by 20%), and each figure is the median over the
 rounds. The loss each preset has reached at the baseline's (median) full time is interpolated linearly between its
@@ -61,19 +68,40 @@ class Outcome:
         return float(np.interp(seconds, self.seconds, self.losses, left=math.nan))
 
 
-def split_text(data: Path, valid_chars: int, folder: Path) -> None:
-    """train.txt and valid.txt in `folder`: the text's last `valid_chars` characters are the validation text."""
+def split_text(data: Path, valid_start: float, valid_chars: int, folder: Path) -> None:
+    """train.txt and valid.txt in `folder`: `valid_chars` characters from the fraction `valid_start` of the text on
+    are the validation text, everything before them the training text."""
     text = data.read_text(encoding="utf-8")
-    if not 0 < valid_chars < len(text):
-        raise SystemExit(f"--valid-chars {valid_chars} must be positive and less than the {len(text):,} characters "
-                         f"of {data}.")
-    (folder / "train.txt").write_text(text[:-valid_chars], encoding="utf-8")
-    (folder / "valid.txt").write_text(text[-valid_chars:], encoding="utf-8")
+    start = int(len(text) * valid_start)
+    if valid_chars <= 0 or start <= 0 or start + valid_chars > len(text):
+        raise SystemExit(f"--valid-start {valid_start} and --valid-chars {valid_chars} must leave training text "
+                         f"before the validation text and fit in the {len(text):,} characters of {data}.")
+    (folder / "train.txt").write_text(text[:start], encoding="utf-8")
+    (folder / "valid.txt").write_text(text[start:start + valid_chars], encoding="utf-8")
 
 
-def preset_flags(args: argparse.Namespace, preset: str, name: str, folder: Path) -> list[str]:
+@dataclass
+class Contestant:
+    """A row of the report: its label, and the flags that choose its preset (and a variant's changes)."""
+
+    label: str
+    flags: list[str]
+
+
+def contestants(args: argparse.Namespace) -> dict[str, Contestant]:
+    """By role: the baseline, the contender and each --variant of the contender."""
+    roles = {"baseline": Contestant(args.baseline, ["--config", args.baseline]),
+             "contender": Contestant(args.contender, ["--config", args.contender])}
+    for number, variant in enumerate(args.variant, start=1):
+        label, _, flags = variant.partition(":")
+        roles[f"variant-{number}"] = Contestant(f"{args.contender}, {label.strip()}",
+                                                ["--config", args.contender, *flags.split()])
+    return roles
+
+
+def preset_flags(args: argparse.Namespace, contestant: Contestant, name: str, folder: Path) -> list[str]:
     every = str(args.eval_every)
-    return ["--config", preset, "--train", str(folder / "train.txt"), "--valid", str(folder / "valid.txt"),
+    return [*contestant.flags, "--train", str(folder / "train.txt"), "--valid", str(folder / "valid.txt"),
             "--eval-every", every, "--eval-batches", str(EVERY_BLOCK), "--log-every", every, "--ckpt-every", "0",
             "--no-save-best", "--trackers", "none", "--no-progress-bar", "--sample-tokens", "0", "--device",
             args.device, "--rundir", str(folder / "runs"), "--run-name", name, "--cache-dir", str(folder / "cache"),
@@ -90,38 +118,39 @@ def launch(flags: list[str]) -> Outcome:
     return Outcome([record["time"] - start for record in evaluations], [record["loss"] for record in evaluations])
 
 
-def measure(args: argparse.Namespace, presets: dict[str, str], folder: Path) -> dict[str, list[Outcome]]:
+def measure(args: argparse.Namespace, roles: dict[str, Contestant], folder: Path) -> dict[str, list[Outcome]]:
     """Every role's outcomes, the roles taking turns round by round, after the untimed run of each."""
-    for role, preset in presets.items():
-        print(f"untimed: {preset} tokenizes, packs and compiles once", flush=True)
-        launch([*preset_flags(args, preset, f"{role}-untimed", folder), "--max-steps", "1"])
-    outcomes: dict[str, list[Outcome]] = {role: [] for role in presets}
+    for role, contestant in roles.items():
+        print(f"untimed: {contestant.label} tokenizes, packs and compiles once", flush=True)
+        launch([*preset_flags(args, contestant, f"{role}-untimed", folder), "--max-steps", "1"])
+    outcomes: dict[str, list[Outcome]] = {role: [] for role in roles}
     target = f"{args.target:.2f}"
     for number in range(1, args.rounds + 1):
-        for role, preset in presets.items():
-            print(f"timed: {preset}, round {number}", flush=True)
-            outcomes[role].append(launch(preset_flags(args, preset, f"{role}-{number}", folder)))
+        for role, contestant in roles.items():
+            print(f"timed: {contestant.label}, round {number}", flush=True)
+            outcomes[role].append(launch(preset_flags(args, contestant, f"{role}-{number}", folder)))
         print(f"round {number}/{args.rounds}: " + "; ".join(
-            f"{preset} {_seconds(o[-1].time_to(args.target))} to {target}, {o[-1].seconds[-1]:.1f} s in all, "
-            f"final loss {o[-1].losses[-1]:.3f}" for preset, o in zip(presets.values(), outcomes.values(),
-                                                                      strict=True)))
+            f"{contestant.label} {_seconds(o[-1].time_to(args.target))} to {target}, {o[-1].seconds[-1]:.1f} s in "
+            f"all, final loss {o[-1].losses[-1]:.3f}" for contestant, o in zip(roles.values(), outcomes.values(),
+                                                                               strict=True)))
     return outcomes
 
 
-def report(args: argparse.Namespace, presets: dict[str, str], outcomes: dict[str, list[Outcome]]) -> None:
+def report(args: argparse.Namespace, roles: dict[str, Contestant], outcomes: dict[str, list[Outcome]]) -> None:
     target = f"{args.target:.2f}"
     full = statistics.median(outcome.seconds[-1] for outcome in outcomes["baseline"])
-    print(f"\n{args.data.name}, the last {args.valid_chars:,} characters for validation, evaluated every "
-          f"{args.eval_every} steps; {args.rounds} rounds, medians; device {args.device}, {torch.get_num_threads()} "
-          f"threads, load {os.getloadavg()[0]:.2f}")
-    print(f"{'preset':<28}{'time to ' + target:>14}{'range':>16}{'full run':>12}{f'loss at {full:.1f} s':>18}")
+    print(f"\n{args.data.name}, {args.valid_chars:,} characters from {args.valid_start:.0%} on for validation, "
+          f"evaluated every {args.eval_every} steps; {args.rounds} rounds, medians; device {args.device}, "
+          f"{torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}")
+    width = max(28, *(len(contestant.label) + 2 for contestant in roles.values()))
+    print(f"{'preset':<{width}}{'time to ' + target:>14}{'range':>16}{'full run':>12}{f'loss at {full:.1f} s':>18}")
     medians = {}
-    for role, preset in presets.items():
+    for role, contestant in roles.items():
         times = [outcome.time_to(args.target) for outcome in outcomes[role]]
         medians[role] = statistics.median(times)
         losses = [loss for outcome in outcomes[role] if not math.isnan(loss := outcome.loss_at(full))]
         loss = statistics.median(losses) if losses else math.nan
-        print(f"{preset:<28}{_seconds(medians[role]):>14}{f'{_seconds(min(times))}-{_seconds(max(times))}':>16}"
+        print(f"{contestant.label:<{width}}{_seconds(medians[role]):>14}{f'{_seconds(min(times))}-{_seconds(max(times))}':>16}"
               f"{_seconds(statistics.median(o.seconds[-1] for o in outcomes[role])):>12}"
               f"{'n/a' if math.isnan(loss) else f'{loss:.3f}':>18}")
     if math.isinf(medians["baseline"]):
@@ -142,19 +171,23 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=tinyshakespeare(), required=tinyshakespeare() is None)
     parser.add_argument("--target", type=float, default=1.80, help="the validation loss to reach")
     parser.add_argument("--eval-every", type=int, default=50)
-    parser.add_argument("--valid-chars", type=int, default=16384)
+    parser.add_argument("--valid-start", type=float, default=0.95, help="where the validation text starts, as a "
+                        "fraction of the text")
+    parser.add_argument("--valid-chars", type=int, default=15360, help="the validation text's length")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--variant", action="append", default=[], metavar='"LABEL: FLAGS"',
+                        help="the contender with FLAGS on top, on a row of its own (an ablation); repeatable")
     parser.add_argument("flags", nargs="*", help="hfgpt flags for both presets' runs, after --")
     args = parser.parse_args()
-    presets = {"baseline": args.baseline, "contender": args.contender}
+    roles = contestants(args)
     with tempfile.TemporaryDirectory() as folder:
-        split_text(args.data, args.valid_chars, Path(folder))
+        split_text(args.data, args.valid_start, args.valid_chars, Path(folder))
         try:
-            outcomes = measure(args, presets, Path(folder))
+            outcomes = measure(args, roles, Path(folder))
         except HfGptError as error:  # a preset that is not there, a flag that is wrong: hfgpt's own paragraph
             raise SystemExit(str(error)) from None
-    report(args, presets, outcomes)
+    report(args, roles, outcomes)
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ def exact_flags(root: Path, name: str, ckpt_every: int = 4) -> list[str]:
 
 
 # The CPU presets, which the suite runs as shipped; the others name a CUDA device.
-CPU_PRESETS = ("quickstart", "shakespeare-char", "llama-style")
+CPU_PRESETS = ("quickstart", "shakespeare-char", "llama-style", "speedrun")
 Flags = Callable[[Path, str, int], list[str]]
 
 

@@ -54,20 +54,22 @@ def test_data_throughput_takes_its_text_from_a_flag(tmp_path):
     assert any(line.startswith("hfgpt text -> packed Arrow") for line in lines), lines
 
 
-def test_speedrun_times_two_presets_in_turns_after_tokenizing_untimed(tmp_path):
+def test_speedrun_times_two_presets_and_a_variant_in_turns_after_tokenizing_untimed(tmp_path):
     text = tmp_path / "play.txt"
     text.write_text(play(0, lines=400), encoding="utf-8")
     lines = run_benchmark("speedrun.py", "--baseline", "quickstart", "--contender", "llama-style", "--data", str(text),
-                          "--valid-chars", "500", "--target", "5.0", "--eval-every", "2", "--rounds", "2", "--",
-                          "--max-steps", "4", "--seq", "16", "--batch", "4", cwd=tmp_path)
+                          "--valid-start", "0.8", "--valid-chars", "500", "--target", "5.0", "--eval-every", "2",
+                          "--rounds", "2", "--variant", "QK-norm: --qk-norm", "--", "--max-steps", "4", "--seq", "16",
+                          "--batch", "4", cwd=tmp_path)
     rounds = [number for number, line in enumerate(lines) if line.startswith("round ")]
     assert [lines[number][:10] for number in rounds] == ["round 1/2:", "round 2/2:"]
     packing = [number for number, line in enumerate(lines) if line.startswith(("tokenizing and packing", "training"))]
     timed = [number for number, line in enumerate(lines) if line.startswith("timed: ")]
-    assert len(timed) == 4 and packing and max(packing) < timed[0], "tokenizing belongs to the untimed runs"
+    assert len(timed) == 6 and packing and max(packing) < timed[0], "tokenizing belongs to the untimed runs"
     # preset, median time to the target, its range, the full run, the loss at the baseline's full time
-    assert re.fullmatch(r"quickstart +(\d+\.\d s) +\d+\.\d s-\d+\.\d s +\d+\.\d s +[1-4]\.\d{3}", lines[-3]), lines
-    assert re.fullmatch(r"llama-style +(\d+\.\d s|never) +.* s +(\d\.\d{3}|n/a)", lines[-2]), lines
+    assert re.fullmatch(r"quickstart +(\d+\.\d s) +\d+\.\d s-\d+\.\d s +\d+\.\d s +[1-4]\.\d{3}", lines[-4]), lines
+    assert re.fullmatch(r"llama-style +(\d+\.\d s|never) +.* s +(\d\.\d{3}|n/a)", lines[-3]), lines
+    assert re.fullmatch(r"llama-style, QK-norm +(\d+\.\d s|never) +.* s +(\d\.\d{3}|n/a)", lines[-2]), lines
     assert re.fullmatch(r"time to validation loss 5\.00: llama-style vs quickstart: \d+\.\d\dx", lines[-1]), lines[-1]
 
 
@@ -91,11 +93,21 @@ def test_speedrun_reads_times_and_losses_from_the_evaluations(speedrun):
 
 def test_speedrun_reports_medians_and_the_baselines_time_over_the_contenders(speedrun, capsys, tmp_path):
     args = argparse.Namespace(baseline="slow", contender="fast", target=1.8, data=tmp_path / "t.txt", valid_chars=9,
+                              valid_start=0.95,
                               eval_every=50, rounds=3, device="cpu")
     slow = [speedrun.Outcome([10.0, 20.0 + r, 40.0 + r], [2.0, 1.8, 1.6]) for r in (0, 5, 1)]  # full 41 s
     fast = [speedrun.Outcome([5.0, 10.0 * r, 60.0], [1.9, 1.7, 1.5]) for r in (1, 3, 2)]  # at 41 s: 1.576 1.627 1.595
-    speedrun.report(args, {"baseline": "slow", "contender": "fast"}, {"baseline": slow, "contender": fast})
+    roles = {"baseline": speedrun.Contestant("slow", []), "contender": speedrun.Contestant("fast", [])}
+    speedrun.report(args, roles, {"baseline": slow, "contender": fast})
     lines = capsys.readouterr().out.splitlines()
     assert lines[-3].split() == ["slow", "21.0", "s", "20.0", "s-25.0", "s", "41.0", "s", "1.600"]
     assert lines[-2].split() == ["fast", "20.0", "s", "10.0", "s-30.0", "s", "60.0", "s", "1.595"]
     assert lines[-1] == "time to validation loss 1.80: fast vs slow: 1.05x"
+
+
+def test_a_speedrun_variant_is_the_contender_with_its_flags_on_top(speedrun):
+    args = argparse.Namespace(baseline="a", contender="b", variant=["no QK-norm: --no-qk-norm --lr 1e-3"])
+    roles = speedrun.contestants(args)
+    assert [(role, c.label, c.flags) for role, c in roles.items()] == [
+        ("baseline", "a", ["--config", "a"]), ("contender", "b", ["--config", "b"]),
+        ("variant-1", "b, no QK-norm", ["--config", "b", "--no-qk-norm", "--lr", "1e-3"])]

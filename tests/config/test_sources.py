@@ -336,12 +336,23 @@ def test_describe_settings_names_only_what_differs_from_the_defaults_as_flags():
 # ---- presets -------------------------------------------------------------------------------------
 
 def test_presets_exist():
-    assert {"quickstart", "shakespeare-char", "gpt2-small", "llama-style", "llama-small"} <= set(preset_names())
+    assert {"quickstart", "shakespeare-char", "gpt2-small", "llama-style", "llama-small", "speedrun"} <= \
+        set(preset_names())
 
 
 @pytest.mark.parametrize("path", sorted(PRESET_DIR.glob("*.toml")), ids=lambda p: p.stem)
 def test_every_preset_loads_and_validates(path):
     assert build_config(["--config", path.stem]) == build_config(["--config", str(path)])
+
+
+def test_the_speedrun_preset_keeps_the_options_that_paid_and_evaluates_the_baselines_blocks():
+    """shakespeare-char's context (so that benchmarks/speedrun.py compares the same validation blocks) and the
+    options its ablation kept (docs/configuration.md, "The speedrun preset")."""
+    s, baseline = build_config(["--config", "speedrun"]), build_config(["--config", "shakespeare-char"])
+    assert (s.model.max_position_embeddings, s.data.tokenizer) == (baseline.model.max_position_embeddings, "char")
+    assert (s.model.qk_norm, s.model.hidden_act, s.model.position_embedding_type, s.model.norm_type,
+            s.model.num_hidden_layers, s.training.compile, s.training.optimizer) == (
+        True, "relu2", "rotary", "rmsnorm", 3, True, "adamw")
 
 
 def test_preset_values():
