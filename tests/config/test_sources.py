@@ -352,7 +352,7 @@ def test_the_speedrun_preset_keeps_the_options_that_paid_and_evaluates_the_basel
     assert (s.model.max_position_embeddings, s.data.tokenizer) == (baseline.model.max_position_embeddings, "char")
     assert (s.model.qk_norm, s.model.hidden_act, s.model.position_embedding_type, s.model.norm_type,
             s.model.num_hidden_layers, s.training.compile, s.training.optimizer) == (
-        True, "relu2", "rotary", "rmsnorm", 3, True, "adamw")
+        True, "relu2", "rotary", "rmsnorm", 2, True, "adamw")
 
 
 def test_preset_values():

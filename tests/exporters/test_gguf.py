@@ -218,12 +218,25 @@ def llama_cpp_greedy(llm, prompt_ids: list[int], new_tokens: int) -> list[int]:
     return generated
 
 
+@pytest.fixture(scope="module")
+def recited(tmp_path_factory: pytest.TempPathFactory):
+    """trained() once per case: its f32 and q8_0 exports read the same model."""
+    models: dict[str, Path] = {}
+
+    def model_of(case: str) -> Path:
+        if case not in models:
+            models[case] = trained(tmp_path_factory.mktemp(case), *CASES[case])
+        return models[case]
+    return model_of
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["f32", "q8_0"])
-@pytest.mark.parametrize(("family", "kind", "options"), CASES.values(), ids=CASES)
-def test_llama_cpp_tokenizes_and_generates_what_hfgpt_does(family, kind, options, dtype, tmp_path, monkeypatch):
+@pytest.mark.parametrize("case", CASES)
+def test_llama_cpp_tokenizes_and_generates_what_hfgpt_does(case, dtype, recited, tmp_path, monkeypatch):
     llama_cpp = import_or_unavailable("llama_cpp")
-    source = trained(tmp_path / "source", family, kind, options)
+    options = CASES[case][2]
+    source = recited(case)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         path = export(source, "gguf", tmp_path / "model.gguf", dtype=dtype)
