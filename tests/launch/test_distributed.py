@@ -37,9 +37,9 @@ def one_process(tmp_path_factory) -> Path:
     return root
 
 
-def stop_and_continue(root: Path, name: str, launcher: str) -> Path:
+def stop_and_continue(root: Path, name: str, launcher: str, options: tuple[str, ...] = ()) -> Path:
     """Train to step 4 on two processes, then continue to the end in a new launch."""
-    first = checked(run_hfgpt([*exact_flags(root, name), *TOKEN_BATCH, "--stop-at-step", "4"], cwd=root,
+    first = checked(run_hfgpt([*exact_flags(root, name), *TOKEN_BATCH, *options, "--stop-at-step", "4"], cwd=root,
                               launcher=launcher))
     assert "8 sequences x 1 accumulation x 2 process(es) = 16 sequences" in first.stdout
     run_dir = root / "runs" / name
@@ -55,6 +55,41 @@ def test_two_processes_follow_one_process_with_accumulation(one_process):
     print(f"largest relative loss difference, 2 processes x 1 vs 1 process x 2: {difference:.2e}")
     assert difference < 1e-5
     assert json.loads((run_dir / "run.json").read_text())["world_size"] == 2
+
+
+# Every model option of the speed records at once (docs/architectures-and-export.md), on a text whose blank lines
+# split it into documents, so that document masking has boundaries inside the blocks.
+RECORDS = ("--qk-norm", "--hidden-act", "relu2", "--logit-softcap", "15", "--zero-init-output-projections",
+           "--no-tie-word-embeddings", "--document-masking", "--split-documents", "blank-line")
+
+
+@pytest.fixture(scope="module")
+def records_one_process(tmp_path_factory) -> Path:
+    """The reference with the records' options: one process accumulating two micro-batches of 8 per step."""
+    root = tmp_path_factory.mktemp("records")
+    result = checked(run_hfgpt([*exact_flags(root, "one"), *TOKEN_BATCH, *RECORDS, "--max-sentences-per-device", "8"],
+                               cwd=root))
+    assert "8 sequences x 2 accumulation x 1 process(es) = 16 sequences" in result.stdout
+    model = json.loads((root / "runs" / "one" / "final" / "config.json").read_text())
+    assert (model["qk_norm"], model["hidden_act"], model["logit_softcap"], model["zero_init_output_projections"],
+            model["tie_word_embeddings"], model["document_masking"]) == (True, "relu2", 15.0, True, False, True)
+    return root
+
+
+def test_the_speed_records_options_stopped_and_continued_end_bitwise(records_one_process):
+    """With accumulation, stopped after step 5 and continued from the checkpoint of step 4."""
+    root = records_one_process
+    checked(run_hfgpt([*exact_flags(root, "stopped"), *TOKEN_BATCH, *RECORDS, "--max-sentences-per-device", "8",
+                       "--stop-at-step", "5"], cwd=root))
+    checked(run_hfgpt(["continue", str(root / "runs" / "stopped")], cwd=root))
+    assert_same_run(root / "runs" / "stopped", root / "runs" / "one")
+
+
+@pytest.mark.machine_sensitive  # one process against two, to a tolerance
+def test_the_speed_records_options_on_two_processes_follow_one_process(records_one_process):
+    """2 processes x 1 micro-batch, stopped at step 4 and continued, against 1 process x 2, as plain runs do."""
+    run_dir = stop_and_continue(records_one_process, "ddp", "ddp2", RECORDS)
+    assert largest_relative_difference(run_dir, records_one_process / "runs" / "one") < 1e-5
 
 
 @pytest.mark.machine_sensitive  # one process against two, to a tolerance
