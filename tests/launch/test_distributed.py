@@ -27,12 +27,16 @@ pytestmark = pytest.mark.slow
 TOKEN_BATCH = ["--token-batch-size", "512", "--dropout", "0", "--precision", "fp32"]
 
 
+def accumulating(root: Path, name: str, options: tuple[str, ...] = ()) -> list[str]:
+    """The flags of one process accumulating two micro-batches of 8 sequences per step."""
+    return [*exact_flags(root, name), *TOKEN_BATCH, *options, "--max-sentences-per-device", "8"]
+
+
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory) -> Path:
     """The reference: one process accumulating two micro-batches of 8 sequences per step."""
     root = tmp_path_factory.mktemp("distributed")
-    result = checked(run_hfgpt([*exact_flags(root, "one"), *TOKEN_BATCH, "--max-sentences-per-device", "8"],
-                               cwd=root))
+    result = checked(run_hfgpt(accumulating(root, "one"), cwd=root))
     assert "8 sequences x 2 accumulation x 1 process(es) = 16 sequences" in result.stdout
     return root
 
@@ -67,8 +71,7 @@ RECORDS = ("--qk-norm", "--hidden-act", "relu2", "--logit-softcap", "15", "--zer
 def records_one_process(tmp_path_factory) -> Path:
     """The reference with the records' options: one process accumulating two micro-batches of 8 per step."""
     root = tmp_path_factory.mktemp("records")
-    result = checked(run_hfgpt([*exact_flags(root, "one"), *TOKEN_BATCH, *RECORDS, "--max-sentences-per-device", "8"],
-                               cwd=root))
+    result = checked(run_hfgpt(accumulating(root, "one", RECORDS), cwd=root))
     assert "8 sequences x 2 accumulation x 1 process(es) = 16 sequences" in result.stdout
     model = json.loads((root / "runs" / "one" / "final" / "config.json").read_text())
     assert (model["qk_norm"], model["hidden_act"], model["logit_softcap"], model["zero_init_output_projections"],
@@ -79,8 +82,7 @@ def records_one_process(tmp_path_factory) -> Path:
 def test_the_speed_records_options_stopped_and_continued_end_bitwise(records_one_process):
     """With accumulation, stopped after step 5 and continued from the checkpoint of step 4."""
     root = records_one_process
-    checked(run_hfgpt([*exact_flags(root, "stopped"), *TOKEN_BATCH, *RECORDS, "--max-sentences-per-device", "8",
-                       "--stop-at-step", "5"], cwd=root))
+    checked(run_hfgpt([*accumulating(root, "stopped", RECORDS), "--stop-at-step", "5"], cwd=root))
     checked(run_hfgpt(["continue", str(root / "runs" / "stopped")], cwd=root))
     assert_same_run(root / "runs" / "stopped", root / "runs" / "one")
 
