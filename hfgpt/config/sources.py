@@ -76,8 +76,11 @@ def build_config_with_derivation(argv: Sequence[str], prog: str = "hfgpt train",
         found = arch_values(values["arch"], values.get("archdir", ""), _model_table)
         values |= {name: value for name, value in found.items() if name not in flagged} | {"arch": "", "archdir": ""}
         given |= found.keys()
-    derived = _derived(make_config(values), given | flagged)
-    return make_config(values | {row.name: row.value for row in derived}).validate(), derived
+    cfg = make_config(values)
+    derived = _derived(cfg, given | flagged)
+    if derived:
+        cfg = make_config(values | {row.name: row.value for row in derived})
+    return cfg.validate(), derived
 
 
 def _derived(cfg: TrainConfig, given: set[str]) -> list[Derived]:
