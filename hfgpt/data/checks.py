@@ -16,9 +16,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from datasets import Dataset, Value
+from datasets import Dataset, Value, features
 
 from ..errors import HfGptError, error_summary
+
+# datasets 5's feature of a column that holds several JSON types; 4.x has none (and fails on such a file instead).
+JSON_FEATURE = getattr(features, "Json", ())
 
 BUILDERS = {".txt": "text", ".jsonl": "json", ".parquet": "parquet"}  # suffix -> datasets builder
 
@@ -35,9 +38,7 @@ def text_column_of(dataset: Dataset, column: str, origin: str) -> Dataset:
             "Set --text-column to the one that holds the text."
         )
     feature = dataset.features[column]
-    # datasets 5's Json feature (4.x has none, and fails on such a file instead): text in some rows, other JSON
-    # values in others
-    if type(feature).__name__ == "Json":
+    if isinstance(feature, JSON_FEATURE):  # text in some rows, other JSON values in others
         _refuse_a_row_without_text(dataset, column, origin)
     if feature not in (Value("string"), Value("large_string")):
         raise HfGptError(f"Column {column!r} of {origin} holds {feature}, not text; set --text-column.")
