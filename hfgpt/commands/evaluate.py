@@ -84,7 +84,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     model.set_attn_implementation(attention_kernel("auto", device == "cpu", precision))  # as training chooses it
     accelerator = new_accelerator(cpu=device == "cpu", mixed_precision={"fp32": "no"}.get(precision, precision))
     data = prepare_data(cfg.data, cfg.seq_len, log=lambda line: print(line, file=sys.stderr), tokenizer=tokenizer,
-                        evaluate=bool(args.data or args.dataset))  # the text once, as validation blocks
+                        evaluate="--data" if args.data or args.dataset else "")  # the text once, as validation blocks
     layout = BatchLayout(batch, 1, accelerator.num_processes)
     if not args.batches and not cfg.training.eval_batches:  # every block
         cfg.training.eval_batches = max(1, math.ceil(len(data.valid) / layout.global_batch))

@@ -20,12 +20,14 @@ MIN_BPE_VOCAB = 256 + 3  # every byte, plus hfgpt's three special tokens (end of
 
 @dataclass
 class DataSection:
-    train: str = setting("", "Training text: comma-separated .txt files or folders, .jsonl or .parquet files, "
-                             "relative to datadir, or one .bin shard of token ids (a folder holding train.bin). "
-                             "Empty: the Python standard library (see README).", on_continue="allow",
+    train: str = setting("", "Training text: comma-separated .txt, .jsonl and .parquet files or folders relative to "
+                             "datadir, or a .bin shard of token ids (or its folder); PATH:WEIGHT items mix sources "
+                             "(docs/data.md). Empty: the Python standard library.", on_continue="allow",
                          aliases=("data-path",), local="files")
-    valid: str = setting("", "Validation sets, same syntax as train. Empty: hold out valid_fraction of train.",
-                         on_continue="allow", local="files")
+    valid: str = setting("", "Validation sets, same syntax as train, each evaluated on its own. Empty: hold out "
+                             "valid_fraction of train (of each weighted source).", on_continue="allow", local="files")
+    max_epochs_per_source: float = setting(0.0, "Passes over a mixed source's blocks after which it leaves the "
+                                                "mixture. 0: no cap.", bounds=NOT_NEGATIVE)
     meta: str = setting("", "Path of the meta.json describing .bin shards (nanoGPT's train.bin/val.bin token ids, "
                             "given as train/valid), relative to datadir; empty: meta.json beside the train shard.",
                         on_continue="allow", local="files")
@@ -155,6 +157,7 @@ class TrainingSection:
                                 on_continue="allow")
     early_stopping: bool = setting(False, "Stop when the validation loss has not improved for `patience` "
                                           "evaluations.", on_continue="allow")
+    best_metric: str = setting("valid", "The loss early stopping and best/ follow: valid (all sets) or valid/NAME.")
     patience: int = setting(5, "Evaluations without improvement before early stopping stops the run.",
                             bounds=POSITIVE, on_continue="allow")
     early_stopping_min_delta: float = setting(0.0, "Smallest drop of the validation loss that counts as an "

@@ -11,6 +11,7 @@ flag, file or key, with the closest valid names.
 from __future__ import annotations
 
 import math
+import re
 import shlex
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -142,9 +143,21 @@ def shareable_value(value: Any, local: str) -> Any:
     this machine, the last part of each file or folder it names, anything else as it is."""
     if local == "folder":
         return None
-    if local == "files" or (local == "path-or-name" and _names_a_local_path(value)):
-        return ",".join(Path(item.strip()).name for item in value.split(",") if item.strip())
+    if local == "files":
+        return ",".join(_file_name(item.strip()) for item in value.split(",") if item.strip())
+    if local == "path-or-name" and _names_a_local_path(value):
+        return Path(value).name
     return value
+
+
+def _file_name(item: str) -> str:
+    """The last part of a file or folder of --train or --valid, with a mixture's NAME= and :WEIGHT kept."""
+    match = _WEIGHTED.fullmatch(item)
+    assert match is not None  # every part of the pattern may be empty
+    return f"{match['name']}{Path(match['path']).name}{match['weight']}"
+
+
+_WEIGHTED = re.compile(r"(?P<name>(?:[A-Za-z0-9][A-Za-z0-9_.-]*=)?)(?P<path>.*?)(?P<weight>(?::[-+0-9.eE@/]*)?)")
 
 
 def _names_a_local_path(value: str) -> bool:

@@ -83,31 +83,41 @@ def resolve_layout(training: TrainingSection, seq_len: int, world_size: int) -> 
     return BatchLayout(per_device // accum, accum, world_size)
 
 
-class BlockOrder:
-    """The block ids of each step: epoch `e` is `permutation(num_blocks)` seeded by `(seed, e)`."""
+class EpochStream:
+    """An endless stream of block ids: epoch `e` is `permutation(num_blocks)` seeded by `(*key, e)`."""
 
-    def __init__(self, num_blocks: int, layout: BatchLayout, seed: int):
-        self.num_blocks = num_blocks
-        self.layout = layout
-        self.seed = seed
+    def __init__(self, num_blocks: int, key: tuple[int, ...]):
+        self.num_blocks, self.key = num_blocks, key
         self._epoch = -1
         self._permutation = np.empty(0, dtype=np.int64)
 
     def _epoch_permutation(self, epoch: int) -> np.ndarray:
         if epoch != self._epoch:
-            self._permutation = np.random.default_rng([self.seed, epoch]).permutation(self.num_blocks)
+            self._permutation = np.random.default_rng([*self.key, epoch]).permutation(self.num_blocks)
             self._epoch = epoch
         return self._permutation
 
-    def step_blocks(self, step: int) -> np.ndarray:
-        """The `global_batch` block ids read by optimizer step `step` (0-based), in chunk order."""
-        positions = np.arange(step * self.layout.global_batch, (step + 1) * self.layout.global_batch)
-        epochs, offsets = np.divmod(positions, self.num_blocks)
-        blocks = np.empty_like(positions)
+    def blocks_at(self, start: int, stop: int) -> np.ndarray:
+        """The block ids at stream positions `[start, stop)`."""
+        epochs, offsets = np.divmod(np.arange(start, stop), self.num_blocks)
+        blocks = np.empty_like(offsets)
         for epoch in np.unique(epochs):
             in_epoch = epochs == epoch
             blocks[in_epoch] = self._epoch_permutation(int(epoch))[offsets[in_epoch]]
         return blocks
+
+
+class BlockOrder:
+    """The block ids of each step: positions `[s * G, (s + 1) * G)` of one `EpochStream` keyed by the seed."""
+
+    def __init__(self, num_blocks: int, layout: BatchLayout, seed: int):
+        self.num_blocks = num_blocks
+        self.layout = layout
+        self.stream = EpochStream(num_blocks, (seed,))
+
+    def step_blocks(self, step: int) -> np.ndarray:
+        """The `global_batch` block ids read by optimizer step `step` (0-based), in chunk order."""
+        return self.stream.blocks_at(step * self.layout.global_batch, (step + 1) * self.layout.global_batch)
 
     def micro_blocks(self, step: int, micro_step: int, rank: int) -> np.ndarray:
         """The block ids that process `rank` reads in accumulation step `micro_step` of `step`."""

@@ -1,7 +1,8 @@
 """What the training loop reads at each micro-step, whichever way the data was prepared: `train_batches` gives
-packed blocks in the seeded order of `BlockOrder` (`PackedBatches`), already on the device (the loop asks for the
-next micro-batch while the current one runs), or, under `--streaming`, the next blocks of this process's part of
-the stream (`StreamBatches`, read ahead by a thread), which also say where to resume."""
+packed blocks in the seeded order of `BlockOrder` or of a mixture's `MixedOrder` (`PackedBatches`), already on the
+device (the loop asks for the next micro-batch while the current one runs), or, under `--streaming`, the next
+blocks of this process's part of the stream (`StreamBatches`, read ahead by a thread), which also say where to
+resume."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from typing import Any, Protocol
 
 import torch
 
+from ..config import TrainConfig
 from ..errors import HfGptError
 from .batches import BatchLayout, BlockOrder, fetch_blocks, to_device
+from .mixture_order import MixedOrder
 from .prepared import PreparedData
 from .stream_batches import Position, Prefetcher, StreamReader
 
@@ -26,24 +29,36 @@ class TrainBatches(Protocol):
     def epoch_at(self, step: int) -> float:
         """Passes over the training data completed when `step` steps are done."""
 
+    def source_epochs(self, step: int) -> dict[str, float]:
+        """A mixture's passes over each source when `step` steps are done, as `epoch/NAME` keys ({} for one)."""
+
     def position(self) -> dict[str, Any] | None:
         """Where this process is in the stream (None for packed blocks, whose order needs no memory)."""
 
     def close(self) -> None: ...
 
 
-def train_batches(data: PreparedData, layout: BatchLayout, seed: int, rank: int, saved: list[dict[str, Any]],
-                  device: torch.device) -> TrainBatches:
+def train_batches(data: PreparedData, layout: BatchLayout, cfg: TrainConfig, rank: int,
+                  saved: list[dict[str, Any]], device: torch.device) -> TrainBatches:
     """The training micro-batches of process `rank` for `device`; `saved`: the stream positions a checkpoint holds,
     by rank."""
     if data.stream is None:
-        return PackedBatches(data, layout, seed, rank, device)
+        return PackedBatches(data, block_order(data, layout, cfg), rank, device)
     return StreamBatches(data, layout, rank, saved, device)
 
 
+def block_order(data: PreparedData, layout: BatchLayout, cfg: TrainConfig) -> BlockOrder | MixedOrder:
+    """The seeded order of the packed training blocks: of one source, or of a mixture's weighted sources."""
+    if not data.train_parts:
+        return BlockOrder(len(data.train), layout, cfg.training.seed)
+    parts = data.train_parts
+    return MixedOrder([p.blocks for p in parts], [p.start for p in parts], list(data.schedules), layout,
+                      cfg.training.seed, cfg.training.max_steps, cfg.data.max_epochs_per_source)
+
+
 class PackedBatches:
-    def __init__(self, data: PreparedData, layout: BatchLayout, seed: int, rank: int, device: torch.device) -> None:
-        self.order, self.data, self.rank, self.device = BlockOrder(len(data.train), layout, seed), data, rank, device
+    def __init__(self, data: PreparedData, order: BlockOrder | MixedOrder, rank: int, device: torch.device) -> None:
+        self.order, self.data, self.rank, self.device = order, data, rank, device
         self.taken = (-1, -1)  # (step, micro-step) of the last micro-batch handed out
         self.ahead: dict[tuple[int, int], tuple[dict[str, torch.Tensor], list[int]]] = {}
 
@@ -64,6 +79,12 @@ class PackedBatches:
 
     def epoch_at(self, step: int) -> float:
         return self.order.epoch_at(step)
+
+    def source_epochs(self, step: int) -> dict[str, float]:
+        if not isinstance(self.order, MixedOrder):
+            return {}
+        epochs = self.order.source_epochs(step)
+        return {f"epoch/{part.name}": float(epochs[index]) for index, part in enumerate(self.data.train_parts)}
 
     def position(self) -> None:
         return None
@@ -100,6 +121,9 @@ class StreamBatches:
     def epoch_at(self, step: int) -> float:
         return float(self.prefetcher.position.passes)
 
+    def source_epochs(self, step: int) -> dict[str, float]:
+        return {}
+
     def position(self) -> dict[str, Any]:
         return self.prefetcher.position.to_dict()
 
@@ -107,4 +131,4 @@ class StreamBatches:
         self.prefetcher.close()
 
 
-__all__ = ["PackedBatches", "StreamBatches", "TrainBatches", "train_batches"]
+__all__ = ["PackedBatches", "StreamBatches", "TrainBatches", "block_order", "train_batches"]

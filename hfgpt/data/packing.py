@@ -105,6 +105,8 @@ def build(out: Path, train_split: Split | None, valid_split: Split | None, pad_i
         valid = _pack(valid_split.read(work, "valid"), out, "valid", seq_len, pad_id)
         return _facts(seq_len, train, valid, train["tokens"], valid["tokens"], train["padded"] + valid["padded"])
     n_blocks = train["stop"]
+    if valid_fraction == 0:  # a mixture's source beside given validation sets: every block trains
+        return _facts(seq_len, train, {**train, "start": n_blocks}, train["tokens"], 0, train["padded"])
     if n_blocks < 2:
         raise HfGptError(
             f"{train_split.origin} gives only {train['tokens']} tokens, fewer than 2 blocks of --seq-len "
@@ -137,6 +139,8 @@ def open_split(folder: Path, entry: dict[str, Any]) -> Dataset:
     """The blocks `[start, stop)` of a split's shards, memory-mapped, as one dataset (no copy is made)."""
     shards = [Dataset.from_file(str(folder / name)) for name in entry["files"]]
     blocks = concatenate_datasets(shards) if len(shards) > 1 else shards[0]
+    if entry["start"] == entry["stop"]:  # a source that holds nothing out
+        return blocks.select([])
     if (entry["start"], entry["stop"]) != (0, len(blocks)):
         blocks = blocks.select(range(entry["start"], entry["stop"]))  # contiguous: a slice of the table
     return blocks

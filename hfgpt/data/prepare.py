@@ -38,6 +38,7 @@ from transformers import PreTrainedTokenizerFast
 from ..config import DataSection
 from ..errors import HfGptError, error_summary
 from ..files import publish, refuse_linked_cache, remove_made, short_hash
+from .mixture_data import is_mixture, prepare_mixture
 from .packing import Split, build, open_split
 from .prepared import PreparedData
 from .shards import Shards, find_shards, shard_fingerprint, shard_ids, shard_tokenizer
@@ -56,19 +57,22 @@ def cache_root(cache_dir: str = "") -> Path:
 
 
 def prepare_data(cfg: DataSection, seq_len: int, log: Callable[[str], None] = print,
-                 tokenizer: PreTrainedTokenizerFast | None = None, evaluate: bool = False) -> PreparedData:
+                 tokenizer: PreTrainedTokenizerFast | None = None, evaluate: str = "") -> PreparedData:
     """Return the tokenizer and packed train/valid blocks for `cfg`, building what is not cached.
 
     A given `tokenizer` (a continued run's, a forked model's, a ready one) is used as it is instead of a trained
-    one; with binary shards it must agree with their meta.json. To `evaluate` a model (`hfgpt eval`: its
-    tokenizer given, the text named as the validation set), only the validation text is read and packed, once
-    and whole, and the training split is empty.
+    one; with binary shards it must agree with their meta.json. To `evaluate` a text (`hfgpt eval`'s --data, or
+    one of a mixture's --valid sets: the flag that names it), only the validation text is read and packed, once
+    and whole, and the training split is empty. Weighted sources or several validation sets are a mixture
+    (hfgpt.data.mixture_data): each of them is prepared here, on its own.
     """
     if tokenizer is None:
         check_tokenizer_kind(cfg.tokenizer)
     if seq_len < 1:
         raise HfGptError(f"--seq-len must be at least 1 token, got {seq_len}.")
     root = cache_root(cfg.cache_dir)
+    if not evaluate and is_mixture(cfg):
+        return prepare_mixture(cfg, seq_len, log, tokenizer, root, prepare_data)
     shards = find_shards(cfg)
     if cfg.streaming:
         return prepare_stream(cfg, seq_len, root, log, tokenizer, shards)
@@ -95,7 +99,7 @@ def prepare_data(cfg: DataSection, seq_len: int, log: Callable[[str], None] = pr
 
 
 def _splits(cfg: DataSection, root: Path, tokenizer: PreTrainedTokenizerFast | None, log: Callable[[str], None],
-            shards: Shards | None, evaluate: bool) -> tuple[PreTrainedTokenizerFast, Split | None, Split | None,
+            shards: Shards | None, evaluate: str) -> tuple[PreTrainedTokenizerFast, Split | None, Split | None,
                                                             dict[str, int]]:
     """The tokenizer, the splits to pack (to `evaluate`, the validation split alone), and the unknown tokens that
     reading the text counts."""
@@ -108,7 +112,7 @@ def _splits(cfg: DataSection, root: Path, tokenizer: PreTrainedTokenizerFast | N
         read = [split.origin.removeprefix("the shard ") for split in (train, valid) if split]
         log(f"reading token ids from {' and '.join(read)} as {shards.meta.path} describes; they are not re-tokenized")
     if evaluate and valid is None:
-        raise ValueError("prepare_data(evaluate=True) measures the validation text, and cfg names none")
+        raise ValueError("prepare_data(evaluate=...) measures the validation text, and cfg names none")
     return tokenizer, train, valid, unknown
 
 

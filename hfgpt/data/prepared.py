@@ -10,13 +10,30 @@ from typing import Any
 from datasets import Dataset
 from transformers import PreTrainedTokenizerFast
 
+from .mixture import Schedule
+
+
+@dataclass(frozen=True)
+class Part:
+    """One source's blocks `[start, stop)` in a split of a mixture (hfgpt.data.mixture_data), and its real tokens."""
+
+    name: str
+    start: int
+    stop: int
+    tokens: int
+
+    @property
+    def blocks(self) -> int:
+        return self.stop - self.start
+
 
 @dataclass
 class PreparedData:
     """The tokenizer and the packed blocks, `(n, seq_len)` int arrays via `ds[indices]["input_ids"]`.
 
     With `--streaming`, `stream` says how to read the training blocks (hfgpt.data.streaming) and `train` is
-    empty; `valid` holds the validation blocks either way."""
+    empty; `valid` holds the validation blocks either way. A mixture's splits are its sources' blocks side by side:
+    `train_parts` (with their weight `schedules`) and `valid_parts` say which are whose; empty for one source."""
 
     tokenizer: PreTrainedTokenizerFast
     train: Dataset
@@ -28,6 +45,15 @@ class PreparedData:
     valid_tokens: int
     padded_tokens: int  # pad tokens filling the last block of a stream
     stream: Any = None  # a hfgpt.data.streaming.TokenStream
+    train_parts: tuple[Part, ...] = ()
+    valid_parts: tuple[Part, ...] = ()
+    schedules: tuple[Schedule, ...] = ()  # the weight of each of train_parts
+    key: str = ""  # a mixture's identity: its parts' names and packed folders, hashed
+
+    @property
+    def identity(self) -> str:
+        """What identifies these blocks across launches: the packed folder's name, or a mixture's key."""
+        return self.key or self.cache_dir.name
 
     @property
     def evaluated_only(self) -> bool:
@@ -46,5 +72,5 @@ class PreparedData:
         return (
             f"{self.blocks()} of {self.seq_len} tokens ({train}{self.valid_tokens:,} tokens, "
             f"{self.padded_tokens} padding), vocabulary {len(self.tokenizer):,}, "
-            f"{'reused' if self.reused else 'built'} {self.cache_dir}"
+            f"{'reused' if self.reused else 'built'} {self.cache_dir}{' (a folder per source)' if self.key else ''}"
         )

@@ -66,7 +66,7 @@ def find_sources(cfg: DataSection) -> tuple[Source, Source | None]:
         train = Source(f"--dataset {cfg.dataset}", dataset=name, dataset_config=cfg.dataset_config,
                        split=cfg.train_split)
     elif cfg.train:
-        train = Source(f"--train {cfg.train}", files=_local_files(cfg.train, datadir, "--train"))
+        train = Source(f"--train {cfg.train}", files=listed_files(cfg.train, datadir, "--train"))
     else:
         files = default_corpus_files()
         if not files:
@@ -77,20 +77,22 @@ def find_sources(cfg: DataSection) -> tuple[Source, Source | None]:
         train = Source("the default corpus (Python standard library)", files=tuple(files))
 
     if cfg.valid:
-        return train, Source(f"--valid {cfg.valid}", files=_local_files(cfg.valid, datadir, "--valid"))
+        return train, Source(f"--valid {cfg.valid}", files=listed_files(cfg.valid, datadir, "--valid"))
     if cfg.valid_split:
         return train, Source(f"--dataset {cfg.dataset} --valid-split {cfg.valid_split}",
                              dataset=train.dataset, dataset_config=cfg.dataset_config, split=cfg.valid_split)
     return train, None
 
 
-def find_evaluated(cfg: DataSection) -> Source:
-    """The text that `hfgpt eval` measures, which its config names as the validation set: local files (`valid`)
-    or a split of a dataset (`valid_split`), named in messages by eval's own flags."""
+def find_evaluated(cfg: DataSection, flag: str = "--data") -> Source:
+    """The text that is only evaluated, which the config names as the validation set: local files (`valid`) or a
+    split of a dataset (`valid_split`). `flag` names it in messages: `hfgpt eval`'s --data, whose paths start at the
+    current directory, or one of a run's --valid sets, whose paths start at --datadir."""
     if cfg.dataset:
         return Source(f"--dataset {cfg.dataset} --split {cfg.valid_split}", dataset=_dataset_name(cfg.dataset, Path()),
                       dataset_config=cfg.dataset_config, split=cfg.valid_split)
-    return Source(f"--data {cfg.valid}", files=_local_files(cfg.valid, None, "--data"))
+    datadir = Path(cfg.datadir).expanduser() if flag == "--valid" else None
+    return Source(f"{flag} {cfg.valid}", files=listed_files(cfg.valid, datadir, flag))
 
 
 def _dataset_name(dataset: str, datadir: Path) -> str:
@@ -106,7 +108,7 @@ def _dataset_name(dataset: str, datadir: Path) -> str:
     return dataset
 
 
-def _local_files(spec: str, datadir: Path | None, flag: str) -> tuple[Path, ...]:
+def listed_files(spec: str, datadir: Path | None, flag: str) -> tuple[Path, ...]:
     """Expand a comma-separated list of files and folders into the data files, in a stable order; relative paths
     start at --datadir (None: a command without one, from the current directory)."""
     files: list[Path] = []

@@ -35,10 +35,11 @@ class TextSplits:
 
 
 def text_splits(cfg: DataSection, root: Path, tokenizer: PreTrainedTokenizerFast | None,
-                log: Callable[[str], None], progress: bool, evaluate: bool = False) -> TextSplits:
+                log: Callable[[str], None], progress: bool, evaluate: str = "") -> TextSplits:
     """The tokenizer (given, or trained on the training text) and the text splits, tokenized when read. To
-    `evaluate` a model with its given tokenizer, only the validation text is found, read and tokenized."""
-    train_src, valid_src = (None, find_evaluated(cfg)) if evaluate else find_sources(cfg)
+    `evaluate` a text with a given tokenizer (the flag that names it), only the validation text is found, read and
+    tokenized."""
+    train_src, valid_src = (None, find_evaluated(cfg, evaluate)) if evaluate else find_sources(cfg)
 
     @cache
     def load(src: Source) -> SourceText:

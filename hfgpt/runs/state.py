@@ -35,6 +35,9 @@ DERIVED = {
     "tokenizer": "the run's tokenizer/ folder is not the one this checkpoint was trained with; restore it",
     "data": "the training data are not the same files or contents; point --train/--datadir at the run's "
             "data, or fork the run to train on new data",
+    "mixture": "the weights of the mixture's sources (or where their schedule points fall: a fraction counts in "
+               "--max-steps) decide which blocks every step reads, so they cannot change within a run; continue "
+               "with the run's own --train and --max-steps, or fork the run to train on with new weights",
 }
 
 

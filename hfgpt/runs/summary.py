@@ -68,6 +68,7 @@ class RunSummary:
     config: dict[str, Any] = field(default_factory=dict)
     sessions: list[dict[str, Any]] = field(default_factory=list)
     valid: list[dict[str, Any]] = field(default_factory=list)  # the validation records
+    valid_sets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # a mixture's, by set name
     tokens_per_step: int | None = None
     versions: dict[str, str] = field(default_factory=dict)
 
@@ -92,9 +93,16 @@ def summarize(run_dir: Path) -> RunSummary:
         summary.tokens_per_step = int(state["global_batch"]) * int(state["seq_len"])
     if summary.tokens_per_step:
         summary.tokens = summary.steps_done * summary.tokens_per_step
-    summary.valid = [r for r in records if r.get("split") == "valid" and isinstance(r.get("loss"), (int, float))]
-    if summary.valid:
-        best = min(summary.valid, key=lambda r: r["loss"])
+    measured = [r for r in records if str(r.get("split", "")).startswith("valid")
+                and isinstance(r.get("loss"), (int, float))]
+    summary.valid = [r for r in measured if r["split"] == "valid"]
+    for record in measured:
+        if record["split"].startswith("valid/"):
+            summary.valid_sets.setdefault(record["split"].removeprefix("valid/"), []).append(record)
+    followed = summary.config.get("training", {}).get("best_metric", "valid")  # as early stopping and best/ follow
+    best_of = summary.valid_sets.get(followed.removeprefix("valid/"), []) if followed != "valid" else summary.valid
+    if best_of:
+        best = min(best_of, key=lambda r: r["loss"])
         summary.best_loss, summary.best_step = float(best["loss"]), int(best["step"])
     summary.wall_seconds = wall_seconds(summary.sessions)
     return summary

@@ -51,6 +51,13 @@ def valid_at(run: RunSummary, step: int) -> dict[str, Any]:
     return next((r for r in reversed(run.valid) if r["step"] == step), {})
 
 
+def sets_at(run: RunSummary, step: int) -> dict[str, dict[str, Any]]:
+    """A mixture's validation record of each set at `step`, by set name."""
+    at_step = {name: next((r for r in reversed(records) if r["step"] == step), None)
+               for name, records in run.valid_sets.items()}
+    return {name: record for name, record in at_step.items() if record}
+
+
 def count_parameters(weights: Path | IO[bytes]) -> int:
     """Parameters stored in a safetensors file or open file (tied weights are stored, and counted, once), from
     its header: 8 bytes of little-endian length, then JSON {name: {"shape": [...], ...}, "__metadata__": ...}."""
@@ -79,9 +86,14 @@ def card_data(card: CardInput) -> ModelCardData:
     valid = valid_at(card.run, card.step)
     metrics = [("loss", "validation loss", "loss"), ("perplexity", "perplexity", "ppl"),
                ("bits_per_byte", "bits per byte", "bpb")]
-    results = [EvalResult(task_type="text-generation", dataset_type=kind, dataset_name=name, dataset_split="validation",
-                          metric_type=metric, metric_name=label, metric_value=round(float(valid[key]), 6))
-               for metric, label, key in metrics if isinstance(valid.get(key), (int, float))]
+    # a mixture's validation sets as configurations of its data: the Hub groups results by type and configuration
+    measured = [(name, None, valid)] + [(set_name, set_name, record) for set_name, record in
+                                        sets_at(card.run, card.step).items()]
+    results = [EvalResult(task_type="text-generation", dataset_type=kind, dataset_name=name, dataset_config=config,
+                          dataset_split="validation", metric_type=metric, metric_name=label,
+                          metric_value=round(float(record[key]), 6))
+               for name, config, record in measured
+               for metric, label, key in metrics if isinstance(record.get(key), (int, float))]
     return ModelCardData(
         library_name="transformers", pipeline_tag="text-generation", license=card.license or None,
         tags=["hfgpt", "gpt", "causal-lm", "custom_code", f"{data.get('tokenizer', 'char')}-tokenizer"],
@@ -122,6 +134,8 @@ def figures(card: CardInput) -> str:
     table = "| | |\n|---|---|\n" + "".join(f"| {key} | {value} |\n" for key, value in rows)
     best = valid_at(run, run.best_step) if run.best_step is not None else {}
     table += _validation(valid_at(run, card.step), "validation of this model")
+    table += "".join(_validation(record, f"validation of this model on {name}")
+                     for name, record in sets_at(run, card.step).items())
     table += _validation(run.valid[-1] if run.valid else {}, "final validation")
     return table + _validation(best, "best validation")
 

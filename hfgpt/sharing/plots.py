@@ -21,6 +21,8 @@ from ..runs.summary import read_records
 
 __all__ = ["LOSS_PLOT", "X_AXES", "plot_png", "plot_runs"]
 X_AXES = {"step": "step", "tokens": "tokens seen", "time": "wall time (minutes)"}
+SET_STYLES = ("--", ":", "-.", (0, (5, 1, 1, 1)))  # a validation set of a mixture, beside the mean
+SET_MARKERS = ("s", "^", "v", "D", "x")
 
 
 def _x_of(records: list[dict[str, Any]], axis: str) -> dict[int, float]:
@@ -39,6 +41,11 @@ def _x_of(records: list[dict[str, Any]], axis: str) -> dict[int, float]:
         done = record["step"]
         known[done] = elapsed
     return dict(zip(steps, np.interp(steps, list(known), list(known.values())).tolist(), strict=True))
+
+
+def _validation_sets(records: list[dict[str, Any]]) -> list[str]:
+    """The splits of a mixture's validation sets (valid/NAME), in the order the run logs them."""
+    return list(dict.fromkeys(r["split"] for r in records if str(r.get("split", "")).startswith("valid/")))
 
 
 def _series(records: list[dict[str, Any]], split: str, key: str, x: dict[int, float]) -> tuple[list, list]:
@@ -77,6 +84,9 @@ def plot_png(run_dirs: list[Path], x: str = "step", labels: list[str] | None = N
         name, color, xs = (labels or [])[index:index + 1] or [run_dir.name], f"C{index % 10}", _x_of(records, x)
         loss.plot(*_series(records, "train", "loss", xs), color=color, alpha=0.6, label=f"{name[0]} train")
         loss.plot(*_series(records, "valid", "loss", xs), "o-", color=color, markersize=3, label=f"{name[0]} valid")
+        for number, split in enumerate(_validation_sets(records)):  # a mixture's: one line each, told by style
+            loss.plot(*_series(records, split, "loss", xs), color=color, linestyle=SET_STYLES[number % len(SET_STYLES)],
+                      marker=SET_MARKERS[number % len(SET_MARKERS)], markersize=3, label=f"{name[0]} {split}")
         lr.plot(*_series(records, "train", "lr", xs), color=color, label=name[0])
         speed.plot(*_series(records, "train", "tokens_per_s", xs), color=color, label=name[0])
     values = [v for line in loss.get_lines() for v in line.get_ydata() if v > 0]

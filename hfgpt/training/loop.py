@@ -53,7 +53,7 @@ class TrainingLoop:
 
     def __init__(self, run: Run, state: TrainerState) -> None:
         self.run, self.state, self.cfg = run, state, run.cfg
-        self.batches = train_batches(run.data, run.layout, self.cfg.training.seed, run.accelerator.process_index,
+        self.batches = train_batches(run.data, run.layout, self.cfg, run.accelerator.process_index,
                                      state.data_stream, run.accelerator.device)
         self.flags = StepFlags(self.cfg.training.step_sync)
         self.tokens_per_step = run.layout.global_batch * self.cfg.seq_len
@@ -191,15 +191,21 @@ class TrainingLoop:
                 "tokens_per_s": tokens_per_s,
                 "mfu": mfu(tokens_per_s, self.flops_per_token, self.peak, self.run.accelerator.num_processes),
                 "ms_per_step": 1000 * seconds / steps, "tokens": done * self.tokens_per_step,
-                "epoch": self.batches.epoch_at(done), "skipped_steps": self.state.progress.skipped_steps,
+                "epoch": self.batches.epoch_at(done), **self.batches.source_epochs(done),
+                "skipped_steps": self.state.progress.skipped_steps,
             })
         self.window_start, self.window_steps = time.perf_counter(), 0
 
     def _evaluate(self) -> None:
-        """Evaluate, log, and keep best/ when the validation loss improved."""
-        run, done, progress = self.run, self.state.step, self.state.progress
+        """Evaluate, log (each validation set of a mixture, then the mean), and keep best/ when the validation loss
+        that --best-metric names improved."""
+        run, done, progress, training = self.run, self.state.step, self.state.progress, self.cfg.training
         result = evaluate(run.model, run.data, self.cfg, run.layout, run.accelerator)
-        improved = progress.observe_eval(result["loss"], done, self.cfg.training.early_stopping_min_delta)
+        sources = result.pop("sources", {})
+        followed = sources[training.best_metric.removeprefix("valid/")] if training.best_metric != "valid" else result
+        improved = progress.observe_eval(followed["loss"], done, training.early_stopping_min_delta)
+        for name, measures in sources.items():
+            self.logbook.record({"step": done, "split": f"valid/{name}", **measures})
         self.logbook.record({"step": done, "split": "valid", **result, "best_loss": progress.best_loss})
         if improved and self.cfg.checkpoint.save_best:
             try:

@@ -43,8 +43,18 @@ class TokenMetrics:
 
     def read(self, accelerator: Accelerator) -> dict[str, float]:
         """Sum over all processes, reset, and return loss, perplexity and accuracy; {} if nothing was added."""
-        loss_sum, correct, tokens = accelerator.reduce(self.sums, reduction="sum").tolist()
+        return self.summarize(self.read_sums(accelerator))
+
+    def read_sums(self, accelerator: Accelerator) -> list[float]:
+        """The sums over all processes (loss x tokens, correct, tokens), reset."""
+        sums = accelerator.reduce(self.sums, reduction="sum").tolist()
         self.sums.zero_()
+        return sums
+
+    @staticmethod
+    def summarize(sums: list[float]) -> dict[str, float]:
+        """Loss, perplexity and accuracy of summed metrics; {} if they count no token."""
+        loss_sum, correct, tokens = sums
         if not tokens:
             return {}
         loss = loss_sum / tokens

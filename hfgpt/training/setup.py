@@ -16,6 +16,7 @@ from transformers import AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
 from ..config import Derived, TrainConfig, model_config_kwargs
 from ..data.batches import BatchLayout
+from ..data.mixture import schedules_key
 from ..data.prepare import PreparedData
 from ..files import short_hash
 from ..launch.processes import configure_deepspeed, new_accelerator, using_deepspeed
@@ -131,7 +132,9 @@ def build_run(setup: RunSetup, data: PreparedData, run_dir: Path, layout: BatchL
     model, optimizer = accelerator.prepare(model, optimizer)
     identity = {"world_size": accelerator.num_processes, "global_batch": layout.global_batch,
                 "seq_len": cfg.seq_len, "tokenizer": short_hash(data.tokenizer.backend_tokenizer.to_str()),
-                "data": data.cache_dir.name}
+                "data": data.identity}
+    if data.schedules:
+        identity["mixture"] = schedules_key(data.schedules, cfg.training.max_steps)
     return Run(setup, accelerator, model, optimizer, scheduler, data, layout, run_dir, identity)
 
 

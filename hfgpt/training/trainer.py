@@ -25,6 +25,9 @@ from ..collectives import broadcast_value
 from ..config import TrainConfig, config_to_toml, depth_table, describe_settings
 from ..console import quiet_libraries
 from ..data.batches import resolve_layout
+from ..data.feed import block_order
+from ..data.mixture import check_mixture
+from ..data.mixture_order import mixture_table
 from ..data.prepare import PreparedData, prepare_data
 from ..errors import error_summary
 from ..files import replace_text
@@ -66,6 +69,7 @@ def run(setup: RunSetup) -> Path:
     cfg = setup.cfg
     quiet_libraries(cfg.logging.progress_bar)
     check_trackers(cfg.logging.trackers)  # before any data is read: a typo costs nothing
+    check_mixture(cfg.data, cfg.training.max_steps, cfg.training.best_metric)
     # `auto` resolved for this machine and saved as chosen, so that a continued run keeps it
     use_cpu, cfg.training.precision = choose_device_and_precision(cfg)
     # saved as an absolute path: a continue from another working directory (a requeue, a notebook) finds the data
@@ -216,6 +220,8 @@ def _announce(run: Run) -> None:
         accelerator.print(depth_table(cfg.model.depth, list(run.setup.derived)))
     accelerator.print(f"model: {n_params:,} parameters; data: {run.data.blocks()} of {cfg.seq_len} tokens")
     accelerator.print(layout.describe(cfg.seq_len))
+    if run.data.train_parts:
+        accelerator.print(mixture_table(run.data.train_parts, run.data.schedules, block_order(run.data, layout, cfg)))
     accelerator.print(estimate_for(accelerator, run.model, n_params, layout, cfg).format())
     if cfg.training.lr_scaling != "none":
         accelerator.print(f"learning rate: {cfg.training.lr} scaled {cfg.training.lr_scaling} from "

@@ -24,8 +24,8 @@ def packed(num_blocks: int = 10, seq_len: int = 4) -> SimpleNamespace:
 
 def test_read_ahead_batches_are_the_ones_the_order_names(monkeypatch):
     data, layout = packed(), BatchLayout(micro_batch=2, grad_accum_steps=3, world_size=2)
-    batches = PackedBatches(data, layout, seed=7, rank=1, device=torch.device("cpu"))
     order = BlockOrder(10, layout, seed=7)
+    batches = PackedBatches(data, order, rank=1, device=torch.device("cpu"))
     fetched = []
     real_fetch = batches._fetch
     monkeypatch.setattr(batches, "_fetch", lambda *key: fetched.append(key) or real_fetch(*key))
@@ -44,7 +44,7 @@ def test_read_ahead_batches_are_the_ones_the_order_names(monkeypatch):
 
 def test_a_micro_batch_asked_for_out_of_turn_is_fetched_on_demand():
     data, layout = packed(), BatchLayout(micro_batch=3, grad_accum_steps=1, world_size=1)
-    batches = PackedBatches(data, layout, seed=1, rank=0, device=torch.device("cpu"))
+    batches = PackedBatches(data, BlockOrder(10, layout, seed=1), rank=0, device=torch.device("cpu"))
     batches.micro_batch(0, 0)
     batches.prepare_next()  # step 1 is read ahead; a restart asks for step 4
     _, block_ids = batches.micro_batch(4, 0)
