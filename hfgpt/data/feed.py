@@ -14,12 +14,13 @@ from ..config import TrainConfig
 from ..errors import HfGptError
 from .batches import BatchLayout, BlockOrder, fetch_blocks, to_device
 from .mixture_order import MixedOrder
+from .mixture_stream import MixedPosition, MixedReader, MixedStream
 from .prepared import PreparedData
 from .stream_batches import Position, Prefetcher, StreamReader
 
 
 class TrainBatches(Protocol):
-    def micro_batch(self, step: int, micro_step: int) -> tuple[dict[str, torch.Tensor], list[int]]:
+    def micro_batch(self, step: int, micro_step: int) -> tuple[dict[str, torch.Tensor], list[int | str]]:
         """`input_ids` and `labels` (B, T) for this process, on its device, and the numbers of the blocks they
         hold."""
 
@@ -44,7 +45,7 @@ def train_batches(data: PreparedData, layout: BatchLayout, cfg: TrainConfig, ran
     by rank."""
     if data.stream is None:
         return PackedBatches(data, block_order(data, layout, cfg), rank, device)
-    return StreamBatches(data, layout, rank, saved, device)
+    return StreamBatches(data, layout, cfg, rank, saved, device)
 
 
 def block_order(data: PreparedData, layout: BatchLayout, cfg: TrainConfig) -> BlockOrder | MixedOrder:
@@ -60,9 +61,9 @@ class PackedBatches:
     def __init__(self, data: PreparedData, order: BlockOrder | MixedOrder, rank: int, device: torch.device) -> None:
         self.order, self.data, self.rank, self.device = order, data, rank, device
         self.taken = (-1, -1)  # (step, micro-step) of the last micro-batch handed out
-        self.ahead: dict[tuple[int, int], tuple[dict[str, torch.Tensor], list[int]]] = {}
+        self.ahead: dict[tuple[int, int], tuple[dict[str, torch.Tensor], list[int | str]]] = {}
 
-    def micro_batch(self, step: int, micro_step: int) -> tuple[dict[str, torch.Tensor], list[int]]:
+    def micro_batch(self, step: int, micro_step: int) -> tuple[dict[str, torch.Tensor], list[int | str]]:
         self.taken = (step, micro_step)
         return self.ahead.pop(self.taken, None) or self._fetch(step, micro_step)
 
@@ -71,7 +72,7 @@ class PackedBatches:
         following = (step, micro_step + 1) if micro_step + 1 < self.order.layout.grad_accum_steps else (step + 1, 0)
         self.ahead = {following: self._fetch(*following)}
 
-    def _fetch(self, step: int, micro_step: int) -> tuple[dict[str, torch.Tensor], list[int]]:
+    def _fetch(self, step: int, micro_step: int) -> tuple[dict[str, torch.Tensor], list[int | str]]:
         """The blocks from the memory-mapped table, copied to the device without waiting for it (pinned on CUDA)."""
         block_ids = self.order.micro_blocks(step, micro_step, self.rank)
         batch = fetch_blocks(self.data.train, block_ids, self.data.tokenizer.pad_token_id)
@@ -94,8 +95,8 @@ class PackedBatches:
 
 
 class StreamBatches:
-    def __init__(self, data: PreparedData, layout: BatchLayout, rank: int, saved: list[dict[str, Any]],
-                 device: torch.device) -> None:
+    def __init__(self, data: PreparedData, layout: BatchLayout, cfg: TrainConfig, rank: int,
+                 saved: list[dict[str, Any]], device: torch.device) -> None:
         self.device = device
         world = layout.world_size
         if saved and len(saved) != world:
@@ -103,13 +104,17 @@ class StreamBatches:
                 f"This run streams its training text, and each of its {len(saved)} processes saved its own position "
                 f"in the stream, which is split among the processes; it can continue only on {len(saved)} "
                 f"processes, not {world}. Launch it with --num_processes {len(saved)}, or fork it.")
-        start = Position.from_dict(saved[rank]) if saved else Position()
         self.stream = stream = data.stream
-        reader = StreamReader(lambda: stream.part(rank, world), stream.encoder(), layout.micro_batch, data.seq_len,
-                              start)
+        if isinstance(stream, MixedStream):
+            start = MixedPosition.from_dict(saved[rank] if saved else None, stream.names)
+            reader = MixedReader(stream, layout, rank, data.seq_len, cfg.training.seed, cfg.training.max_steps, start)
+        else:
+            start = Position.from_dict(saved[rank]) if saved else Position()
+            reader = StreamReader(lambda: stream.part(rank, world), stream.encoder(), layout.micro_batch,
+                                  data.seq_len, start)
         self.prefetcher = Prefetcher(reader, start)
 
-    def micro_batch(self, step: int, micro_step: int) -> tuple[dict[str, torch.Tensor], list[int]]:
+    def micro_batch(self, step: int, micro_step: int) -> tuple[dict[str, torch.Tensor], list[int | str]]:
         with self.stream.failures_named():  # the reading thread's failure, raised here
             input_ids, numbers = self.prefetcher.take()
         batch = {"input_ids": input_ids, "labels": input_ids.clone()}  # a stream has no padding
@@ -122,7 +127,9 @@ class StreamBatches:
         return float(self.prefetcher.position.passes)
 
     def source_epochs(self, step: int) -> dict[str, float]:
-        return {}
+        position = self.prefetcher.position
+        sources = position.sources if isinstance(position, MixedPosition) else {}
+        return {f"epoch/{name}": float(source.passes) for name, source in sources.items()}
 
     def position(self) -> dict[str, Any]:
         return self.prefetcher.position.to_dict()

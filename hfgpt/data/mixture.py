@@ -5,7 +5,8 @@ validation sets, parsed from `--train` and `--valid` (the same strings in a TOML
     --train "shakespeare.txt:1,code/:1@0/1@0.8/4@1.0"   code's weight 1 until 80% of --max-steps, then up to 4
     --valid "a.txt,b.jsonl"                             two validation sets, each evaluated on its own
 
-An item is `[NAME=]PATH[:WEIGHT]`; a source without NAME is named after its file or folder. WEIGHT is a number,
+An item is `[NAME=]PATH[:WEIGHT]`; a source without NAME is named after its file or folder. An empty PATH is the
+default corpus (Python's standard library, named `python`), as an empty `--train` is. WEIGHT is a number,
 or `W@AT` points joined by `/`, linear in between and constant beyond the ends, where AT is a step (`800`) or,
 written with a decimal point, a fraction of --max-steps (`0.8`). Without any weight, `--train` is one source, the
 files in the order given, as it always was. The weights are relative: only their ratio at a step matters.
@@ -24,7 +25,7 @@ from ..errors import HfGptError
 from ..files import short_hash
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_ITEM = re.compile(rf"(?:(?P<name>{_NAME.pattern})=)?(?P<path>.+?)(?::(?P<weight>[^:]*))?")
+_ITEM = re.compile(rf"(?:(?P<name>{_NAME.pattern})=)?(?P<path>.*?)(?::(?P<weight>[^:]*))?")
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def _items(spec: str, flag: str) -> list[tuple[str, str, str | None]]:
         if not text:
             continue
         match = _ITEM.fullmatch(text)
-        if match is None:
+        if match is None or not (match["path"] or match["weight"] is not None):
             raise HfGptError(f"{flag} item {text!r} is not [NAME=]PATH[:WEIGHT]; for example books=data/books/:3.")
         path = match["path"]
         items.append((match["name"] or _name_of(path), path, match["weight"]))
@@ -143,7 +144,10 @@ def _items(spec: str, flag: str) -> list[tuple[str, str, str | None]]:
 
 
 def _name_of(path: str) -> str:
-    """A source's name from its path: the file's stem, or the folder's name (also for nanoGPT's train.bin)."""
+    """A source's name from its path: the file's stem, or the folder's name (also for nanoGPT's train.bin); the
+    default corpus (an empty path) is `python`."""
+    if not path:
+        return "python"
     parts = path.rstrip("/\\").replace("\\", "/").split("/")
     stem = parts[-2] if parts[-1] in ("train.bin", "val.bin") and len(parts) > 1 else parts[-1]
     stem = stem.rsplit(".", 1)[0] if "." in stem[1:] else stem

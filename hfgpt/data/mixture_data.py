@@ -24,10 +24,12 @@ from ..config import DataSection
 from ..errors import HfGptError
 from ..files import short_hash
 from .mixture import NamedPath, mixture_sources, validation_sets
+from .mixture_stream import MixedStream
 from .prepared import Part, PreparedData
 from .shards import find_shards, shard_tokenizer
-from .sources import listed_files
-from .texts import text_splits
+from .sources import Source, find_sources, listed_files
+from .streaming import stream_tokenizer
+from .texts import union_tokenizer
 
 
 class PrepareOne(Protocol):
@@ -44,38 +46,45 @@ def prepare_mixture(cfg: DataSection, seq_len: int, log: Callable[[str], None],
                     tokenizer: PreTrainedTokenizerFast | None, root: Path, prepare_one: PrepareOne) -> PreparedData:
     """Pack every source and validation set (`prepare_one`, each from its own cache) and put them side by side."""
     sources, sets = mixture_sources(cfg.train), validation_sets(cfg.valid)
-    if cfg.streaming:
-        raise HfGptError("--streaming reads one training stream; weighted sources and several --valid sets are "
-                         "packed data. Drop --streaming to mix them (each source is packed once, alone), or stream "
-                         "one source.")
+    if cfg.streaming and cfg.max_epochs_per_source:
+        raise HfGptError(f"--max-epochs-per-source {cfg.max_epochs_per_source:g} caps a source by its size, which a "
+                         "stream does not know in advance. Leave it out with --streaming, or drop --streaming.")
     if sources and cfg.dataset:
         raise HfGptError(f"Both weighted --train sources and --dataset ({cfg.dataset!r}) are set; a mixture reads "
                          "local sources. Keep one of them.")
     datadir = Path(cfg.datadir).expanduser()
     for item in [*sources, *sets]:  # every path checked before anything is read (a .bin shard: by its reader)
-        if item.schedule is None or find_shards(dataclasses.replace(cfg, train=item.path)) is None:
+        if item.path and (item.schedule is None or find_shards(dataclasses.replace(cfg, train=item.path)) is None):
             listed_files(item.path, datadir, "--valid" if item.schedule is None else "--train")
     plain, fraction = dataclasses.replace(cfg, valid=""), 0.0 if sets else cfg.valid_fraction
     if sources:
         tokenizer = tokenizer or _shared_tokenizer(plain, sources, root, log)
+        for source in sources:  # a .bin source of another vocabulary is refused before any text is tokenized
+            shards = find_shards(dataclasses.replace(plain, train=source.path))
+            if shards is not None:
+                shard_tokenizer(shards, tokenizer)
     trains = []
     for source in sources or [NamedPath("", cfg.train)]:  # with validation sets, a source trains on all its blocks
         packed = prepare_one(dataclasses.replace(plain, train=source.path, valid_fraction=fraction), seq_len, log,
                              tokenizer)
         tokenizer = packed.tokenizer  # a plain source's, trained by the first call
         trains.append((source.name, packed))
-    valids = [(item.name, prepare_one(dataclasses.replace(plain, train="", valid=item.path), seq_len, log, tokenizer,
-                                      evaluate="--valid")) for item in sets] or trains
+    valids = [(item.name, prepare_one(dataclasses.replace(plain, train="", valid=item.path, streaming=False),
+                                      seq_len, log, tokenizer, evaluate="--valid")) for item in sets] or trains
+    schedules = tuple(source.schedule for source in sources if source.schedule)
+    streams = [d.stream for _, d in trains]
     data = PreparedData(
         tokenizer=tokenizer, train=concatenate_datasets([d.train for _, d in trains]).with_format("numpy"),
-        valid=concatenate_datasets([d.valid for _, d in valids]).with_format("numpy"), cache_dir=root / "packed",
+        valid=concatenate_datasets([d.valid for _, d in valids]).with_format("numpy"),
+        cache_dir=root / ("streamed" if cfg.streaming else "packed"),
         reused=all(d.reused for _, d in trains + valids), seq_len=seq_len,
         train_tokens=sum(d.train_tokens for _, d in trains), valid_tokens=sum(d.valid_tokens for _, d in valids),
         padded_tokens=sum(d.padded_tokens for _, d in trains + valids),
-        train_parts=_parts([(name, len(d.train), d.train_tokens) for name, d in trains]) if sources else (),
-        valid_parts=_parts([(name, len(d.valid), d.valid_tokens) for name, d in valids]),
-        schedules=tuple(source.schedule for source in sources if source.schedule),
-        key=short_hash([[name, d.cache_dir.name] for name, d in trains + valids]))
+        train_parts=_parts([(name, len(d.train), d.train_tokens) for name, d in trains]) if sources and
+        not cfg.streaming else (), valid_parts=_parts([(name, len(d.valid), d.valid_tokens) for name, d in valids]),
+        schedules=schedules, key=short_hash([[name, d.cache_dir.name] for name, d in trains + valids]),
+        stream=(MixedStream(tuple(s.name for s in sources), tuple(streams), schedules) if sources else streams[0])
+        if cfg.streaming else None)
     log(f"mixed {data.summary()}")
     return data
 
@@ -90,8 +99,11 @@ def _shared_tokenizer(cfg: DataSection, sources: list[NamedPath], root: Path,
             log(f"the mixture uses the tokenizer of {shards.meta.path} (source {source.name!r}, a .bin shard); "
                 "every other source is tokenized with it")
             return shard_tokenizer(shards)
-    union = ",".join(source.path for source in sources)
-    return text_splits(dataclasses.replace(cfg, train=union), root, None, log, progress=False).tokenizer
+    files = [path for source in sources for path in find_sources(dataclasses.replace(cfg, train=source.path))[0].files]
+    union = Source("the mixture's sources", files=tuple(files))
+    if cfg.streaming:  # as a stream of them all would: on its first --tokenizer-sample MB (bpe), or all of it
+        return stream_tokenizer(cfg, union, root, log)
+    return union_tokenizer(cfg, union, root, log)
 
 
 def _parts(sizes: list[tuple[str, int, int]]) -> tuple[Part, ...]:

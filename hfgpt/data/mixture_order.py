@@ -34,6 +34,31 @@ CHUNK = 4096  # steps between two kept cumulative counts
 MIX = 0x6D6978  # in the seed of a step's shuffle, apart from the sources' epoch streams
 
 
+def first_offset(seed: int) -> float:
+    """The Weyl sequence's start, drawn from the seed."""
+    return float(np.random.default_rng([seed, MIX]).random())
+
+
+def schedule_weights(schedules: list[Schedule], steps: np.ndarray, max_steps: int) -> np.ndarray:
+    """Each source's weight at each of `steps`: (len(steps), sources) float64."""
+    return np.stack([schedule.at(steps, max_steps) for schedule in schedules], axis=1)
+
+
+def weyl_offsets(start: float, slots: np.ndarray) -> np.ndarray:
+    """The offsets `frac(start + slot * golden)` of the dealings numbered `slots`."""
+    return np.modf(start + slots * GOLDEN)[0]
+
+
+def deal(weights: np.ndarray, total: int, offsets: np.ndarray) -> np.ndarray:
+    """Deal `total` sequences to the sources in proportion to each row of `weights` (rows with a positive sum) by
+    systematic sampling at `offsets` (see the module docstring): (rows, sources) int64, each row adding up to
+    `total`."""
+    cumulative = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1) * total
+    cumulative[:, -1] = total  # exact, whatever the rounding of the sum
+    edges = np.floor(cumulative + offsets[:, None]).astype(np.int64)
+    return np.diff(edges, axis=1, prepend=np.zeros_like(edges[:, :1]))
+
+
 class MixedOrder:
     """The block ids of each step of a mixture; ids count from each source's `offset` in the concatenated blocks."""
 
@@ -42,7 +67,7 @@ class MixedOrder:
         self.layout, self.seed, self.max_steps = layout, seed, max_steps
         self.sizes, self.offsets, self.schedules = np.array(sizes), np.array(offsets), schedules
         self.caps = np.array(sizes, dtype=np.float64) * max_epochs if max_epochs else np.full(len(sizes), np.inf)
-        self.u0 = float(np.random.default_rng([seed, MIX]).random())
+        self.u0 = first_offset(seed)
         self.streams = [EpochStream(size, (seed, index, MIX)) for index, size in enumerate(sizes)]
         self._left = np.full(len(sizes), np.iinfo(np.int64).max)  # the step at which each source leaves
         self._kept, self._left = self._walk()
@@ -56,19 +81,14 @@ class MixedOrder:
         """How many sequences each source gives each of `steps`, a source only before the step it `left` at:
         (len(steps), sources) int64."""
         left = self._left if left is None else left
-        active = left[None, :] > steps[:, None]
-        weights = np.stack([s.at(steps, self.max_steps) for s in self.schedules], axis=1) * active
-        total = weights.sum(axis=1, keepdims=True)
-        if (total <= 0).any():
-            step = int(steps[int(np.argmax(total[:, 0] <= 0))])
+        weights = schedule_weights(self.schedules, steps, self.max_steps) * (left[None, :] > steps[:, None])
+        empty = weights.sum(axis=1) <= 0
+        if empty.any():
             raise HfGptError(
-                f"At step {step} no source of the mixture is left to read: each one with weight above 0 has reached "
-                f"--max-epochs-per-source. Raise the cap, give more weight to another source, or lower --max-steps.")
-        cumulative = np.cumsum(weights / total, axis=1) * self.layout.global_batch
-        cumulative[:, -1] = self.layout.global_batch  # exact, whatever the rounding of the sum
-        offsets = np.modf(self.u0 + steps * GOLDEN)[0][:, None]
-        edges = np.floor(cumulative + offsets).astype(np.int64)
-        return np.diff(edges, axis=1, prepend=np.zeros_like(edges[:, :1]))
+                f"At step {int(steps[int(np.argmax(empty))])} no source of the mixture is left to read: each one with "
+                "weight above 0 has reached --max-epochs-per-source. Raise the cap, give more weight to another "
+                "source, or lower --max-steps.")
+        return deal(weights, self.layout.global_batch, weyl_offsets(self.u0, steps))
 
     def _walk(self) -> tuple[np.ndarray, np.ndarray]:
         """The cumulative counts at every CHUNK-th step up to max_steps, and the step at which each source leaves
@@ -117,16 +137,25 @@ class MixedOrder:
         return float(self.consumed(step).sum() / self.num_blocks)
 
 
-def mixture_table(parts: tuple[Part, ...], schedules: tuple[Schedule, ...], order: MixedOrder) -> str:
-    """The start of a mixed run: each source's tokens, weight, share of the steps' tokens and expected epochs."""
-    read = order.consumed(order.max_steps)
+def mixture_table(names: tuple[str, ...], schedules: tuple[Schedule, ...], max_steps: int,
+                  parts: tuple[Part, ...] = (), order: MixedOrder | None = None) -> str:
+    """The start of a mixed run: each source's tokens, weight, share of the run's tokens and expected passes over
+    it, from the packed `order`; a stream's shares are those of its weights, and its size is not known."""
+    if order is not None:
+        read = order.consumed(max_steps)
+        shares, epochs = read / read.sum(), [f"{blocks / part.blocks:.2f}" for blocks, part in zip(read, parts,
+                                                                                                    strict=True)]
+        tokens = [f"{part.tokens:,}" for part in parts]
+    else:
+        weights = schedule_weights(list(schedules), np.arange(max_steps), max_steps)
+        shares, epochs = (weights / weights.sum(axis=1, keepdims=True)).mean(axis=0), ["?"] * len(names)
+        tokens = ["streamed"] * len(names)
     rows = [("source", "tokens", "weight", "share of tokens", "epochs")]
-    for part, schedule, blocks in zip(parts, schedules, read, strict=True):
-        rows.append((part.name, f"{part.tokens:,}", schedule.describe(), f"{blocks / read.sum():.1%}",
-                     f"{blocks / part.blocks:.2f}"))
+    rows += [(name, size, schedule.describe(), f"{share:.1%}", passes) for name, size, schedule, share, passes in
+             zip(names, tokens, schedules, shares, epochs, strict=True)]
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
-    return f"mixture of {len(parts)} sources over {order.max_steps:,} steps:\n" + "\n".join(lines)
+    return f"mixture of {len(names)} sources over {max_steps:,} steps:\n" + "\n".join(lines)
 
 
-__all__ = ["MixedOrder", "mixture_table"]
+__all__ = ["MixedOrder", "deal", "first_offset", "mixture_table", "schedule_weights", "weyl_offsets"]

@@ -57,7 +57,7 @@ class StreamReader:
 
     def __init__(self, make: Callable[[], IterableDataset], encode: Callable[[dict], np.ndarray],
                  micro_batch: int, seq_len: int, start: Position) -> None:
-        self.make, self.encode, self.size = make, encode, micro_batch * seq_len
+        self.make, self.encode = make, encode
         self.micro_batch, self.seq_len = micro_batch, seq_len
         self.passes, self.blocks = start.passes, start.blocks
         self.cursor = _Cursor(state=start.dataset)
@@ -66,9 +66,11 @@ class StreamReader:
             self._advance()
             self.cursor.taken = start.offset
 
-    def next_micro_batch(self) -> tuple[np.ndarray, list[int], Position]:
-        """(blocks `(micro_batch, seq_len)` int32, their numbers in this stream, the position after them)."""
-        parts, need = [], self.size
+    def next_micro_batch(self, count: int = 0) -> tuple[np.ndarray, list[int], Position]:
+        """(blocks `(micro_batch, seq_len)` int32, their numbers in this stream, the position after them); `count`
+        blocks instead, when given (a mixture's share of a micro-batch)."""
+        count = count or self.micro_batch
+        parts, need = [], count * self.seq_len
         while need:
             if self.cursor.taken == len(self.cursor.ids):
                 self._advance()
@@ -76,10 +78,10 @@ class StreamReader:
             self.cursor.taken += len(take)
             parts.append(take)
             need -= len(take)
-        numbers = list(range(self.blocks, self.blocks + self.micro_batch))
-        self.blocks += self.micro_batch
+        numbers = list(range(self.blocks, self.blocks + count))
+        self.blocks += count
         position = Position(self.passes, self.cursor.state, self.cursor.taken, self.blocks)
-        return np.concatenate(parts).reshape(self.micro_batch, self.seq_len), numbers, position
+        return np.concatenate(parts).reshape(count, self.seq_len), numbers, position
 
     def _advance(self) -> None:
         """Make the next example (of this pass, or the first of the next) the one being cut."""
@@ -106,7 +108,7 @@ class StreamReader:
 class Prefetcher:
     """Runs a `StreamReader` in a thread, PREFETCH micro-batches ahead; `position` is after the last one taken."""
 
-    def __init__(self, reader: StreamReader, start: Position) -> None:
+    def __init__(self, reader: Any, start: Any) -> None:  # a StreamReader or a mixture's, and its Position
         self.position = start
         self._queue: queue.Queue = queue.Queue(maxsize=PREFETCH)
         self._stop = threading.Event()

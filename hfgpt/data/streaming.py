@@ -91,21 +91,19 @@ def prepare_stream(cfg: DataSection, seq_len: int, root: Path, log: Callable[[st
     train_src, valid_src = find_sources(cfg)
     datasets_cache = root / "datasets"
     train_fp = stream_fingerprint(train_src, cfg.text_column)
-    if tokenizer is None:
-        budget = cfg.tokenizer_sample * MB if cfg.tokenizer == "bpe" else 0
-        about = f" on the first {cfg.tokenizer_sample:,} MB of the stream" if budget else ""
-        tokenizer = load_or_train_tokenizer(
-            cfg.tokenizer, lambda: _head(train_src, cfg.text_column, datasets_cache, budget),
-            fingerprint=short_hash([train_fp, "head", budget]), cache_dir=root / "tokenizers",
-            vocab_size=cfg.vocab_size, reset=cfg.reset, log=log, about=about)
+    tokenizer = tokenizer or stream_tokenizer(cfg, train_src, root, log)
+    # valid_fraction 0: a mixture's source beside --valid sets, which holds nothing out and has no validation blocks
     stream = TokenStream(train_src, cfg, datasets_cache, tokenizer.backend_tokenizer.to_str(),
-                         tokenizer.eos_token_id, hold_out=valid_src is None)
+                         tokenizer.eos_token_id, hold_out=valid_src is None and cfg.valid_fraction > 0)
     key = short_hash({"streaming": 1, "train": train_fp, "tokenizer": short_hash(stream.tokenizer), "seq_len": seq_len,
                       "valid": stream_fingerprint(valid_src, cfg.text_column) if valid_src else None,
                       "valid_fraction": None if valid_src else cfg.valid_fraction,
                       "split_documents": cfg.split_documents})
     folder = root / "streamed" / key
     reused = (folder / "facts.json").is_file() and not cfg.reset
+    if not (valid_src or stream.hold_out):
+        empty = _empty_blocks()
+        return PreparedData(tokenizer, empty, empty, folder, True, seq_len, 0, 0, 0, stream=stream)
     if not reused:
         log(f"streaming {train_src.origin}; packing the validation blocks into {folder} ...")
         valid = (text_stream(valid_src, cfg.text_column, cfg.split_documents, datasets_cache) if valid_src else
@@ -114,12 +112,29 @@ def prepare_stream(cfg: DataSection, seq_len: int, root: Path, log: Callable[[st
         with failures_named(local_files(valid_src or train_src), cfg.text_column):
             _write_valid(folder, valid, stream, seq_len, tokenizer.pad_token_id)
     facts = json.loads((folder / "facts.json").read_text())
-    empty = Dataset.from_dict({"input_ids": []}, features=Features({"input_ids": List(Value("int32"))}))
-    data = PreparedData(tokenizer, empty.with_format("numpy"), open_split(folder, facts["splits"]["valid"])
+    data = PreparedData(tokenizer, _empty_blocks(), open_split(folder, facts["splits"]["valid"])
                         .with_format("numpy"), folder, reused, seq_len, 0, facts["valid_tokens"],
                         facts["padded_tokens"], stream=stream)
     log(f"{'reusing' if reused else 'packed'} {data.summary()}")
     return data
+
+
+def stream_tokenizer(cfg: DataSection, train_src: Source, root: Path,
+                     log: Callable[[str], None]) -> PreTrainedTokenizerFast:
+    """The tokenizer trained on the first `--tokenizer-sample` MB of the training stream (bpe), or on all of it
+    (char), from the cache when it was trained before."""
+    budget = cfg.tokenizer_sample * MB if cfg.tokenizer == "bpe" else 0
+    about = f" on the first {cfg.tokenizer_sample:,} MB of the stream" if budget else ""
+    return load_or_train_tokenizer(
+        cfg.tokenizer, lambda: _head(train_src, cfg.text_column, root / "datasets", budget),
+        fingerprint=short_hash([stream_fingerprint(train_src, cfg.text_column), "head", budget]),
+        cache_dir=root / "tokenizers", vocab_size=cfg.vocab_size, reset=cfg.reset, log=log, about=about)
+
+
+def _empty_blocks() -> Dataset:
+    """No blocks: a streamed run's training split, which the stream replaces."""
+    empty = Dataset.from_dict({"input_ids": []}, features=Features({"input_ids": List(Value("int32"))}))
+    return empty.with_format("numpy")
 
 
 def _head(src: Source, text_column: str, datasets_cache: Path, budget: int) -> Iterator[str]:

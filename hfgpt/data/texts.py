@@ -73,6 +73,14 @@ def text_splits(cfg: DataSection, root: Path, tokenizer: PreTrainedTokenizerFast
     return TextSplits(tokenizer, split(train_src, train_fp) if train_src else None, valid, unknown)
 
 
+def union_tokenizer(cfg: DataSection, src: Source, root: Path, log: Callable[[str], None]) -> PreTrainedTokenizerFast:
+    """The tokenizer trained on the files of `src` (a mixture's sources together: the tokenizer of `--train a,b`,
+    whose fingerprint is that of the same files), from the cache when it was trained before."""
+    text = cache(lambda: SourceText(src.origin, tuple(load_parts(src, cfg.text_column, root / "datasets"))))
+    return _trained_tokenizer(cfg, src, text, fingerprint(src, lambda _: text().parts[0].rows, cfg.text_column),
+                              root, log)
+
+
 def _trained_tokenizer(cfg: DataSection, src: Source, text: Callable[[], SourceText], fp: str, root: Path,
                        log: Callable[[str], None]) -> PreTrainedTokenizerFast:
     """The tokenizer trained on the training text, from the cache when it was trained before. A bpe tokenizer

@@ -43,7 +43,7 @@ class StepResult:
     sums: torch.Tensor  # this process's metric sums (loss x tokens, correct, tokens)
     grad_norm: torch.Tensor | None
     flags: torch.Tensor  # agreed by every process, on the device: [non-finite, stop signal number]
-    blocks: list[int]  # the training blocks this process read (for --log-samples)
+    blocks: list[int | str]  # the training blocks this process read (for --log-samples; source:number in a stream)
 
 
 class TrainingLoop:

@@ -220,14 +220,23 @@ def _announce(run: Run) -> None:
         accelerator.print(depth_table(cfg.model.depth, list(run.setup.derived)))
     accelerator.print(f"model: {n_params:,} parameters; data: {run.data.blocks()} of {cfg.seq_len} tokens")
     accelerator.print(layout.describe(cfg.seq_len))
-    if run.data.train_parts:
-        accelerator.print(mixture_table(run.data.train_parts, run.data.schedules, block_order(run.data, layout, cfg)))
+    if run.data.schedules:
+        accelerator.print(_mixture_plan(run))
     accelerator.print(estimate_for(accelerator, run.model, n_params, layout, cfg).format())
     if cfg.training.lr_scaling != "none":
         accelerator.print(f"learning rate: {cfg.training.lr} scaled {cfg.training.lr_scaling} from "
                           f"{cfg.training.base_batch_size} to {layout.global_batch} sequences = "
                           f"{run.scheduler.base_lrs[0]:.3g}")
     accelerator.print(f"run directory: {run.run_dir}")
+
+
+def _mixture_plan(run: Run) -> str:
+    """The table of a mixture's sources, packed or streamed."""
+    data, max_steps = run.data, run.cfg.training.max_steps
+    if data.stream is not None:
+        return mixture_table(data.stream.names, data.schedules, max_steps)
+    names = tuple(part.name for part in data.train_parts)
+    return mixture_table(names, data.schedules, max_steps, data.train_parts, block_order(data, run.layout, run.cfg))
 
 
 def _reproducibility(run: Run) -> str:

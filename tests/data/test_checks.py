@@ -14,6 +14,7 @@ import torch
 from helpers import make_docs, run, section, write_jsonl
 
 from hfgpt.cli import main
+from hfgpt.config import TrainConfig
 from hfgpt.data.batches import BatchLayout
 from hfgpt.data.feed import StreamBatches
 from hfgpt.data.prepare import prepare_data
@@ -91,7 +92,7 @@ def test_a_bad_line_met_while_a_streamed_run_trains_is_named(tmp_path) -> None:
     tokenizer = run(cfg, seq_len=8)[0].tokenizer
     jsonl_with(folder / "train.jsonl", '{"text": broken}', before=40)
     batches = StreamBatches(prepare_data(cfg, 8, log=lambda line: None, tokenizer=tokenizer), BatchLayout(2, 1, 1),
-                            0, [], torch.device("cpu"))
+                            TrainConfig(), 0, [], torch.device("cpu"))
     try:
         with pytest.raises(HfGptError, match=r"train\.jsonl cannot be read: line 41 is not valid JSON"):
             for step in range(1000):

@@ -25,6 +25,12 @@ def test_weighted_items_are_sources_named_after_their_files_or_as_given():
     assert [s.schedule.points for s in sources] == [((0, 3.0),), ((0, 1.0),), ((0, 0.5),)]
 
 
+def test_an_empty_path_is_the_default_corpus_as_an_empty_train_is():
+    assert [(s.name, s.path) for s in mixture_sources("books.txt:3,:1")] == [("books", "books.txt"), ("python", "")]
+    first = mixture_sources("stdlib=:1,books.txt:1")[0]
+    assert (first.name, first.path) == ("stdlib", "")
+
+
 def test_without_weights_the_files_are_one_plain_source_as_before():
     assert mixture_sources("a.txt,b/,c.jsonl") == []
     assert mixture_sources("") == []

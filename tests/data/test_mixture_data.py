@@ -89,8 +89,10 @@ def test_a_bin_source_gives_its_tokenizer_and_one_of_another_vocabulary_is_refus
     assert [part.name for part in data.train_parts] == ["shards", "other"]
     assert any("uses the tokenizer of" in line for line in logs) and len(data.tokenizer) < 20
     write_char_shards(tmp_path / "data" / "wide", "xyz uvw 123 " * 400)
+    packed = sorted((tmp_path / "cache" / "packed").glob("*/facts.json"))
     with pytest.raises(HfGptError, match=r"meta\.json"):
-        run(section(tmp_path, train="shards/train.bin:1,wide/train.bin:1"), seq_len=16)
+        run(section(tmp_path, train="shards/train.bin:1,books.txt:1,wide/train.bin:1"), seq_len=16)
+    assert sorted((tmp_path / "cache" / "packed").glob("*/facts.json")) == packed, "books.txt was not tokenized"
 
 
 BASE = ["--layers", "1", "--dim", "32", "--heads", "2", "--seq", "32", "--max-steps", "20", "--trackers", "none"]
@@ -103,7 +105,8 @@ BASE = ["--layers", "1", "--dim", "32", "--heads", "2", "--seq", "32", "--max-st
     (["--train", "books.txt:1@0.5/2@0.1,digits.txt:1"], ["goes backwards", "steps [10, 2]"]),
     (["--train", "books.txt:1", "--valid", "chat.txt:2"], ["not mixed"]),
     (["--train", "books.txt:1,digits.txt:1", "--best-metric", "valid/chat"], ["valid/books, valid/digits"]),
-    (["--train", "books.txt:1,digits.txt:1", "--streaming"], ["--streaming", "Drop --streaming"]),
+    (["--train", "books.txt:1,digits.txt:1", "--streaming", "--max-epochs-per-source", "2"],
+     ["--max-epochs-per-source 2", "a stream does not know"]),
 ])
 def test_a_mistake_in_a_mixture_is_one_paragraph_before_any_text_is_read(tmp_path, monkeypatch, capsys, flags, words):
     write_sources(tmp_path)

@@ -107,7 +107,16 @@ def test_a_capped_source_leaves_and_the_others_share_its_weight():
 def test_the_start_table_gives_shares_and_expected_epochs():
     mixed = order("books:3,code:1", [120, 40], BatchLayout(8, 1, 1), max_steps=100)
     parts = (Part("books", 0, 120, 120 * 64), Part("code", 120, 160, 40 * 64))
-    table = mixture_table(parts, tuple(source.schedule for source in mixture_sources("books:3,code:1")), mixed)
+    schedules = tuple(source.schedule for source in mixture_sources("books:3,code:1"))
+    table = mixture_table(("books", "code"), schedules, 100, parts, mixed)
     assert "mixture of 2 sources over 100 steps" in table
     rows = [line.split() for line in table.splitlines()[2:]]
     assert rows == [["books", "7,680", "3", "75.0%", "5.00"], ["code", "2,560", "1", "25.0%", "5.00"]]
+
+
+def test_a_streamed_mixtures_table_gives_the_shares_of_its_weights():
+    schedules = tuple(source.schedule for source in mixture_sources("web:1,books:1@0/3@1.0"))
+    rows = [line.split() for line in mixture_table(("web", "books"), schedules, 1000).splitlines()[2:]]
+    assert rows[0][:2] == ["web", "streamed"] and rows[0][-1] == "?"
+    web_share = np.mean(1 / (2 + 2 * np.arange(1000) / 1000))  # books' weight rises from 1 to 3
+    assert float(rows[0][-2].rstrip("%")) == pytest.approx(100 * web_share, abs=0.05)

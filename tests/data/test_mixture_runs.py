@@ -25,6 +25,9 @@ pytestmark = pytest.mark.slow
 ALPHABETS = {"letters": "abcdefghij", "digits": "0123456789"}
 MIXED = "letters.txt:3,digits.txt:1"
 SCHEDULED = "letters.txt:1@0/3@0.5,digits.txt:1"
+# Each source streams as one example (a short file), which a hash cannot split: validation sets, then.
+STREAMED = (MIXED, "--streaming", "--valid", "letters.txt,digits.txt")
+REFERENCES = {"mixed": (MIXED,), "scheduled": (SCHEDULED,), "streamed": STREAMED}
 
 
 def write_sources(folder: Path) -> None:
@@ -51,8 +54,8 @@ def mixed_flags(root: Path, name: str, train: str, *extra: str) -> list[str]:
 def root(tmp_path_factory) -> Path:
     """The uninterrupted mixed and scheduled runs, which the tests compare with."""
     root = tmp_path_factory.mktemp("mixtures")
-    for name, train in (("mixed", MIXED), ("scheduled", SCHEDULED)):
-        result = checked(run_hfgpt(mixed_flags(root, name, train), cwd=root))
+    for name, (train, *extra) in REFERENCES.items():
+        result = checked(run_hfgpt(mixed_flags(root, name, train, *extra), cwd=root))
         assert "mixture of 2 sources" in result.stdout
     return root
 
@@ -72,6 +75,12 @@ def test_a_three_to_one_mixture_reads_three_quarters_of_its_tokens_from_the_firs
     assert abs(share - 0.75) <= 0.02, tokens
 
 
+def test_a_streamed_mixture_deals_its_micro_batches_as_the_weights_say(root):
+    read = [name.split(":")[0] for record in read_log(root / "runs" / "streamed", "samples.jsonl")
+            for name in record["blocks"][0]]
+    assert len(read) == MAX_STEPS * 8 and read.count("letters") == MAX_STEPS * 6, "6 of 8 at every step"
+
+
 def test_each_sources_held_out_blocks_are_a_validation_line_and_the_mean_is_valid(root):
     records = read_log(root / "runs" / "mixed")
     evaluated = [r for r in records if r["split"].startswith("valid")]
@@ -84,10 +93,10 @@ def test_each_sources_held_out_blocks_are_a_validation_line_and_the_mean_is_vali
     assert train[-1]["epoch/digits"] == pytest.approx(MAX_STEPS * 2 / 11)
 
 
-@pytest.mark.parametrize(("name", "train"), [("mixed", MIXED), ("scheduled", SCHEDULED)])
-def test_a_mixed_run_stopped_and_continued_is_bitwise_the_uninterrupted_one(root, name, train):
-    stopped = f"{name}-stopped"
-    checked(run_hfgpt([*mixed_flags(root, stopped, train), "--stop-at-step", "7"], cwd=root))
+@pytest.mark.parametrize("name", list(REFERENCES))
+def test_a_mixed_run_stopped_and_continued_is_bitwise_the_uninterrupted_one(root, name):
+    stopped, (train, *extra) = f"{name}-stopped", REFERENCES[name]
+    checked(run_hfgpt([*mixed_flags(root, stopped, train, *extra), "--stop-at-step", "7"], cwd=root))
     checked(run_hfgpt(["continue", str(root / "runs" / stopped)], cwd=root))
     assert_same_run(root / "runs" / stopped, root / "runs" / name)
 

@@ -14,6 +14,7 @@ from helpers import make_docs, play, run, run_hfgpt, section, untimed_log, write
 from resume_helpers import MAX_STEPS, assert_same_run, checked, exact_flags
 
 import hfgpt.data.streams
+from hfgpt.config import TrainConfig
 from hfgpt.data.batches import BatchLayout
 from hfgpt.data.feed import StreamBatches
 from hfgpt.data.sources import Source
@@ -96,8 +97,8 @@ def test_a_stream_continues_only_on_as_many_processes(tmp_path) -> None:
     saved = [Position(0, None, 3, 2).to_dict()] * 2
     with pytest.raises(HfGptError, match=r"each of its 2 processes saved its own position .* only on 2 processes, "
                                          r"not 1\. Launch it with --num_processes 2"):
-        StreamBatches(data, BatchLayout(2, 1, 1), 0, saved, torch.device("cpu"))
-    batches = StreamBatches(data, BatchLayout(2, 1, 1), 0, [], torch.device("cpu"))
+        StreamBatches(data, BatchLayout(2, 1, 1), TrainConfig(), 0, saved, torch.device("cpu"))
+    batches = StreamBatches(data, BatchLayout(2, 1, 1), TrainConfig(), 0, [], torch.device("cpu"))
     batch, numbers = batches.micro_batch(0, 0)
     assert batch["input_ids"].shape == (2, 8) and numbers == [0, 1] and batches.position()["blocks"] == 2
     batches.close()

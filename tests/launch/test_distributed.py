@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from helpers import flip_one_bit, import_or_unavailable, launch_command, launch_env, run_hfgpt, unavailable
-from resume_helpers import assert_same_run, checked, exact_flags, largest_relative_difference
+from resume_helpers import assert_same_run, checked, exact_flags, largest_relative_difference, write_exact_corpus
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import hfgpt  # noqa: F401  (registers the Auto classes)
@@ -92,6 +92,18 @@ def test_the_speed_records_options_on_two_processes_follow_one_process(records_o
     """2 processes x 1 micro-batch, stopped at step 4 and continued, against 1 process x 2, as plain runs do."""
     run_dir = stop_and_continue(records_one_process, "ddp", "ddp2", RECORDS)
     assert largest_relative_difference(run_dir, records_one_process / "runs" / "one") < 1e-5
+
+
+@pytest.mark.machine_sensitive  # one process against two, to a tolerance
+def test_a_mixture_on_two_processes_follows_one_process(tmp_path):
+    """A mixture's blocks of a step are the same on any layout (hfgpt.data.mixture_order): 2 processes x 1
+    micro-batch, stopped at step 4 and continued, against 1 process x 2."""
+    train, valid = write_exact_corpus(tmp_path / "data")
+    mixture = ("--train", f"{train}:3,{valid}:1")
+    result = checked(run_hfgpt(accumulating(tmp_path, "one", mixture), cwd=tmp_path))
+    assert "mixture of 2 sources" in result.stdout
+    run_dir = stop_and_continue(tmp_path, "ddp", "ddp2", mixture)
+    assert largest_relative_difference(run_dir, tmp_path / "runs" / "one") < 1e-5
 
 
 @pytest.mark.machine_sensitive  # one process against two, to a tolerance
