@@ -24,7 +24,7 @@ FLOORS = [
     {"hfgpt.data"},
     {"hfgpt.runs"},
     {"hfgpt.launch"},
-    {"hfgpt.inference", "hfgpt.exporters"},
+    {"hfgpt.inference", "hfgpt.exporters", "hfgpt.tasks"},
     {"hfgpt.sharing"},
     {"hfgpt.training"},
     {"hfgpt.commands"},

@@ -42,7 +42,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                         help="auto, as training chooses it: bf16 where the hardware computes it natively, else fp32")
     parser.add_argument("--cache-dir", default="", help="where packed data is cached (default: as training)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--tasks", default="", help="downstream tasks instead of a text: .jsonl files of "
+                                                    "multiple-choice items, or lm-evaluation-harness task names, "
+                                                    "comma-separated")
+    parser.add_argument("--limit", type=int, default=0, help="score the first N items of each task; 0: all")
+    parser.add_argument("--task-dir", default="", help="a folder of your own lm-evaluation-harness task YAML files")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (with --tasks: one per task, "
+                                                           "then their mean centred score)")
     parser.add_argument("--no-progress-bar", action="store_true")
     return parser
 
@@ -55,6 +61,9 @@ def evaluate_command(argv: Sequence[str]) -> None:
     from ..console import quiet_libraries
 
     quiet_libraries(progress_bars=not args.no_progress_bar)
+    if args.tasks:
+        _print_tasks(score(args), args.json)
+        return
     result = measure(args)
     if args.json:
         print(strict_json(result))  # a diverged model's NaN loss is null: strict parsers refuse NaN
@@ -62,6 +71,42 @@ def evaluate_command(argv: Sequence[str]) -> None:
         print(f"{result['model']} on {result['data']}: loss {result['loss']:.4f} | ppl {result['ppl']:.2f} | acc "
               f"{100 * result['acc']:.1f}% | {result['bpb']:.4f} bits per byte ({result['tokens']:,} tokens, "
               f"{result['bytes']:,} bytes, {result['blocks']:,} blocks of {result['seq_len']})")
+
+
+def score(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """The model's scores on the tasks of --tasks: local ones by hfgpt's scorer, lm-eval's by lm-eval itself."""
+    from ..inference.generation import pick_device
+    from ..launch.processes import auto_precision, new_accelerator
+    from ..runs.saved_models import load_saved_model
+    from ..tasks.harness import check_known, harness_results
+    from ..tasks.items import read_task, task_names
+    from ..tasks.scoring import score_tasks
+
+    if args.data or args.dataset:
+        raise HfGptError("--tasks scores downstream tasks, --data and --dataset measure a text; give one of them.")
+    names = task_names(args.tasks)
+    named = [task.name for task in names if task.path is None]
+    if named:  # before the model loads
+        check_known(named, args.task_dir)
+    model, tokenizer, _ = load_saved_model(args.model, "evaluate")
+    device = pick_device(args.device)
+    precision = auto_precision(args.precision, device == "cpu")
+    accelerator = new_accelerator(cpu=device == "cpu", mixed_precision={"fp32": "no"}.get(precision, precision))
+    model = accelerator.prepare_model(model, evaluation_mode=True)
+    local = [read_task(task.name, task.path, args.limit) for task in names if task.path]
+    found = score_tasks(model, tokenizer, local, accelerator, args.batch_size, model.config.max_position_embeddings)
+    if named:
+        found |= harness_results(model, tokenizer, named, args.batch_size, args.limit, args.task_dir)
+    return {task.name: found[task.name] for task in names}
+
+
+def _print_tasks(found: dict[str, dict[str, float]], as_json: bool) -> None:
+    mean = sum(scores["centred"] for scores in found.values()) / len(found)
+    for name, scores in found.items():
+        print(strict_json({"task": name, **scores}) if as_json else
+              f"{name}: acc {100 * scores['acc']:.1f}% | acc_norm {100 * scores['acc_norm']:.1f}% | centred "
+              f"{scores['centred']:.3f} (chance {100 * scores['chance']:.1f}%, {scores['items']:,} items)")
+    print(strict_json({"tasks": len(found), "centred": mean}) if as_json else f"mean centred score: {mean:.3f}")
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:

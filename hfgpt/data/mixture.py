@@ -116,17 +116,13 @@ def schedules_key(schedules: tuple[Schedule, ...], max_steps: int) -> str:
     return short_hash([schedule.steps(max_steps) for schedule in schedules])
 
 
-def check_mixture(data: DataSection, max_steps: int, best_metric: str) -> None:
-    """Everything about a mixture that can be wrong before any text is read: the syntax of --train and --valid, the
-    schedules, and the validation line that --best-metric names."""
+def check_mixture(data: DataSection, max_steps: int) -> list[str]:
+    """Everything about a mixture that can be wrong before any text is read (the syntax of --train and --valid, the
+    schedules); returns the run's validation lines: valid, and valid/NAME for each set of a mixture."""
     sources, sets = mixture_sources(data.train), validation_sets(data.valid)
     check_schedules(sources, max_steps)
     names = [item.name for item in sets] if len(sets) > 1 or sources else []
-    names = names or [source.name for source in sources]
-    if best_metric != "valid" and best_metric.removeprefix("valid/") not in names:
-        known = ", ".join(["valid", *(f"valid/{name}" for name in names)])
-        raise HfGptError(f"--best-metric {best_metric!r} is not a validation line of this run; it has {known}. "
-                         "Each --valid set (or each weighted source's held-out part) is a valid/NAME line.")
+    return ["valid", *(f"valid/{name}" for name in names or [source.name for source in sources])]
 
 
 def _items(spec: str, flag: str) -> list[tuple[str, str, str | None]]:

@@ -26,7 +26,7 @@ from pathlib import Path
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from ..config.schema import MIN_BPE_VOCAB
+from ..config.data_section import MIN_BPE_VOCAB
 from ..errors import HfGptError, error_summary
 from ..files import publish, refuse_linked_cache, remove_made
 

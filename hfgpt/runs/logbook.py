@@ -33,9 +33,15 @@ def truncate_jsonl(path: Path, step: int) -> None:
 
 
 def format_record(record: dict[str, Any], max_steps: int) -> str:
-    """One console line for a train or validation record."""
-    parts = [f"step {record['step']:>{len(str(max_steps))}}/{max_steps}", record["split"],
-             f"loss {record['loss']:.4f}", f"ppl {record['ppl']:.2f}", f"acc {100 * record['acc']:.1f}%"]
+    """One console line for a train, validation or task record."""
+    parts = [f"step {record['step']:>{len(str(max_steps))}}/{max_steps}", record["split"]]
+    if "loss" not in record:  # a task's scores, or their mean
+        parts += [f"acc {100 * record['acc']:.1f}%", f"acc_norm {100 * record['acc_norm']:.1f}%"] if "acc" in record \
+            else []
+        parts += [f"centred {record['centred']:.3f}"]
+        parts += [f"chance {100 * record['chance']:.1f}% of {record['items']:,} items"] if "chance" in record else []
+        return " | ".join(parts)
+    parts += [f"loss {record['loss']:.4f}", f"ppl {record['ppl']:.2f}", f"acc {100 * record['acc']:.1f}%"]
     if record["split"] == "train":
         parts += [f"lr {record['lr']:.2e}", f"gnorm {record['grad_norm']:.3f}",
                   f"{record['tokens_per_s']:,.0f} tok/s", f"{record['ms_per_step']:.1f} ms/step"]

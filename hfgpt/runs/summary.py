@@ -69,6 +69,7 @@ class RunSummary:
     sessions: list[dict[str, Any]] = field(default_factory=list)
     valid: list[dict[str, Any]] = field(default_factory=list)  # the validation records
     valid_sets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # a mixture's, by set name
+    tasks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # --eval-tasks scores, by task name
     tokens_per_step: int | None = None
     versions: dict[str, str] = field(default_factory=dict)
 
@@ -99,13 +100,25 @@ def summarize(run_dir: Path) -> RunSummary:
     for record in measured:
         if record["split"].startswith("valid/"):
             summary.valid_sets.setdefault(record["split"].removeprefix("valid/"), []).append(record)
-    followed = summary.config.get("training", {}).get("best_metric", "valid")  # as early stopping and best/ follow
-    best_of = summary.valid_sets.get(followed.removeprefix("valid/"), []) if followed != "valid" else summary.valid
-    if best_of:
-        best = min(best_of, key=lambda r: r["loss"])
-        summary.best_loss, summary.best_step = float(best["loss"]), int(best["step"])
+    for record in records:
+        if str(record.get("split", "")).startswith("task/"):
+            summary.tasks.setdefault(record["split"].removeprefix("task/"), []).append(record)
+    _find_best(summary)
     summary.wall_seconds = wall_seconds(summary.sessions)
     return summary
+
+
+def _find_best(summary: RunSummary) -> None:
+    """The best step as early stopping and best/ follow it (--best-metric): the lowest validation loss, or a task's
+    highest centred score."""
+    followed = summary.config.get("training", {}).get("best_metric", "valid")
+    kind, _, name = followed.partition("/")
+    records = summary.valid if followed == "valid" else (summary.valid_sets if kind == "valid" else summary.tasks).get(
+        name, [])
+    if records:
+        best = min(records, key=lambda r: r["loss"] if kind == "valid" else -r["centred"])
+        summary.best_step = int(best["step"])
+        summary.best_loss = float(best["loss"]) if kind == "valid" else None
 
 
 def wall_seconds(sessions: list[dict[str, Any]]) -> float:

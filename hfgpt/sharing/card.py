@@ -51,11 +51,14 @@ def valid_at(run: RunSummary, step: int) -> dict[str, Any]:
     return next((r for r in reversed(run.valid) if r["step"] == step), {})
 
 
-def sets_at(run: RunSummary, step: int) -> dict[str, dict[str, Any]]:
-    """A mixture's validation record of each set at `step`, by set name."""
-    at_step = {name: next((r for r in reversed(records) if r["step"] == step), None)
-               for name, records in run.valid_sets.items()}
-    return {name: record for name, record in at_step.items() if record}
+TASK_METRICS = (("accuracy", "accuracy", "acc"), ("accuracy_norm", "accuracy per character (lm-eval's acc_norm)",
+                                                 "acc_norm"), ("centred_accuracy", "centred accuracy", "centred"))
+
+
+def at_step(series: dict[str, list[dict[str, Any]]], step: int) -> dict[str, dict[str, Any]]:
+    """The record of `step` of each named series (a mixture's validation sets, the tasks), by name."""
+    found = {name: next((r for r in reversed(records) if r["step"] == step), None) for name, records in series.items()}
+    return {name: record for name, record in found.items() if record}
 
 
 def count_parameters(weights: Path | IO[bytes]) -> int:
@@ -88,18 +91,28 @@ def card_data(card: CardInput) -> ModelCardData:
                ("bits_per_byte", "bits per byte", "bpb")]
     # a mixture's validation sets as configurations of its data: the Hub groups results by type and configuration
     measured = [(name, None, valid)] + [(set_name, set_name, record) for set_name, record in
-                                        sets_at(card.run, card.step).items()]
+                                        at_step(card.run.valid_sets, card.step).items()]
     results = [EvalResult(task_type="text-generation", dataset_type=kind, dataset_name=name, dataset_config=config,
                           dataset_split="validation", metric_type=metric, metric_name=label,
                           metric_value=round(float(record[key]), 6))
                for name, config, record in measured
                for metric, label, key in metrics if isinstance(record.get(key), (int, float))]
+    results += [EvalResult(task_type="text-generation", dataset_type=task, dataset_name=task, metric_type=metric,
+                           metric_name=label, metric_value=round(float(record[key]), 6))
+                for task, record in at_step(card.run.tasks, card.step).items()
+                for metric, label, key in TASK_METRICS if isinstance(record.get(key), (int, float))]
     return ModelCardData(
         library_name="transformers", pipeline_tag="text-generation", license=card.license or None,
         tags=["hfgpt", "gpt", "causal-lm", "custom_code", f"{data.get('tokenizer', 'char')}-tokenizer"],
         datasets=[data["dataset"]] if data.get("dataset") else None,
         model_name=card.repo_id.rpartition("/")[2] or card.run.name, eval_results=results or None,
     )
+
+
+def _task(name: str, record: dict[str, Any]) -> str:
+    return (f"| task {name} | acc {100 * record['acc']:.1f}%, acc_norm {100 * record['acc_norm']:.1f}%, centred "
+            f"{record['centred']:.3f} (chance {100 * record['chance']:.1f}%, {record['items']} items, step "
+            f"{record['step']}) |\n")
 
 
 def _validation(record: dict[str, Any], label: str) -> str:
@@ -135,7 +148,8 @@ def figures(card: CardInput) -> str:
     best = valid_at(run, run.best_step) if run.best_step is not None else {}
     table += _validation(valid_at(run, card.step), "validation of this model")
     table += "".join(_validation(record, f"validation of this model on {name}")
-                     for name, record in sets_at(run, card.step).items())
+                     for name, record in at_step(run.valid_sets, card.step).items())
+    table += "".join(_task(name, record) for name, record in at_step(run.tasks, card.step).items())
     table += _validation(run.valid[-1] if run.valid else {}, "final validation")
     return table + _validation(best, "best validation")
 

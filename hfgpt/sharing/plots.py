@@ -48,6 +48,11 @@ def _validation_sets(records: list[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(r["split"] for r in records if str(r.get("split", "")).startswith("valid/")))
 
 
+def _tasks(records: list[dict[str, Any]]) -> list[str]:
+    """The splits of the downstream tasks (task/NAME), in the order the run logs them."""
+    return list(dict.fromkeys(r["split"] for r in records if str(r.get("split", "")).startswith("task/")))
+
+
 def _series(records: list[dict[str, Any]], split: str, key: str, x: dict[int, float]) -> tuple[list, list]:
     points = [(x[int(r["step"])], r[key]) for r in records if r.get("split") == split
               and isinstance(r.get(key), (int, float)) and np.isfinite(r[key])]
@@ -78,8 +83,10 @@ def plot_png(run_dirs: list[Path], x: str = "step", labels: list[str] | None = N
                          "every --log-every steps). Give run directories made by `hfgpt train`.")
     figure = Figure(figsize=(11, 7.5), layout="constrained")
     FigureCanvasAgg(figure)
-    grid = figure.add_gridspec(2, 2, height_ratios=(3, 2))
+    with_tasks = any(_tasks(records) for records in logs)  # a panel of the tasks' accuracy, beside lr and speed
+    grid = figure.add_gridspec(2, 3 if with_tasks else 2, height_ratios=(3, 2))
     loss, lr, speed = figure.add_subplot(grid[0, :]), figure.add_subplot(grid[1, 0]), figure.add_subplot(grid[1, 1])
+    tasks = figure.add_subplot(grid[1, 2]) if with_tasks else None
     for index, (run_dir, records) in enumerate(zip(run_dirs, logs, strict=True)):
         name, color, xs = (labels or [])[index:index + 1] or [run_dir.name], f"C{index % 10}", _x_of(records, x)
         loss.plot(*_series(records, "train", "loss", xs), color=color, alpha=0.6, label=f"{name[0]} train")
@@ -87,12 +94,19 @@ def plot_png(run_dirs: list[Path], x: str = "step", labels: list[str] | None = N
         for number, split in enumerate(_validation_sets(records)):  # a mixture's: one line each, told by style
             loss.plot(*_series(records, split, "loss", xs), color=color, linestyle=SET_STYLES[number % len(SET_STYLES)],
                       marker=SET_MARKERS[number % len(SET_MARKERS)], markersize=3, label=f"{name[0]} {split}")
+        for number, split in enumerate(_tasks(records) if tasks else []):
+            tasks.plot(*_series(records, split, "acc", xs), color=color, marker=SET_MARKERS[number % len(SET_MARKERS)],
+                       markersize=3, linestyle=SET_STYLES[number % len(SET_STYLES)], label=f"{name[0]} {split}")
         lr.plot(*_series(records, "train", "lr", xs), color=color, label=name[0])
         speed.plot(*_series(records, "train", "tokens_per_s", xs), color=color, label=name[0])
     values = [v for line in loss.get_lines() for v in line.get_ydata() if v > 0]
     if values and max(values) / min(values) > 5:  # the early loss would flatten everything after it
         loss.set_yscale("log")
-    for axes, title in ((loss, "loss"), (lr, "learning rate"), (speed, "tokens / s")):
+    if tasks is not None:
+        tasks.legend(fontsize="small")
+    for axes, title in ((loss, "loss"), (lr, "learning rate"), (speed, "tokens / s"), (tasks, "task accuracy")):
+        if axes is None:
+            continue
         axes.set_title(title)
         axes.set_xlabel(X_AXES[x])
         axes.grid(alpha=0.3)

@@ -27,6 +27,7 @@ from ..runs.model_folders import export_model
 from ..runs.rundir import drop_replaced_run
 from ..runs.runinfo import COMPLETED
 from ..runs.state import TrainerState
+from ..tasks.scoring import score_tasks
 from .criterion import next_token_loss
 from .evaluation import evaluate
 from .metrics import TokenMetrics
@@ -197,16 +198,24 @@ class TrainingLoop:
         self.window_start, self.window_steps = time.perf_counter(), 0
 
     def _evaluate(self) -> None:
-        """Evaluate, log (each validation set of a mixture, then the mean), and keep best/ when the validation loss
-        that --best-metric names improved."""
+        """Evaluate (each validation set of a mixture, then the mean; then the tasks), log, and keep best/ when what
+        --best-metric names improved."""
         run, done, progress, training = self.run, self.state.step, self.state.progress, self.cfg.training
         result = evaluate(run.model, run.data, self.cfg, run.layout, run.accelerator)
-        sources = result.pop("sources", {})
-        followed = sources[training.best_metric.removeprefix("valid/")] if training.best_metric != "valid" else result
-        improved = progress.observe_eval(followed["loss"], done, training.early_stopping_min_delta)
-        for name, measures in sources.items():
-            self.logbook.record({"step": done, "split": f"valid/{name}", **measures})
+        sets = {f"valid/{name}": measures for name, measures in result.pop("sources", {}).items()}
+        tasks = {f"task/{name}": measures for name, measures in score_tasks(
+            run.model, run.data.tokenizer, run.tasks, run.accelerator, run.layout.micro_batch, self.cfg.seq_len
+        ).items()} if run.tasks else {}
+        improved = progress.observe_eval(_followed(training.best_metric, result, sets | tasks), done,
+                                         training.early_stopping_min_delta)
+        for split, measures in sets.items():
+            self.logbook.record({"step": done, "split": split, **measures})
         self.logbook.record({"step": done, "split": "valid", **result, "best_loss": progress.best_loss})
+        for split, measures in tasks.items():
+            self.logbook.record({"step": done, "split": split, **measures})
+        if tasks:  # the mean centred score, as nanochat's CORE sums up its tasks
+            centred = [measures["centred"] for measures in tasks.values()]
+            self.logbook.record({"step": done, "split": "tasks", "centred": sum(centred) / len(centred)})
         if improved and self.cfg.checkpoint.save_best:
             try:
                 export_model(run.accelerator, run.model, run.data.tokenizer, run.run_dir / "best",
@@ -232,6 +241,14 @@ class TrainingLoop:
                               protected=(self.resumed_from, self.state.progress.best_step))
             drop_replaced_run(self.run.run_dir)  # the run this one replaces (--overwrite) is no longer needed
         self.after_save(done)
+
+
+def _followed(best_metric: str, result: dict[str, float], lines: dict[str, dict[str, float]]) -> float:
+    """What --best-metric follows, as a loss (lower is better): a validation loss, or a task's centred score negated."""
+    if best_metric == "valid":
+        return result["loss"]
+    line = lines[best_metric]
+    return line["loss"] if best_metric.startswith("valid/") else -line["centred"]
 
 
 def _norm_value(grad_norm: torch.Tensor | None, model: torch.nn.Module) -> float:

@@ -5,7 +5,7 @@ and the `TrainerState` it starts at (fresh, or restored by `continue`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from ..runs.model_folders import recover_exports
 from ..runs.resume import resume
 from ..runs.rundir import ARCHITECTURE, LOGS, TOKENIZER
 from ..runs.state import TrainerState
+from ..tasks.items import Task
 from .muon import build_muon
 from .optim import apply_peak_lr, build_optimizer, build_scheduler
 from .trackers import check_trackers
@@ -60,6 +61,7 @@ class Run:
     layout: BatchLayout
     run_dir: Path
     identity: dict[str, Any]  # what must not change for the run to go on (hfgpt.runs.state.DERIVED)
+    tasks: list[Task] = field(default_factory=list)  # scored at each evaluation (--eval-tasks)
 
     @property
     def cfg(self) -> TrainConfig:
@@ -107,7 +109,8 @@ def compile_model(model: torch.nn.Module, mode: str) -> None:
     model.compile(mode=None if mode == "default" else mode, dynamic=False)
 
 
-def build_run(setup: RunSetup, data: PreparedData, run_dir: Path, layout: BatchLayout, use_cpu: bool) -> Run:
+def build_run(setup: RunSetup, data: PreparedData, run_dir: Path, layout: BatchLayout, use_cpu: bool,
+              tasks: list[Task] | None = None) -> Run:
     """The accelerator and the prepared model and optimizer; a new run also saves what `continue` rebuilds."""
     cfg = setup.cfg
     accelerator = new_accelerator(
@@ -135,7 +138,7 @@ def build_run(setup: RunSetup, data: PreparedData, run_dir: Path, layout: BatchL
                 "data": data.identity}
     if data.schedules:
         identity["mixture"] = schedules_key(data.schedules, cfg.training.max_steps)
-    return Run(setup, accelerator, model, optimizer, scheduler, data, layout, run_dir, identity)
+    return Run(setup, accelerator, model, optimizer, scheduler, data, layout, run_dir, identity, tasks or [])
 
 
 def _prepare_run_dir(setup: RunSetup, run_dir: Path, tokenizer: PreTrainedTokenizerFast,

@@ -85,3 +85,11 @@ def check_bad_steps(progress: Progress, limit: int, done: int, newest_checkpoint
         "Usual causes: a learning rate too high for this model (lower --lr or raise --warmup-steps), fp16 "
         "overflow (use --precision bf16), or no gradient clipping (--max-grad-norm 1). Then resume with "
         "`hfgpt continue`.")
+
+
+def check_best_metric(best_metric: str, lines: list[str]) -> None:
+    """--best-metric names a validation line of the run (valid, valid/NAME) or one of its tasks (task/NAME)."""
+    if best_metric not in lines:
+        raise HfGptError(f"--best-metric {best_metric!r} is not a line of this run; it has {', '.join(lines)}. Each "
+                         "--valid set (or each weighted source's held-out part) is a valid/NAME line, each of "
+                         "--eval-tasks a task/NAME line.")

@@ -49,12 +49,13 @@ from ..runs.runinfo import FAILED, INTERRUPTED, begin_session, end_session, new_
 from ..runs.state import TrainerState
 from ..sharing.artifacts import snapshot_describer, write_run_artifacts
 from ..sharing.pusher import HubPusher, preflight
+from ..tasks.loading import load_tasks, names_of, resolved
 from .loop import TrainingLoop
 from .muon import check_optimizer_launch, describe_optimizer
 from .optim import optimizer_kernel
 from .setup import Run, RunSetup, build_run, starting_state
 from .step_flags import LAGGED, step_sync
-from .stopping import Stop, StopSignals
+from .stopping import Stop, StopSignals, check_best_metric
 from .trackers import check_trackers, flat_hparams, with_projects
 
 
@@ -69,7 +70,11 @@ def run(setup: RunSetup) -> Path:
     cfg = setup.cfg
     quiet_libraries(cfg.logging.progress_bar)
     check_trackers(cfg.logging.trackers)  # before any data is read: a typo costs nothing
-    check_mixture(cfg.data, cfg.training.max_steps, cfg.training.best_metric)
+    lines = check_mixture(cfg.data, cfg.training.max_steps)
+    check_best_metric(cfg.training.best_metric, lines + [f"task/{name}" for name in names_of(cfg.training.eval_tasks)])
+    cfg.training.eval_tasks = resolved(cfg.training.eval_tasks)  # a continue from elsewhere finds the files
+    # every item read and checked before anything starts (an lm-eval task's documents: datasets' cache and lock)
+    tasks = load_tasks(cfg.training.eval_tasks, cfg.training.eval_task_items, cfg.training.task_dir)
     # `auto` resolved for this machine and saved as chosen, so that a continued run keeps it
     use_cpu, cfg.training.precision = choose_device_and_precision(cfg)
     # saved as an absolute path: a continue from another working directory (a requeue, a notebook) finds the data
@@ -87,7 +92,7 @@ def run(setup: RunSetup) -> Path:
           claim_run_dir(cfg.run, setup.run_dir, state) as run_dir):
         data = _prepare_in_turn(state, setup)
         layout = resolve_layout(cfg.training, cfg.seq_len, state.num_processes)
-        _train(build_run(setup, data, run_dir, layout, use_cpu), repo_id)
+        _train(build_run(setup, data, run_dir, layout, use_cpu, tasks), repo_id)
         return run_dir
 
 

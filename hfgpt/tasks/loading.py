@@ -1,0 +1,31 @@
+"""The tasks a run or `hfgpt eval` names, loaded: local JSONL files read and checked, lm-evaluation-harness names
+checked against its registry and turned into items (hfgpt.tasks.harness), all before any training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .harness import check_known, harness_task
+from .items import Task, TaskName, read_task, task_names
+
+
+def load_tasks(spec: str, limit: int = 0, task_dir: str = "", base: Path = Path()) -> list[Task]:
+    """The tasks of a `--tasks`/`--eval-tasks` value, each cut to its first `limit` items when given."""
+    names = task_names(spec, base)
+    named = [task.name for task in names if task.path is None]
+    if named:
+        check_known(named, task_dir)
+    return [read_task(task.name, task.path, limit) if task.path else harness_task(task.name, limit, task_dir)
+            for task in names]
+
+
+def resolved(spec: str, base: Path = Path()) -> str:
+    """`spec` with each local file as an absolute path, so that `continue` finds it from anywhere."""
+    return ",".join(f"{task.name}={task.path}" if task.path else task.name for task in task_names(spec, base))
+
+
+def names_of(spec: str) -> list[str]:
+    return [task.name for task in task_names(spec)]
+
+
+__all__ = ["TaskName", "load_tasks", "names_of", "resolved"]
