@@ -103,7 +103,8 @@ def assert_same_run(run: Path, reference: Path) -> None:
 
 
 def losses(run_dir: Path) -> list[tuple[int, str, float]]:
-    return [(r["step"], r["split"], r["loss"]) for r in untimed_log(run_dir)]
+    """(step, split, loss) of every record that has a loss (a task's record has scores instead)."""
+    return [(r["step"], r["split"], r["loss"]) for r in untimed_log(run_dir) if "loss" in r]
 
 
 def largest_relative_difference(run: Path, reference: Path) -> float:

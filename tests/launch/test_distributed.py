@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import flip_one_bit, import_or_unavailable, launch_command, launch_env, run_hfgpt, unavailable
+from helpers import flip_one_bit, import_or_unavailable, launch_command, launch_env, read_log, run_hfgpt, unavailable
 from resume_helpers import assert_same_run, checked, exact_flags, largest_relative_difference, write_exact_corpus
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -99,11 +99,17 @@ def test_a_mixture_on_two_processes_follows_one_process(tmp_path):
     """A mixture's blocks of a step are the same on any layout (hfgpt.data.mixture_order): 2 processes x 1
     micro-batch, stopped at step 4 and continued, against 1 process x 2."""
     train, valid = write_exact_corpus(tmp_path / "data")
-    mixture = ("--train", f"{train}:3,{valid}:1")
+    task = tmp_path / "data" / "letters.jsonl"  # scored in the loop too: its items dealt to the processes
+    task.write_text("".join(json.dumps({"context": "abc" * k, "choices": ["d", "x", "a b"], "label": k % 3}) + "\n"
+                            for k in range(1, 12)))
+    mixture = ("--train", f"{train}:3,{valid}:1", "--eval-tasks", str(task))
     result = checked(run_hfgpt(accumulating(tmp_path, "one", mixture), cwd=tmp_path))
     assert "mixture of 2 sources" in result.stdout
     run_dir = stop_and_continue(tmp_path, "ddp", "ddp2", mixture)
     assert largest_relative_difference(run_dir, tmp_path / "runs" / "one") < 1e-5
+    scores = [[(r["step"], r["items"], r["acc"]) for r in read_log(folder) if r["split"] == "task/letters"]
+              for folder in (run_dir, tmp_path / "runs" / "one")]
+    assert scores[0] == scores[1] and len(scores[0]) == 3 and scores[0][0][1] == 11, "every item scored once"
 
 
 @pytest.mark.machine_sensitive  # one process against two, to a tolerance

@@ -115,6 +115,7 @@ def test_the_scores_are_lm_evals_on_the_same_items(model_and_tokenizer, tmp_path
     assert 0 < scores["acc"] < 1, "a test that can tell the choices apart"
 
 
+@pytest.mark.slow  # lm-eval indexes its thousands of task files: seconds
 def test_lm_evals_own_task_gives_the_same_items_as_the_file(tmp_path):
     import_or_unavailable("lm_eval")
     from hfgpt.tasks.harness import harness_task
