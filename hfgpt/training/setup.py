@@ -27,6 +27,7 @@ from ..runs.resume import resume
 from ..runs.rundir import ARCHITECTURE, LOGS, TOKENIZER
 from ..runs.state import TrainerState
 from ..tasks.items import Task
+from .elastic import reseed
 from .muon import build_muon
 from .optim import apply_peak_lr, build_optimizer, build_scheduler
 from .trackers import check_trackers
@@ -62,6 +63,7 @@ class Run:
     run_dir: Path
     identity: dict[str, Any]  # what must not change for the run to go on (hfgpt.runs.state.DERIVED)
     tasks: list[Task] = field(default_factory=list)  # scored at each evaluation (--eval-tasks)
+    resized_from: int = 0  # continue: the processes the checkpoint was saved by, when that was another number
 
     @property
     def cfg(self) -> TrainConfig:
@@ -110,7 +112,7 @@ def compile_model(model: torch.nn.Module, mode: str) -> None:
 
 
 def build_run(setup: RunSetup, data: PreparedData, run_dir: Path, layout: BatchLayout, use_cpu: bool,
-              tasks: list[Task] | None = None) -> Run:
+              tasks: list[Task] | None = None, resized_from: int = 0) -> Run:
     """The accelerator and the prepared model and optimizer; a new run also saves what `continue` rebuilds."""
     cfg = setup.cfg
     accelerator = new_accelerator(
@@ -138,7 +140,8 @@ def build_run(setup: RunSetup, data: PreparedData, run_dir: Path, layout: BatchL
                 "data": data.identity}
     if data.schedules:
         identity["mixture"] = schedules_key(data.schedules, cfg.training.max_steps)
-    return Run(setup, accelerator, model, optimizer, scheduler, data, layout, run_dir, identity, tasks or [])
+    return Run(setup, accelerator, model, optimizer, scheduler, data, layout, run_dir, identity, tasks or [],
+               resized_from)
 
 
 def _prepare_run_dir(setup: RunSetup, run_dir: Path, tokenizer: PreTrainedTokenizerFast,
@@ -158,7 +161,11 @@ def starting_state(run: Run) -> TrainerState:
     if run.setup.mode != "continue":
         return TrainerState(identity=run.identity)
     peaks = list(run.scheduler.base_lrs)  # before the checkpoint's replace them
-    state = resume(run.accelerator, run.run_dir, run.model, run.scheduler, run.identity, run.cfg.training.max_steps)
+    # on another number of processes (hfgpt.training.elastic) the processes' count may differ, and nothing else
+    compared = {key: value for key, value in run.identity.items() if not (run.resized_from and key == "world_size")}
+    state = resume(run.accelerator, run.run_dir, run.model, run.scheduler, compared, run.cfg.training.max_steps)
+    if run.resized_from:
+        reseed(run.cfg.training.seed, state.step, run.accelerator.process_index)
     apply_peak_lr(run.optimizer, run.scheduler, peaks, run.cfg.training)
     state.identity = run.identity  # the same where both have a key; written whole from now on
     return state

@@ -24,7 +24,7 @@ from accelerate import PartialState
 from ..collectives import broadcast_value
 from ..config import TrainConfig, config_to_toml, depth_table, describe_settings
 from ..console import quiet_libraries
-from ..data.batches import resolve_layout
+from ..data.batches import BatchLayout, resolve_layout
 from ..data.feed import block_order
 from ..data.mixture import check_mixture
 from ..data.mixture_order import mixture_table
@@ -50,6 +50,7 @@ from ..runs.state import TrainerState
 from ..sharing.artifacts import snapshot_describer, write_run_artifacts
 from ..sharing.pusher import HubPusher, preflight
 from ..tasks.loading import load_tasks, names_of, resolved
+from .elastic import continued_layout, describe_change, saved_layout
 from .loop import TrainingLoop
 from .muon import check_optimizer_launch, describe_optimizer
 from .optim import optimizer_kernel
@@ -90,10 +91,22 @@ def run(setup: RunSetup) -> Path:
     # The run directory first: a launch that cannot have it is refused before minutes of tokenizing.
     with (run_torch_settings(cfg.training, use_cpu, state.num_processes),
           claim_run_dir(cfg.run, setup.run_dir, state) as run_dir):
+        layout, resized_from = _layout(setup, run_dir, state, engine)  # a continue elsewhere: refused before the data
         data = _prepare_in_turn(state, setup)
-        layout = resolve_layout(cfg.training, cfg.seq_len, state.num_processes)
-        _train(build_run(setup, data, run_dir, layout, use_cpu, tasks), repo_id)
+        _train(build_run(setup, data, run_dir, layout, use_cpu, tasks, resized_from), repo_id)
         return run_dir
+
+
+def _layout(setup: RunSetup, run_dir: Path, state: PartialState, engine: str) -> tuple[BatchLayout, int]:
+    """The batch layout of this launch, and for a continue on another number of processes than the checkpoint's,
+    that number (hfgpt.training.elastic: the same global batch, split anew), else 0."""
+    cfg, world = setup.cfg, state.num_processes
+    saved = saved_layout(run_dir) if setup.mode == "continue" else {}
+    changed = continued_layout(cfg, world, saved, engine)
+    if changed is None:
+        return resolve_layout(cfg.training, cfg.seq_len, world), 0
+    state.print(describe_change(saved["world_size"], changed, cfg.seq_len))
+    return changed, saved["world_size"]
 
 
 def _prepare_in_turn(state: PartialState, setup: RunSetup) -> PreparedData:

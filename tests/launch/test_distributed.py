@@ -95,6 +95,37 @@ def test_the_speed_records_options_on_two_processes_follow_one_process(records_o
 
 
 @pytest.mark.machine_sensitive  # one process against two, to a tolerance
+def test_plain_ddp_continues_on_fewer_then_more_processes(one_process):
+    """2 processes x 8 sequences to step 4, then 1 process (8 x 2 accumulation) to step 8, then 2 again: the same
+    global batch and data order, so the losses follow the 1-process run to fp32 rounding (dropout 0: a change of
+    processes reseeds the dropout streams)."""
+    root, run_dir = one_process, one_process / "runs" / "elastic"
+    flags = [*exact_flags(root, "elastic"), "--dropout", "0", "--precision", "fp32"]  # --batch 8 per process
+    checked(run_hfgpt([*flags, "--stop-at-step", "4"], cwd=root, launcher="ddp2"))
+    fewer = checked(run_hfgpt(["continue", str(run_dir), "--stop-at-step", "8"], cwd=root))
+    assert "continuing on 1 process(es) instead of 2: the global batch stays 16 sequences" in fewer.stdout
+    assert "8 sequences x 2 accumulation x 1 process(es)" in fewer.stdout
+    more = checked(run_hfgpt(["continue", str(run_dir)], cwd=root, launcher="ddp2"))
+    assert "continuing on 2 process(es) instead of 1" in more.stdout
+    assert largest_relative_difference(run_dir, root / "runs" / "one") < 1e-5
+    sessions = json.loads((run_dir / "run.json").read_text())["sessions"]
+    assert [(s["processes"], s["start_step"], s["end_step"]) for s in sessions] == [(2, 0, 4), (1, 4, 8), (2, 8, 12)]
+
+
+def test_a_zero_checkpoint_continued_without_deepspeed_is_refused_and_kept(tmp_path):
+    """Its files are DeepSpeed's: loading them would fail, and the checkpoint would have been set aside as unusable.
+    (On another number of processes under DeepSpeed: tests/training/test_elastic.py.)"""
+    import_or_unavailable("deepspeed")
+    run_dir = tmp_path / "runs" / "zero"
+    checked(run_hfgpt([*exact_flags(tmp_path, "zero"), *TOKEN_BATCH, "--stop-at-step", "4"], cwd=tmp_path,
+                      launcher="zero2"))
+    before = sorted(path.name for path in (run_dir / "checkpoints").iterdir())
+    refused = run_hfgpt(["continue", str(run_dir)], cwd=tmp_path, launcher="accelerate")
+    assert refused.returncode != 0 and "saved under DeepSpeed and this launch runs without it" in refused.stderr
+    assert sorted(path.name for path in (run_dir / "checkpoints").iterdir()) == before, "nothing set aside"
+
+
+@pytest.mark.machine_sensitive  # one process against two, to a tolerance
 def test_a_mixture_on_two_processes_follows_one_process(tmp_path):
     """A mixture's blocks of a step are the same on any layout (hfgpt.data.mixture_order): 2 processes x 1
     micro-batch, stopped at step 4 and continued, against 1 process x 2."""
