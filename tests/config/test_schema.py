@@ -98,7 +98,7 @@ def test_what_continue_may_change_is_frozen():
         "early_stopping_min_delta", "max_bad_steps", "deterministic", "cpu_threads", "device", "num_proc",
         "cache_dir", "datadir", "train", "valid", "meta", "wandb", "wandb_project", "wandb_entity", "wandb_group",
         "wandb_job_type", "wandb_mode", "wandb_resume_id", "push_to_hub", "hub_model_id", "hub_strategy",
-        "hub_private", "license", "peak_tflops", "step_sync"}
+        "hub_private", "license", "peak_tflops", "step_sync", "eval_tasks", "eval_task_items", "task_dir"}
 
 
 def test_where_a_run_goes_keeps_its_old_spellings(tmp_path):

@@ -90,11 +90,11 @@ def test_validation_sets_are_named_and_take_no_weight():
         validation_sets("held.txt:2")
 
 
-def test_best_metric_names_a_validation_line_of_the_run():
-    mixed = DataSection(train="books=a.txt:3,code=b.txt:1")
-    check_mixture(mixed, 100, "valid/code")  # each source's held-out part is a line
-    check_mixture(DataSection(train="a.txt", valid="x.txt,y.txt"), 100, "valid/y")
-    with pytest.raises(HfGptError, match="it has valid, valid/books, valid/code"):
-        check_mixture(mixed, 100, "valid/web")
-    with pytest.raises(HfGptError, match="it has valid\\. "):
-        check_mixture(DataSection(train="a.txt"), 100, "valid/a")
+def test_the_validation_lines_are_the_mean_and_each_set_or_source():
+    assert check_mixture(DataSection(train="books=a.txt:3,code=b.txt:1"), 100) == ["valid", "valid/books",
+                                                                                 "valid/code"]
+    assert check_mixture(DataSection(train="a.txt", valid="x.txt,y.txt"), 100) == ["valid", "valid/x", "valid/y"]
+    assert check_mixture(DataSection(train="a.txt:1,b.txt:1", valid="held.txt"), 100) == ["valid", "valid/held"]
+    assert check_mixture(DataSection(train="a.txt", valid="held.txt"), 100) == ["valid"]
+    with pytest.raises(HfGptError, match="goes backwards"):
+        check_mixture(DataSection(train="a.txt:1@0.5/2@0.1,b.txt:1"), 100)

@@ -11,7 +11,8 @@ import torch
 from accelerate import Accelerator
 
 from hfgpt.collectives import agree_step_flags
-from hfgpt.training.stopping import StopSignals
+from hfgpt.errors import HfGptError
+from hfgpt.training.stopping import StopSignals, check_best_metric
 
 
 def test_a_signal_only_sets_a_flag_and_a_second_sigint_stops_at_once():
@@ -34,3 +35,12 @@ def test_the_step_flags_see_non_finite_losses_and_gradients_and_carry_the_signal
     assert flags(torch.tensor(math.nan), torch.tensor(1.0)) == [1.0, 0.0]
     assert flags(fine, torch.tensor(math.inf), signalled=signal.SIGTERM) == [1.0, float(signal.SIGTERM)]
     assert flags(fine, None, signalled=signal.SIGINT) == [0.0, float(signal.SIGINT)]
+
+
+def test_best_metric_names_a_line_the_run_has():
+    lines = ["valid", "valid/books", "task/facts"]
+    for metric in lines:
+        check_best_metric(metric, lines)
+    with pytest.raises(HfGptError, match=r"'valid/web' is not a line of this run; it has valid, valid/books, "
+                                         r"task/facts\. .*--eval-tasks a task/NAME line"):
+        check_best_metric("valid/web", lines)
