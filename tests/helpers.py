@@ -95,6 +95,24 @@ def run_hfgpt(args: list[str], cwd: Path, launcher: str = "python", timeout: int
                           text=True, timeout=timeout)
 
 
+def rank_pids(launcher_pid: int) -> dict[int, int]:
+    """{rank: pid} of the training processes a launcher started (read from /proc)."""
+    ranks = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        rank = [e for e in environ if e.startswith(b"RANK=")]
+        if ppid == launcher_pid and rank:
+            ranks[int(rank[0][5:])] = int(proc.name)
+    return ranks
+
+
 def snapshot(root: Path) -> dict[str, tuple]:
     """Everything under `root`, without following links: each file's size, mtime and SHA-256, each link's
     target, each folder; two snapshots are equal only if nothing was added, removed or changed."""

@@ -16,7 +16,7 @@ from helpers import REPO
 PACKAGE = REPO / "hfgpt"
 # Lowest first; a module may import its own floor and those below.
 FLOORS = [
-    {"hfgpt.errors", "hfgpt.files", "hfgpt.console"},
+    {"hfgpt.errors", "hfgpt.files", "hfgpt.console", "hfgpt.lifetime"},
     {"hfgpt.collectives"},
     {"hfgpt.models"},
     {"hfgpt.registration"},

@@ -11,6 +11,7 @@ Workers read their text themselves: only task descriptions and id arrays cross b
 from __future__ import annotations
 
 import os
+import signal
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -24,6 +25,7 @@ import numpy as np
 from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
+from ..lifetime import signal_at_parent_death
 from .chunking import documents, pieces, read_span
 
 IN_FLIGHT_PER_PROCESS = 2
@@ -93,6 +95,7 @@ _worker: Encoder | None = None
 
 def _start_worker(*args: Any) -> None:
     global _worker
+    signal_at_parent_death(signal.SIGKILL)  # a training process killed outright leaves no tokenizer behind
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core per process: num_proc says how many
     _worker = Encoder(*args)
 

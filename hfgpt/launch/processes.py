@@ -21,6 +21,7 @@ from ..config import TrainConfig
 from ..data.batches import BatchLayout
 from .launchers import adopt_launcher_environment
 from .memory import strategy_of
+from .orphans import stop_with_launcher
 
 
 def choose_device_and_precision(cfg: TrainConfig) -> tuple[bool, str]:
@@ -100,6 +101,7 @@ def launched_engine() -> str:
 def start_processes(use_cpu: bool) -> PartialState:
     """The process group. DeepSpeed without CUDA needs gloo named up front, or accelerate sees one process."""
     adopt_launcher_environment()  # started by mpirun or srun: speak torch.distributed's variables
+    stop_with_launcher()  # a launcher that dies sends its workers a SIGTERM (hfgpt.launch.orphans)
     if using_fsdp() and not torch.cuda.is_available():
         warnings.warn("FSDP needs CUDA GPUs: on this machine the processes train with plain DDP over gloo, "
                       "each holding the whole model.", stacklevel=2)

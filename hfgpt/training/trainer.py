@@ -29,10 +29,11 @@ from ..data.feed import block_order
 from ..data.mixture import check_mixture
 from ..data.mixture_order import mixture_table
 from ..data.prepare import PreparedData, prepare_data
-from ..errors import error_summary
+from ..errors import HfGptError, error_summary
 from ..files import replace_text
 from ..inference.generation import generate_text
 from ..launch.memory import estimate_for
+from ..launch.orphans import lost_process
 from ..launch.processes import (
     attention_kernel,
     choose_device_and_precision,
@@ -188,8 +189,11 @@ def _train_and_save(run: Run, state: TrainerState, info: dict[str, Any], pusher:
         if stop.status != INTERRUPTED:  # within the try: a final/ that cannot be written fails the run
             _save_final(run, loop, stop, state.step)
     except BaseException as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        stop = Stop(INTERRUPTED if isinstance(error, KeyboardInterrupt) else FAILED, reason)
+        lost = lost_process(error, run.accelerator.process_index, run.accelerator.num_processes, state.step)
+        reason = lost or (str(error).splitlines()[0] if str(error) else type(error).__name__)
+        stop = Stop(INTERRUPTED if lost or isinstance(error, KeyboardInterrupt) else FAILED, reason)
+        if lost:
+            raise HfGptError(lost) from None
         raise
     finally:
         if run.accelerator.is_main_process:

@@ -14,7 +14,16 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import flip_one_bit, import_or_unavailable, launch_command, launch_env, read_log, run_hfgpt, unavailable
+from helpers import (
+    flip_one_bit,
+    import_or_unavailable,
+    launch_command,
+    launch_env,
+    rank_pids,
+    read_log,
+    run_hfgpt,
+    unavailable,
+)
 from resume_helpers import assert_same_run, checked, exact_flags, largest_relative_difference, write_exact_corpus
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -173,24 +182,6 @@ def test_a_damaged_zero_checkpoint_is_set_aside_and_the_one_before_is_used(one_p
         continued.stderr[-3000:]
     assert "(step 4)" in continued.stdout and (run_dir / "checkpoints" / "step_00000008.unusable").is_dir()
     assert largest_relative_difference(run_dir, root / "runs" / "one") < 1e-5
-
-
-def rank_pids(launcher_pid: int) -> dict[int, int]:
-    """{rank: pid} of the training processes a launcher started (read from /proc)."""
-    ranks = {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            environ = (proc / "environ").read_bytes().split(b"\0")
-            stat = (proc / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        rank = [e for e in environ if e.startswith(b"RANK=")]
-        if ppid == launcher_pid and rank:
-            ranks[int(rank[0][5:])] = int(proc.name)
-    return ranks
 
 
 def test_sigterm_to_one_process_stops_them_all_at_the_same_step(one_process, tmp_path):
