@@ -46,9 +46,7 @@ def check_known(names: list[str], task_dir: str = "") -> None:
 def harness_task(name: str, limit: int = 0, task_dir: str = "") -> Task:
     """A multiple-choice task of lm-evaluation-harness as items (its 0-shot contexts, choices, targets and target
     delimiter), the first `limit` of them when given. Its documents are downloaded once, as lm-eval does."""
-    from lm_eval.tasks import get_task_dict
-
-    task = get_task_dict([name], task_manager(task_dir)).get(name)
+    task = _load(name, task_dir)
     if task is None or getattr(task, "OUTPUT_TYPE", "") != "multiple_choice":
         raise HfGptError(f"{name!r} is not a multiple-choice task of lm-evaluation-harness (a group, or a task that "
                          "generates text); hfgpt scores multiple-choice tasks in the loop. Name its tasks one by one, "
@@ -65,6 +63,17 @@ def harness_task(name: str, limit: int = 0, task_dir: str = "") -> Task:
         label = choices.index(target) if isinstance(target, str) else int(target)
         items.append(Item(contexts[doc_id], tuple(choices), label, task.config.target_delimiter))
     return Task(name, tuple(items), "lm-evaluation-harness")
+
+
+def _load(name: str, task_dir: str) -> Any:
+    """lm-eval's task object by name (None for a group): `TaskManager.load` where lm-eval has it (newer releases
+    deprecate `get_task_dict`), else `get_task_dict`."""
+    manager = task_manager(task_dir)
+    if hasattr(manager, "load"):
+        return manager.load(name)["tasks"].get(name)
+    from lm_eval.tasks import get_task_dict
+
+    return get_task_dict([name], manager).get(name)
 
 
 def harness_results(model: Any, tokenizer: Any, names: list[str], batch_size: int, limit: int = 0,
