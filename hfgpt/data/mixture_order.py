@@ -69,8 +69,7 @@ class MixedOrder:
         self.caps = np.array(sizes, dtype=np.float64) * max_epochs if max_epochs else np.full(len(sizes), np.inf)
         self.u0 = first_offset(seed)
         self.streams = [EpochStream(size, (seed, index, MIX)) for index, size in enumerate(sizes)]
-        self._left = np.full(len(sizes), np.iinfo(np.int64).max)  # the step at which each source leaves
-        self._kept, self._left = self._walk()
+        self._kept, self._left = self._walk()  # cumulative counts every CHUNK steps; the step each source leaves
         self._last: tuple[int, np.ndarray] = (-1, np.empty(0, np.int64))  # the step whose blocks were asked last
 
     @property

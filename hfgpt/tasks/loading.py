@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .harness import check_known, harness_task
-from .items import Task, TaskName, read_task, task_names
+from .items import Task, read_task, task_names
 
 
 def load_tasks(spec: str, limit: int = 0, task_dir: str = "", base: Path = Path()) -> list[Task]:
@@ -25,7 +25,8 @@ def resolved(spec: str, base: Path = Path()) -> str:
 
 
 def names_of(spec: str) -> list[str]:
+    """The task names of a `--tasks`/`--eval-tasks` value (for --best-metric task/NAME), without reading them."""
     return [task.name for task in task_names(spec)]
 
 
-__all__ = ["TaskName", "load_tasks", "names_of", "resolved"]
+__all__ = ["load_tasks", "names_of", "resolved"]
