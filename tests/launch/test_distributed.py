@@ -104,12 +104,14 @@ def test_the_speed_records_options_on_two_processes_follow_one_process(records_o
 
 
 @pytest.mark.machine_sensitive  # one process against two, to a tolerance
-def test_plain_ddp_continues_on_fewer_then_more_processes(one_process):
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_plain_ddp_continues_on_fewer_then_more_processes(one_process, compiled):
     """2 processes x 8 sequences to step 4, then 1 process (8 x 2 accumulation) to step 8, then 2 again: the same
-    global batch and data order, so the losses follow the 1-process run to fp32 rounding (dropout 0: a change of
-    processes reseeds the dropout streams)."""
-    root, run_dir = one_process, one_process / "runs" / "elastic"
-    flags = [*exact_flags(root, "elastic"), "--dropout", "0", "--precision", "fp32"]  # --batch 8 per process
+    global batch and data order, so the losses follow the 1-process (eager) run to fp32 rounding (dropout 0: a
+    change of processes reseeds the dropout streams); compiled too, each launch compiling again."""
+    name = "elastic-compiled" if compiled else "elastic"
+    root, run_dir = one_process, one_process / "runs" / name
+    flags = [*exact_flags(root, name), "--dropout", "0", "--precision", "fp32", *(["--compile"] if compiled else [])]
     checked(run_hfgpt([*flags, "--stop-at-step", "4"], cwd=root, launcher="ddp2"))
     fewer = checked(run_hfgpt(["continue", str(run_dir), "--stop-at-step", "8"], cwd=root))
     assert "continuing on 1 process(es) instead of 2: the global batch stays 16 sequences" in fewer.stdout
