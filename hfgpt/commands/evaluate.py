@@ -78,26 +78,22 @@ def score(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     from ..inference.generation import pick_device
     from ..launch.processes import auto_precision, new_accelerator
     from ..runs.saved_models import load_saved_model
-    from ..tasks.harness import check_known, harness_results
-    from ..tasks.items import read_task, task_names
+    from ..tasks.harness import harness_results
+    from ..tasks.loading import names_of, split_tasks
     from ..tasks.scoring import score_tasks
 
     if args.data or args.dataset:
         raise HfGptError("--tasks scores downstream tasks, --data and --dataset measure a text; give one of them.")
-    names = task_names(args.tasks)
-    named = [task.name for task in names if task.path is None]
-    if named:  # before the model loads
-        check_known(named, args.task_dir)
+    local, named = split_tasks(args.tasks, args.limit, args.task_dir)  # before the model loads
     model, tokenizer, _ = load_saved_model(args.model, "evaluate")
     device = pick_device(args.device)
     precision = auto_precision(args.precision, device == "cpu")
     accelerator = new_accelerator(cpu=device == "cpu", mixed_precision={"fp32": "no"}.get(precision, precision))
     model = accelerator.prepare_model(model, evaluation_mode=True)
-    local = [read_task(task.name, task.path, args.limit) for task in names if task.path]
     found = score_tasks(model, tokenizer, local, accelerator, args.batch_size, model.config.max_position_embeddings)
     if named:
         found |= harness_results(model, tokenizer, named, args.batch_size, args.limit, args.task_dir)
-    return {task.name: found[task.name] for task in names}
+    return {name: found[name] for name in names_of(args.tasks)}
 
 
 def _print_tasks(found: dict[str, dict[str, float]], as_json: bool) -> None:
