@@ -36,11 +36,13 @@ from ..errors import HfGptError, error_summary, os_error_text
 from ..files import aside_name, fsync, publish, remove_made, replace_text
 from .manifest import MANIFEST, manifest_problem, write_manifest
 from .state import TrainerState, rng_fingerprint, rng_problem
+from .zero_reshard import load_resharded
 
 CHECKPOINTS = "checkpoints"
 TRAINER_STATE = "trainer_state.json"
 _NAME = re.compile(r"step_(\d{8,})")
-_STAGING = re.compile(r"\.step_\d{8,}\.(tmp|deleting)")  # a save or a prune under way, or cut short
+# a save, a prune or a load through a universal view (hfgpt.runs.zero_reshard) under way, or cut short
+_STAGING = re.compile(r"\.step_\d{8,}\.(tmp|deleting|universal)")
 
 
 def checkpoint_name(step: int) -> str:
@@ -152,7 +154,8 @@ def prune_checkpoints(run_dir: Path, keep_last: int, protected: Iterable[int] = 
 
 
 def clear_leftovers(run_dir: Path) -> list[Path]:
-    """Remove what an interrupted save or prune left behind (`.step_<N>.tmp`, `.step_<N>.deleting`)."""
+    """Remove what an interrupted save, prune or resharded load left behind (`.step_<N>.tmp`, `.deleting`,
+    `.universal`)."""
     folder = run_dir / CHECKPOINTS
     leftovers = sorted(p for p in folder.iterdir() if _STAGING.fullmatch(p.name)) if folder.is_dir() else []
     return [path for path in leftovers if remove_made(path, _STAGING, ignore_errors=True)]
@@ -175,8 +178,10 @@ def _shape_problem(folder: Path, model: torch.nn.Module) -> str:
     return ""
 
 
-def _load(accelerator: Accelerator, folder: Path, model: torch.nn.Module) -> tuple[TrainerState | None, str]:
-    """Load `folder` into the prepared objects on every process: its state, or why it cannot be trusted."""
+def _load(accelerator: Accelerator, folder: Path, model: torch.nn.Module,
+          reshard: bool) -> tuple[TrainerState | None, str]:
+    """Load `folder` into the prepared objects on every process: its state, or why it cannot be trusted. `reshard`:
+    a ZeRO checkpoint of another number of processes, loaded through DeepSpeed's universal form."""
     problem = [""]
     if accelerator.is_main_process:
         problem = [checkpoint_problem(folder) or _shape_problem(folder, accelerator.unwrap_model(model))]
@@ -185,7 +190,10 @@ def _load(accelerator: Accelerator, folder: Path, model: torch.nn.Module) -> tup
         return None, problem[0]
     state, failure = None, ""
     try:
-        accelerator.load_state(str(folder))
+        if reshard:
+            load_resharded(accelerator, folder, model)
+        else:
+            accelerator.load_state(str(folder))
         state = read_trainer_state(folder)
         failure = rng_problem(state, accelerator.process_index)
     except Exception as error:  # any failure to load means: do not trust this checkpoint
@@ -195,7 +203,7 @@ def _load(accelerator: Accelerator, folder: Path, model: torch.nn.Module) -> tup
 
 
 def load_newest_checkpoint(accelerator: Accelerator, run_dir: Path, model: torch.nn.Module,
-                           warn: Callable[[str], None]) -> tuple[Path, TrainerState]:
+                           warn: Callable[[str], None], reshard: bool = False) -> tuple[Path, TrainerState]:
     """Restore the newest usable checkpoint of `run_dir` into the prepared objects; every process calls it.
 
     A checkpoint that fails its manifest, does not fit the model, or fails to load (a planted pickle is
@@ -204,7 +212,7 @@ def load_newest_checkpoint(accelerator: Accelerator, run_dir: Path, model: torch
     """
     reasons: list[str] = []
     for folder in reversed(complete_checkpoints(run_dir)):
-        state, problem = _load(accelerator, folder, model)
+        state, problem = _load(accelerator, folder, model, reshard)
         if state is not None:
             return folder, state
         reasons.append(f"{folder.name}: {problem}")

@@ -24,9 +24,12 @@ from .state import TrainerState, check_same_run
 
 
 def resume(accelerator: Accelerator, run_dir: Path, model: torch.nn.Module,
-           scheduler: torch.optim.lr_scheduler.LambdaLR, identity: dict[str, Any], max_steps: int) -> TrainerState:
-    """Load the newest usable checkpoint into the prepared model, optimizer and schedule; returns its state."""
-    folder, state = load_newest_checkpoint(accelerator, run_dir, model, warn=_warn_on_main(accelerator))
+           scheduler: torch.optim.lr_scheduler.LambdaLR, identity: dict[str, Any], max_steps: int,
+           reshard: bool = False) -> TrainerState:
+    """Load the newest usable checkpoint into the prepared model, optimizer and schedule; returns its state.
+    `reshard`: it is a ZeRO checkpoint of another number of processes (hfgpt.runs.zero_reshard)."""
+    folder, state = load_newest_checkpoint(accelerator, run_dir, model, warn=_warn_on_main(accelerator),
+                                           reshard=reshard)
     check_same_run(run_dir, derived=(state.identity, identity))
     scheduler.load_state_dict({**state.scheduler, "lr_lambdas": [None] * len(scheduler.lr_lambdas)})
     accelerator.print(f"continuing from {folder} (step {state.step})")

@@ -7,8 +7,9 @@ job may go on with the processes that are free: each takes `global batch / proce
 micro-batches of at most --batch-size (accumulating the rest), and the losses stay within rounding of the
 uninterrupted run (the sums are added in another order). Dropout draws from each process's random stream, which
 belongs to a rank: after a change every process reseeds its streams from (seed, step, rank), so the continued run
-is reproducible, though not the uninterrupted run's draws. DeepSpeed's ZeRO and FSDP shard the optimizer by rank,
-and a stream's positions are split by rank: those continue on as many processes as they were saved with.
+is reproducible, though not the uninterrupted run's draws. DeepSpeed's ZeRO-2 and ZeRO-3 save the optimizer in
+slices by rank: their checkpoint is loaded through DeepSpeed's universal form (hfgpt.runs.zero_reshard), which cuts
+it anew. FSDP's slices and a stream's positions, also split by rank, continue on as many processes as saved them.
 """
 
 from __future__ import annotations
@@ -53,14 +54,13 @@ def continued_layout(cfg: TrainConfig, world_size: int, saved: dict[str, Any], e
     before = saved.get("world_size", world_size)
     if before == world_size:
         return None
-    why = {"deepspeed": "DeepSpeed's ZeRO shards the optimizer state by rank",
-           "fsdp": "FSDP shards the model and optimizer state by rank"}.get(engine, "")
+    why = "FSDP shards the model and optimizer state by rank" if engine == "fsdp" else ""
     if cfg.data.streaming:
         why = "each process saved its own position in its part of the training stream"
     if why:
         raise HfGptError(f"This run's checkpoint was saved by {before} processes and {why}, so it continues only on "
-                         f"{before}: launch it with --num_processes {before}, or fork it. (Under plain DDP a run "
-                         "continues on any number of processes that divides its global batch.)")
+                         f"{before}: launch it with --num_processes {before}, or fork it. (Under DDP or "
+                         "DeepSpeed's ZeRO a run continues on any number of processes that divides its global batch.)")
     global_batch = saved["global_batch"]
     if global_batch % world_size:
         fits = [n for n in range(1, global_batch + 1) if global_batch % n == 0]

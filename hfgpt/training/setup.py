@@ -26,6 +26,7 @@ from ..runs.model_folders import recover_exports
 from ..runs.resume import resume
 from ..runs.rundir import ARCHITECTURE, LOGS, TOKENIZER
 from ..runs.state import TrainerState
+from ..runs.zero_reshard import load_universal
 from ..tasks.items import Task
 from .elastic import reseed
 from .muon import build_muon
@@ -122,6 +123,8 @@ def build_run(setup: RunSetup, data: PreparedData, run_dir: Path, layout: BatchL
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / LOGS)),
     )
     configure_deepspeed(accelerator, layout, cfg)
+    if resized_from and accelerator.state.deepspeed_plugin is not None:
+        load_universal(accelerator)  # a ZeRO checkpoint of another number of processes
     data.tokenizer.model_max_length = cfg.seq_len
     set_seed(cfg.training.seed)
     model = setup_model(setup, data.tokenizer)
@@ -163,9 +166,14 @@ def starting_state(run: Run) -> TrainerState:
     peaks = list(run.scheduler.base_lrs)  # before the checkpoint's replace them
     # on another number of processes (hfgpt.training.elastic) the processes' count may differ, and nothing else
     compared = {key: value for key, value in run.identity.items() if not (run.resized_from and key == "world_size")}
-    state = resume(run.accelerator, run.run_dir, run.model, run.scheduler, compared, run.cfg.training.max_steps)
+    zero = run.accelerator.state.deepspeed_plugin is not None
+    state = resume(run.accelerator, run.run_dir, run.model, run.scheduler, compared, run.cfg.training.max_steps,
+                   reshard=bool(run.resized_from) and zero)
     if run.resized_from:
         reseed(run.cfg.training.seed, state.step, run.accelerator.process_index)
+        # accelerate's count of micro-batches, restored from the checkpoint, counted the old layout's: it would
+        # sync the gradients in mid-step when the old count of micro-batches is not a multiple of the new accumulation
+        run.accelerator.step = 0
     apply_peak_lr(run.optimizer, run.scheduler, peaks, run.cfg.training)
     state.identity = run.identity  # the same where both have a key; written whole from now on
     return state

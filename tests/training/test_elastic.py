@@ -41,15 +41,19 @@ def test_a_global_batch_the_processes_cannot_share_names_the_nearest_that_can():
         continued_layout(config(), 5, {"world_size": 2, "global_batch": 12, "engine": ""}, "")
 
 
-@pytest.mark.parametrize(("engine", "streaming", "why"), [("deepspeed", False, "ZeRO shards the optimizer"),
-                                                         ("fsdp", False, "FSDP shards"),
+@pytest.mark.parametrize(("engine", "streaming", "why"), [("fsdp", False, "FSDP shards"),
                                                          ("", True, "its own position in its part of the training")])
 def test_sharded_state_continues_only_on_as_many_processes(engine, streaming, why):
     cfg = config()
     cfg.data.streaming = streaming
     with pytest.raises(HfGptError, match=f"saved by 2 processes and .*{why}.*--num_processes 2"):
-        saved = {"world_size": 2, "global_batch": 16, "engine": "deepspeed" if engine == "deepspeed" else ""}
-        continued_layout(cfg, 1, saved, engine)
+        continued_layout(cfg, 1, {"world_size": 2, "global_batch": 16, "engine": ""}, engine)
+
+
+def test_a_zero_checkpoint_continues_on_another_number_of_processes():
+    """Loaded through DeepSpeed's universal checkpoint (hfgpt.runs.zero_reshard; the runs: test_distributed.py)."""
+    saved = {"world_size": 2, "global_batch": 16, "engine": "deepspeed"}
+    assert continued_layout(config(batch_size=8), 1, saved, "deepspeed") == BatchLayout(8, 2, 1)
 
 
 def test_a_deepspeed_checkpoint_and_a_launch_without_it_are_refused_either_way():
