@@ -13,9 +13,11 @@ import isolated_environment  # noqa: F401  (first: it sets the environment befor
 # isort: split
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import TINY_MODEL_FLAGS, run_hfgpt, write_corpus
 
 SLOW_FIXTURES = {"trained_run"}  # fixtures that launch a training run
@@ -47,7 +49,42 @@ def _start_only_in_slow_tests(start_child):
     return start
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto` (pyproject.toml): a worker per core this process may use; xdist's own count is the physical
+    cores', which is 1 on a 2-core machine of hyperthreads."""
+    return len(os.sched_getaffinity(0))
+
+
+def pin_to_own_cores() -> None:
+    """An xdist worker keeps to its share of the cores, and so do the runs it launches (a child inherits the
+    affinity, and hfgpt gives a CPU run a thread per core it may use): two workers each launching a run with a
+    thread per core of the machine would crowd every core, and OpenMP's waiting threads slow such runs 8-15x."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not worker or not count:
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    mine = set(cores[int(worker.removeprefix("gw")) % len(cores)::int(count)])
+    os.sched_setaffinity(0, mine)
+    torch.set_num_threads(len(mine))
+
+
+@pytest.fixture(autouse=True)
+def whole_machine(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test marked `whole_machine` launches runs that use every core, as a user's do: several processes that
+    share the cores, or a preset with its threads as shipped. Its worker lets them, for that test only."""
+    if request.node.get_closest_marker("whole_machine") is None:
+        yield
+        return
+    share = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, range(os.cpu_count() or 1))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, share)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    pin_to_own_cores()
     # matplotlib (loss.png) builds its font cache on its first use on a machine, running fc-list: let it do so
     # now, before the rule below, rather than inside whichever fast test draws first.
     import matplotlib.font_manager  # noqa: F401

@@ -76,11 +76,21 @@ def new_accelerator(**settings: Any) -> Accelerator:
     return Accelerator(**settings)
 
 
+def available_cores() -> int:
+    """The cores this process may run on: its CPU affinity (Slurm's --cpus-per-task, taskset, a container's
+    cpuset), where the system keeps one; else every core of the machine."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity call
+        return os.cpu_count() or 1
+
+
 def cpu_threads(requested: int, num_processes: int) -> int:
     """Threads for each CPU process: `accelerate launch` sets OMP_NUM_THREADS=1 for a lone CPU process,
-    which leaves all but one core idle, so unless asked otherwise share the cores among local processes."""
+    which leaves all but one core idle, so unless asked otherwise share the cores it may use among local
+    processes (a thread per core of the machine on a job given a few of them would crowd each core)."""
     local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", num_processes))
-    return requested or max(1, (os.cpu_count() or 1) // local_processes)
+    return requested or max(1, available_cores() // local_processes)
 
 
 def using_deepspeed() -> bool:

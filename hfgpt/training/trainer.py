@@ -10,7 +10,6 @@ the uninterrupted one would have, with no skipping through data.
 from __future__ import annotations
 
 import dataclasses
-import os
 import platform
 import warnings
 from datetime import timedelta
@@ -36,6 +35,7 @@ from ..launch.memory import estimate_for
 from ..launch.orphans import lost_process
 from ..launch.processes import (
     attention_kernel,
+    available_cores,
     choose_device_and_precision,
     finish_processes,
     launched_engine,
@@ -223,7 +223,7 @@ def _launch_facts(run: Run) -> dict[str, Any]:
     if accelerator.device.type == "cuda":
         hardware = f"{accelerator.num_processes} x {torch.cuda.get_device_name(accelerator.device)}"
     else:
-        hardware = f"{accelerator.device.type} ({platform.machine()}, {os.cpu_count()} cores)"
+        hardware = f"{accelerator.device.type} ({platform.machine()}, {available_cores()} cores)"
     precision = {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision)
     return {"hardware": hardware, "precision": precision, "processes": accelerator.num_processes,
             "batch": run.layout.describe(run.cfg.seq_len).removeprefix("batch: ")}

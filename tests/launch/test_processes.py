@@ -12,7 +12,13 @@ from accelerate.utils import DistributedType
 import hfgpt.launch.processes
 from hfgpt.config import TrainConfig
 from hfgpt.launch.memory import strategy_of
-from hfgpt.launch.processes import choose_device_and_precision, cpu_threads, start_processes, using_deepspeed
+from hfgpt.launch.processes import (
+    available_cores,
+    choose_device_and_precision,
+    cpu_threads,
+    start_processes,
+    using_deepspeed,
+)
 
 without_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks what a machine without CUDA does")
 
@@ -54,12 +60,23 @@ def test_auto_precision_is_bf16_where_the_cpu_computes_it_natively(monkeypatch, 
 
 
 def test_cpu_threads_share_the_cores_unless_asked(monkeypatch):
-    cores = os.cpu_count()
+    cores = len(os.sched_getaffinity(0))
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     assert cpu_threads(0, num_processes=1) == cores
     assert cpu_threads(3, num_processes=1) == 3
     monkeypatch.setenv("LOCAL_WORLD_SIZE", str(2 * cores))
     assert cpu_threads(0, num_processes=4) == 1
+
+
+def test_cpu_threads_count_only_the_cores_the_process_may_use():
+    """A Slurm job given 1 core of a bigger machine (its cpuset), here as `taskset` would: one thread, not one per
+    core of the machine crowding that core."""
+    everything = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(everything)})
+        assert available_cores() == 1 and cpu_threads(0, num_processes=1) == 1
+    finally:
+        os.sched_setaffinity(0, everything)
 
 
 @without_cuda
