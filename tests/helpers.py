@@ -75,12 +75,16 @@ LAUNCH_CONFIGS = {"accelerate": "cpu.yaml", "ddp2": "cpu-2proc.yaml", "zero2": "
                   "zero3": "zero3-cpu.yaml"}
 
 
-def launch_command(args: list[str], launcher: str = "python") -> list[str]:
+def launch_command(args: list[str], launcher: str = "python", processes: int = 0) -> list[str]:
+    """The command of a launch; `processes`: another number than the launcher's config says."""
     script = str(REPO / "recipes" / "train.py")
     if launcher == "python":
         return [sys.executable, script, *args]
     config = str(REPO / "accelerate_configs" / LAUNCH_CONFIGS[launcher])
-    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config, script, *args]
+    count = ["--num_processes", str(processes)] if processes else []
+    # port 0: a free one, so that launches of several processes in two xdist workers do not meet on 29500
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config, *count,
+            "--main_process_port", "0", script, *args]
 
 
 def launch_env(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -88,11 +92,11 @@ def launch_env(env: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def run_hfgpt(args: list[str], cwd: Path, launcher: str = "python", timeout: int = 600,
-              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run recipes/train.py (plain, or under `accelerate launch` with one of LAUNCH_CONFIGS) and capture
-    its output."""
-    return subprocess.run(launch_command(args, launcher), cwd=cwd, env=launch_env(env), capture_output=True,
-                          text=True, timeout=timeout)
+              env: dict[str, str] | None = None, processes: int = 0) -> subprocess.CompletedProcess:
+    """Run recipes/train.py (plain, or under `accelerate launch` with one of LAUNCH_CONFIGS, on its number of
+    processes or on `processes`) and capture its output."""
+    return subprocess.run(launch_command(args, launcher, processes), cwd=cwd, env=launch_env(env),
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def rank_pids(launcher_pid: int) -> dict[int, int]:
@@ -111,6 +115,14 @@ def rank_pids(launcher_pid: int) -> dict[int, int]:
         if ppid == launcher_pid and rank:
             ranks[int(rank[0][5:])] = int(proc.name)
     return ranks
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` is a process that has not exited (a zombie waiting for its parent has)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def snapshot(root: Path) -> dict[str, tuple]:

@@ -3,8 +3,13 @@ to an uninterrupted run. The test suite runs a handful; this runs as many as you
 
     python tests/kill_resume.py --runs 50 --kills 3
     python tests/kill_resume.py --preset all --runs 5     # each CPU preset as shipped (compile, threads, precision)
+    python tests/kill_resume.py --procs 2 --runs 20       # DDP on 2 processes: one rank or the whole job killed
+    python tests/kill_resume.py --procs 2 --engine zero2  # DeepSpeed ZeRO-2 on 2 processes
+    python tests/kill_resume.py --procs 2 --elastic       # each launch on 1 or 2 processes, at random
 
-Without --preset the runs are the suite's tiny exact run (one thread, dropout, deterministic algorithms).
+Without --preset the runs are the suite's tiny exact run (one thread, dropout, deterministic algorithms). A run
+that continued on another number of processes (--elastic) is compared to its twin within fp32 rounding (1e-5 of
+each loss, fp32 and no dropout), since its sums are added in another order; every other run bitwise.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helpers import run_hfgpt
-from resume_helpers import CPU_PRESETS, Flags, assert_same_run, checked, exact_flags, kill_and_continue, preset_flags
+from kills import PROCESSES, compare, elastic_flags, kill_and_continue
+from resume_helpers import CPU_PRESETS, Flags, checked, exact_flags, preset_flags
 
 
 def main() -> int:
@@ -28,39 +34,60 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--preset", choices=[*CPU_PRESETS, "all"], help="run the preset as shipped instead; all: "
                         "each CPU preset in turn (the GPU presets need CUDA and a corpus of their size)")
+    parser.add_argument("--procs", type=int, choices=[1, 2], default=1, help="processes per launch")
+    parser.add_argument("--engine", choices=["ddp", "zero2"], default="ddp", help="with --procs 2: plain DDP or "
+                        "DeepSpeed ZeRO-2")
+    parser.add_argument("--victim", choices=["rank", "job", "any"], default="any", help="with --procs 2: what a "
+                        "kill strikes: one rank, the launcher and every rank at once, or either at random")
+    parser.add_argument("--elastic", action="store_true", help="with --procs 2 and DDP: each launch on 1 or 2 "
+                        "processes at random")
     args = parser.parse_args()
+    if args.procs == 1 and (args.elastic or args.engine != "ddp"):
+        parser.error("--elastic and --engine need --procs 2")
+    if args.elastic and args.engine != "ddp":
+        parser.error("--elastic needs --engine ddp: ZeRO's optimizer shards continue on as many processes as saved")
     presets = CPU_PRESETS if args.preset == "all" else [args.preset] if args.preset else [None]
     failures = 0
     for preset in presets:
         if preset:
             print(f"== {preset}, as shipped", flush=True)
-        failures += campaign(preset_flags(preset) if preset else exact_flags, args)
+        failures += campaign(preset_flags(preset) if preset else run_flags(args), args)
     return 1 if failures else 0
 
 
-def campaign(run_flags: Flags, args: argparse.Namespace) -> int:
+def run_flags(args: argparse.Namespace) -> Flags:
+    return elastic_flags if args.elastic else exact_flags
+
+
+def launchers(args: argparse.Namespace) -> tuple[str, ...]:
+    """The launchers each launch picks among; the first is the uninterrupted twin's."""
+    if args.procs == 1:
+        return ("python",)
+    several = "zero2" if args.engine == "zero2" else "ddp2"
+    return (several, "python") if args.elastic else (several,)
+
+
+def campaign(flags: Flags, args: argparse.Namespace) -> int:
     """args.runs runs of one kind, killed and continued; prints each outcome; returns how many differed."""
+    victims = ("job",) if args.procs == 1 else ("rank", "job") if args.victim == "any" else (args.victim,)
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        checked(run_hfgpt(run_flags(root, "reference", 1), cwd=root))
-        failures = struck_total = 0
+        checked(run_hfgpt(flags(root, "reference", 1), cwd=root, launcher=launchers(args)[0]))
+        failures = struck_total = inside_saves = 0
         for index in range(args.runs):
             started = time.monotonic()
-            run_dir, struck = kill_and_continue(root, f"run{index}", seed=args.seed + index, kills=args.kills,
-                                                run_flags=run_flags)
-            struck_total += struck
-            try:
-                assert_same_run(run_dir, root / "runs" / "reference")
-                outcome = "bitwise equal"
-            except AssertionError as error:
-                failures += 1
-                outcome = f"DIFFERENT: {error}"
-            unusable = len(list((run_dir / "checkpoints").glob("*.unusable*")))
-            print(f"run {index}: {struck} of {args.kills} kills struck a live run, {unusable} unusable "
-                  "checkpoints set aside, "
-                  f"{time.monotonic() - started:.1f} s: {outcome}", flush=True)
-        print(f"{args.runs - failures}/{args.runs} runs ended bitwise equal to the uninterrupted run "
-              f"after {struck_total} SIGKILLs in all", flush=True)
+            killed = kill_and_continue(root, f"run{index}", seed=args.seed + index, kills=args.kills,
+                                       run_flags=flags, launchers=launchers(args), victims=victims)
+            struck_total += killed.struck
+            inside_saves += killed.inside_saves
+            outcome = compare(killed, root / "runs" / "reference", PROCESSES[launchers(args)[0]])
+            failures += outcome.startswith("DIFFERENT")
+            unusable = len(list((killed.run_dir / "checkpoints").glob("*.unusable*")))
+            print(f"run {index}: {killed.struck} of {args.kills} kills struck a live run ({killed.inside_saves} "
+                  f"inside a save), launches {' '.join(killed.launchers)}, {unusable} unusable checkpoints set "
+                  f"aside, {time.monotonic() - started:.1f} s: {outcome}", flush=True)
+        print(f"{args.runs - failures}/{args.runs} runs ended equal to the uninterrupted run after {struck_total} "
+              f"SIGKILLs in all ({inside_saves} inside a save)", flush=True)
     return failures
 
 

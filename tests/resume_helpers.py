@@ -1,23 +1,18 @@
 """Runs that are stopped, killed and continued, and the comparison of how they end: bitwise, or their losses to a
 tolerance.
 
-Shared by test_resume.py, test_distributed.py, test_muon.py and by `python tests/kill_resume.py`, which runs many
-random kills.
+Shared by test_resume.py, test_distributed.py, test_muon.py, and kills.py (runs SIGKILLed at random).
 """
 
 from __future__ import annotations
 
-import json
 import random
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from helpers import REPO, run_hfgpt, untimed_log
+from helpers import untimed_log
 from safetensors.torch import load_file
 
 MAX_STEPS = 12
@@ -87,17 +82,38 @@ def final_state(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict]:
     return load_file(last / "model.safetensors"), torch.load(last / "optimizer.bin", weights_only=True)
 
 
+def checkpoint_contents(folder: Path) -> dict[str, object]:
+    """Every tensor and plain value in a checkpoint's weight, optimizer and scheduler files (DeepSpeed's sharded ones
+    too), by file and key path. Its random states are left out: the logs and the weights show what they decided."""
+    found: dict[str, object] = {}
+
+    def walk(value: object, key: str) -> None:
+        if isinstance(value, dict):
+            for name, inner in value.items():
+                walk(inner, f"{key}.{name}")
+        elif isinstance(value, (list, tuple)):
+            for index, inner in enumerate(value):
+                walk(inner, f"{key}[{index}]")
+        elif isinstance(value, (torch.Tensor, int, float, str, bool, type(None))):
+            found[key] = value
+
+    for path in sorted(folder.rglob("*")):
+        if path.suffix == ".safetensors":
+            walk(load_file(path), path.relative_to(folder).as_posix())
+        elif path.suffix in (".bin", ".pt"):  # accelerate's and DeepSpeed's, written by the run itself
+            walk(torch.load(path, map_location="cpu", weights_only=False), path.relative_to(folder).as_posix())
+    return found
+
+
 def assert_same_run(run: Path, reference: Path) -> None:
-    """Bitwise-equal model and optimizer, equal per-step logs and the same sample ids at every step."""
-    weights, optimizer = final_state(run)
-    ref_weights, ref_optimizer = final_state(reference)
-    assert weights.keys() == ref_weights.keys()
-    for name, tensor in ref_weights.items():
-        assert torch.equal(weights[name], tensor), f"{run.name}: weight {name} differs"
-    assert optimizer["param_groups"] == ref_optimizer["param_groups"]
-    for index, state in ref_optimizer["state"].items():
-        for key, value in state.items():
-            assert torch.equal(optimizer["state"][index][key], value), f"{run.name}: optimizer {index}.{key} differs"
+    """Bitwise-equal last checkpoints (weights, optimizer, scheduler), equal per-step logs and the same sample ids
+    at every step."""
+    last = f"checkpoints/step_{MAX_STEPS:08d}"
+    mine, theirs = checkpoint_contents(run / last), checkpoint_contents(reference / last)
+    assert mine.keys() == theirs.keys() and any(isinstance(value, torch.Tensor) for value in theirs.values())
+    for key, value in theirs.items():
+        same = torch.equal(mine[key], value) if isinstance(value, torch.Tensor) else mine[key] == value
+        assert same, f"{run.name}: {key} differs"
     assert untimed_log(run) == untimed_log(reference)
     assert untimed_log(run, "samples.jsonl") == untimed_log(reference, "samples.jsonl")
 
@@ -112,72 +128,3 @@ def largest_relative_difference(run: Path, reference: Path) -> float:
     mine, theirs = losses(run), losses(reference)
     assert [m[:2] for m in mine] == [t[:2] for t in theirs], "the same steps are logged"
     return max(abs(m[2] - t[2]) / abs(t[2]) for m, t in zip(mine, theirs, strict=True))
-
-
-# recipes/train.py, SIGKILLed inside the save of one checkpoint: after accelerate's save_state has written
-# its files, before the manifest that would seal them (argv: the step, then the script and its arguments).
-KILL_INSIDE_SAVE = """
-import os, runpy, signal, sys
-import hfgpt.runs.checkpoint
-
-step, seal = int(sys.argv[1]), hfgpt.runs.checkpoint.write_manifest
-
-
-def killed_before_sealing(folder, saved_step):
-    if saved_step == step:
-        os.kill(os.getpid(), signal.SIGKILL)
-    seal(folder, saved_step)
-
-
-hfgpt.runs.checkpoint.write_manifest = killed_before_sealing
-sys.argv = sys.argv[2:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
-
-
-def kill_inside_save(root: Path, name: str, step: int) -> Path:
-    """Start a run (checkpointing every step) that is SIGKILLed while it saves checkpoint `step`; returns its
-    run directory, with the proof that the kill struck inside the save: the save's files without a seal."""
-    script = str(REPO / "recipes" / "train.py")
-    killed = subprocess.run([sys.executable, "-c", KILL_INSIDE_SAVE, str(step), script,
-                             *exact_flags(root, name, ckpt_every=1)], cwd=root, capture_output=True, text=True,
-                            timeout=300)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    checkpoints = root / "runs" / name / "checkpoints"
-    unsealed = checkpoints / f".step_{step:08d}.tmp"
-    assert (unsealed / "model.safetensors").is_file() and not (unsealed / "checkpoint.json").exists(), \
-        f"the kill did not strike inside the save of step {step}"
-    assert (checkpoints / "latest.txt").read_text().strip() == f"step_{step - 1:08d}"
-    return root / "runs" / name
-
-
-def kill_and_continue(root: Path, name: str, seed: int, kills: int = 1, ckpt_every: int = 1,
-                      run_flags: Flags = exact_flags) -> tuple[Path, int]:
-    """Start a run, SIGKILL it at random moments `kills` times (continuing after each), then let it finish;
-    returns the run directory and how many kills struck a live process (a run may finish first)."""
-    rng = random.Random(seed)
-    flags = run_flags(root, name, ckpt_every)
-    run_dir = root / "runs" / name
-    command = [sys.executable, str(REPO / "recipes" / "train.py")]
-    struck = 0
-    for attempt in range(kills + 1):
-        if (run_dir / "run.json").is_file() and json.loads((run_dir / "run.json").read_text())["status"] == "completed":
-            return run_dir, struck  # it finished before the kill
-        resumable = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("step_*"))
-        args = ["continue", str(run_dir)] if resumable else ["train", *flags, "--overwrite"]
-        if attempt == kills:
-            checked(run_hfgpt(args, cwd=root))
-            return run_dir, struck
-        log = run_dir / "train_log.jsonl"
-        logged = log.read_text().count("\n") if log.is_file() else 0
-        process = subprocess.Popen(command + args, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        started = time.monotonic()
-        target = logged + rng.randint(1, max(1, LOG_LINES - logged))  # the last one strikes the run's ending
-        while process.poll() is None and time.monotonic() - started < 120 \
-                and not (log.is_file() and log.read_text().count("\n") >= target):
-            time.sleep(0.002)  # wait until this attempt has logged up to its target (saving every step)
-        time.sleep(rng.uniform(0.0, 0.05))
-        struck += process.poll() is None
-        process.kill()
-        process.wait()
-    return run_dir, struck

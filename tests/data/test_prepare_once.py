@@ -10,48 +10,10 @@ from pathlib import Path
 
 import pytest
 from helpers import REPO, launch_env
+from recording import WORK, logged, recorder
 from resume_helpers import checked, exact_flags
 
-pytestmark = pytest.mark.slow
-
-# recipes/train.py, with every tokenizer training and every tokenizing of a split written to a log by rank.
-RECORDING = """
-import os, runpy, sys
-import hfgpt.data.texts, hfgpt.data.tokenization
-
-log, train_tokenizer, encode_tasks = sys.argv[1], hfgpt.data.tokenization.train_tokenizer, hfgpt.data.texts.encode_tasks
-
-
-def record(what):
-    with open(log, "a") as handle:
-        handle.write(f"{os.environ['RANK']} {what}\\n")
-
-
-def recorded_training(kind, *args, **kwargs):
-    record(f"trains a {kind} tokenizer")
-    return train_tokenizer(kind, *args, **kwargs)
-
-
-def recorded_tokenizing(tasks, args, num_proc, total, desc, progress):
-    record(desc)
-    return encode_tasks(tasks, args, num_proc, total, desc, progress)
-
-
-hfgpt.data.tokenization.train_tokenizer, hfgpt.data.texts.encode_tasks = recorded_training, recorded_tokenizing
-sys.argv = sys.argv[2:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
-WORK = ["trains a char tokenizer", "tokenizing train", "tokenizing valid"]
-
-
-def recorder(root: Path) -> list[str]:
-    (root / "recording.py").write_text(RECORDING)
-    return [str(root / "recording.py"), str(root / "log.txt"), str(REPO / "recipes" / "train.py")]
-
-
-def logged(root: Path) -> list[str]:
-    return sorted((root / "log.txt").read_text().splitlines())
-
+pytestmark = [pytest.mark.slow, pytest.mark.whole_machine]  # launches of several processes
 
 def short_run(root: Path, name: str) -> list[str]:
     flags = exact_flags(root, name)
@@ -62,7 +24,8 @@ def short_run(root: Path, name: str) -> list[str]:
 
 def test_two_processes_on_one_machine_tokenize_once(tmp_path):
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-               str(REPO / "accelerate_configs" / "cpu-2proc.yaml"), *recorder(tmp_path), *short_run(tmp_path, "two")]
+               str(REPO / "accelerate_configs" / "cpu-2proc.yaml"), "--main_process_port", "0", *recorder(tmp_path),
+               *short_run(tmp_path, "two")]
     result = checked(subprocess.run(command, cwd=tmp_path, env=launch_env({"HFGPT_CACHE": str(tmp_path / "cache")}),
                                     capture_output=True, text=True, timeout=300))
     assert "1 accumulation x 2 process(es)" in result.stdout

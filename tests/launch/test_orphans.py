@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import launch_command, launch_env, rank_pids, run_hfgpt, untimed_log
+from helpers import alive, launch_command, launch_env, rank_pids, run_hfgpt, untimed_log
 from resume_helpers import checked, exact_flags
 from safetensors.torch import load_file
 
@@ -36,15 +36,8 @@ def reference(tmp_path_factory) -> Path:
     return root
 
 
-def alive(pid: int) -> bool:
-    """Whether `pid` is a process that has not exited (a zombie waiting for its parent has)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 @pytest.mark.slow
+@pytest.mark.whole_machine  # 2 DDP processes
 @pytest.mark.parametrize("target", ["launcher's group", "launcher", "one worker"])
 def test_a_kill_leaves_no_process_and_the_run_continues_bitwise(reference, target):
     root, name = reference, target.replace("'s", "").replace(" ", "-")

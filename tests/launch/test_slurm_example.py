@@ -70,7 +70,10 @@ def test_a_job_whose_run_has_ended_is_not_requeued(tmp_path, status, requeued):
     assert (log.read_text().split() if log.is_file() else []) == (["requeue", "42"] if requeued else [])
 
 
-def test_preempted_job_requeues_and_the_requeued_job_continues(tmp_path):
+@pytest.mark.whole_machine  # the requeued job launches 2 processes
+def test_preempted_job_requeues_and_the_requeued_job_continues_on_the_gpus_it_gets(tmp_path):
+    """Preempted on 1 process, requeued onto a node with 2: the script launches as many processes as the node has,
+    and hfgpt continues the run on them (hfgpt.training.elastic)."""
     run_dir = tmp_path / "runs" / "job"
     env = job_env(tmp_path, run_dir, ACCELERATE_CONFIG="accelerate_configs/cpu.yaml")
     corpus = write_corpus(tmp_path / "corpus", documents=10)
@@ -93,9 +96,12 @@ def test_preempted_job_requeues_and_the_requeued_job_continues(tmp_path):
     stopped_at = info["sessions"][-1]["end_step"]
     assert 0 < stopped_at < 400
 
-    requeued = subprocess.run(["bash", script, *flags], cwd=REPO, env=env, capture_output=True, text=True,
+    two_gpus = job_env(tmp_path, run_dir, ACCELERATE_CONFIG="accelerate_configs/cpu-2proc.yaml",
+                       SLURM_GPUS_ON_NODE="2")
+    requeued = subprocess.run(["bash", script, *flags], cwd=REPO, env=two_gpus, capture_output=True, text=True,
                               timeout=600)
     assert requeued.returncode == 0, requeued.stdout[-3000:] + requeued.stderr[-3000:]
+    assert "continuing on 2 process(es) instead of 1" in requeued.stdout
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "completed"
-    assert [s["start_step"] for s in info["sessions"]] == [0, stopped_at]
+    assert [(s["processes"], s["start_step"]) for s in info["sessions"]] == [(1, 0), (2, stopped_at)]

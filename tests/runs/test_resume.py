@@ -11,14 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import plant_pickle, read_log, reseal_checkpoint, run_hfgpt, untimed_log
+from kills import kill_and_continue, kill_inside_save
 from resume_helpers import (
     CPU_PRESETS,
     MAX_STEPS,
     assert_same_run,
     checked,
     exact_flags,
-    kill_and_continue,
-    kill_inside_save,
     preset_flags,
 )
 
@@ -112,12 +111,13 @@ def test_stopped_and_continued_run_is_bitwise_the_uninterrupted_one(reference, w
 def test_runs_killed_at_random_moments_resume_bitwise(reference, seed):
     """SIGKILL (no chance to clean up): first inside the save of a checkpoint, then twice at random moments."""
     kill_inside_save(reference, f"killed{seed}", step=2 * seed)
-    run_dir, struck = kill_and_continue(reference, f"killed{seed}", seed=seed, kills=2)
-    assert struck >= 1
-    assert_same_run(run_dir, reference / "runs" / "reference")
+    killed = kill_and_continue(reference, f"killed{seed}", seed=seed, kills=2)
+    assert killed.struck >= 1
+    assert_same_run(killed.run_dir, reference / "runs" / "reference")
 
 
 @pytest.mark.slow
+@pytest.mark.whole_machine  # a thread per core of the machine, as shipped
 @pytest.mark.parametrize("preset", CPU_PRESETS)
 def test_each_cpu_preset_as_shipped_is_killed_and_continued_bitwise(tmp_path, preset):
     """docs/runs.md's promise as users run the presets: their precision, compile and threads, nothing pinned.
@@ -126,9 +126,9 @@ def test_each_cpu_preset_as_shipped_is_killed_and_continued_bitwise(tmp_path, pr
     run_flags = preset_flags(preset)
     reference = checked(run_hfgpt(run_flags(tmp_path, "reference", 1), cwd=tmp_path))
     assert "bitwise reproducible" in reference.stdout
-    run_dir, struck = kill_and_continue(tmp_path, "killed", seed=5, run_flags=run_flags)  # after about 8 steps
-    assert struck == 1
-    assert_same_run(run_dir, tmp_path / "runs" / "reference")
+    killed = kill_and_continue(tmp_path, "killed", seed=5, run_flags=run_flags)  # after about 8 steps
+    assert killed.struck == 1
+    assert_same_run(killed.run_dir, tmp_path / "runs" / "reference")
 
 
 @pytest.mark.slow

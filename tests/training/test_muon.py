@@ -161,6 +161,7 @@ def test_a_muon_run_learns_and_a_stopped_one_continues_bitwise(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.machine_sensitive
+@pytest.mark.whole_machine  # 2 DDP processes
 def test_accumulation_and_two_processes_follow_one_micro_batch(tmp_path):
     """The same global batch of 16 as one micro-batch, as 2 accumulated micro-batches of 8, and on 2 DDP processes
     of 8 (stopped at step 4 and continued). fp32 and no dropout, as tests/launch/test_distributed.py; Muon's
