@@ -6,6 +6,7 @@ to an uninterrupted run. The test suite runs a handful; this runs as many as you
     python tests/kill_resume.py --procs 2 --runs 20       # DDP on 2 processes: one rank or the whole job killed
     python tests/kill_resume.py --procs 2 --engine zero2  # DeepSpeed ZeRO-2 on 2 processes
     python tests/kill_resume.py --procs 2 --elastic       # each launch on 1 or 2 processes, at random
+    python tests/kill_resume.py --procs 2 --in-saves 0.5  # half the kills strike while a checkpoint is written
 
 Without --preset the runs are the suite's tiny exact run (one thread, dropout, deterministic algorithms). A run
 that continued on another number of processes (--elastic) is compared to its twin within fp32 rounding (1e-5 of
@@ -39,6 +40,8 @@ def main() -> int:
                         "DeepSpeed ZeRO-2")
     parser.add_argument("--victim", choices=["rank", "job", "any"], default="any", help="with --procs 2: what a "
                         "kill strikes: one rank, the launcher and every rank at once, or either at random")
+    parser.add_argument("--in-saves", type=float, default=0.0, help="the share of kills that wait for a checkpoint "
+                        "to begin and strike while it is written (the others strike at any moment)")
     parser.add_argument("--elastic", action="store_true", help="with --procs 2 and DDP: each launch on 1 or 2 "
                         "processes at random")
     args = parser.parse_args()
@@ -77,7 +80,8 @@ def campaign(flags: Flags, args: argparse.Namespace) -> int:
         for index in range(args.runs):
             started = time.monotonic()
             killed = kill_and_continue(root, f"run{index}", seed=args.seed + index, kills=args.kills,
-                                       run_flags=flags, launchers=launchers(args), victims=victims)
+                                       run_flags=flags, launchers=launchers(args), victims=victims,
+                                       in_saves=args.in_saves)
             struck_total += killed.struck
             inside_saves += killed.inside_saves
             outcome = compare(killed, root / "runs" / "reference", PROCESSES[launchers(args)[0]])

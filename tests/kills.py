@@ -48,11 +48,12 @@ def elastic_flags(root: Path, name: str, ckpt_every: int = 4) -> list[str]:
 
 def kill_and_continue(root: Path, name: str, seed: int, kills: int = 1, ckpt_every: int = 1,
                       run_flags: Flags = exact_flags, launchers: tuple[str, ...] = ("python",),
-                      victims: tuple[str, ...] = ("job",)) -> KilledRun:
+                      victims: tuple[str, ...] = ("job",), in_saves: float = 0.0) -> KilledRun:
     """Start a run, SIGKILL it at random moments `kills` times (continuing after each), then let it finish.
 
     Each launch takes one of `launchers` at random; each kill strikes one of `victims`: "job" (the launcher and
-    every rank at once, as a lost machine) or "rank" (one rank, whose peers must then stop by themselves)."""
+    every rank at once, as a lost machine) or "rank" (one rank, whose peers must then stop by themselves). With
+    probability `in_saves` a kill waits for a checkpoint to begin and strikes while it is written."""
     rng = random.Random(seed)
     pick = lambda options: options[0] if len(options) == 1 else rng.choice(options)  # noqa: E731
     plan = [(pick(launchers), pick(victims)) for _ in range(kills + 1)]  # drawn first: a function of the seed
@@ -77,7 +78,12 @@ def kill_and_continue(root: Path, name: str, seed: int, kills: int = 1, ckpt_eve
         while launch.poll() is None and time.monotonic() - started < 120 \
                 and not (log.is_file() and log.read_text().count("\n") >= target):
             time.sleep(0.002)  # wait until this attempt has logged up to its target (saving every step)
-        time.sleep(rng.uniform(0.0, 0.05))
+        if in_saves and rng.random() < in_saves:
+            while launch.poll() is None and not unsealed(run_dir) - half_written and time.monotonic() - started < 120:
+                time.sleep(0.001)  # until the next checkpoint is begun
+            time.sleep(rng.uniform(0.0, 0.02))
+        else:
+            time.sleep(rng.uniform(0.0, 0.05))
         live = launch.poll() is None
         strike(launch, victim, rng)
         killed.struck += live
