@@ -13,6 +13,7 @@ import json
 import os
 import pickle
 import random
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -85,6 +86,19 @@ def launch_command(args: list[str], launcher: str = "python", processes: int = 0
     # port 0: a free one, so that launches of several processes in two xdist workers do not meet on 29500
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config, *count,
             "--main_process_port", "0", script, *args]
+
+
+def free_port() -> str:
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a rendezvous that names its port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return str(probe.getsockname()[1])
+
+
+def without_cache_dir(flags: list[str]) -> list[str]:
+    """`flags` without their --cache-dir: the cache then comes from HFGPT_CACHE, as a machine's own may."""
+    cache = flags.index("--cache-dir")
+    return flags[:cache] + flags[cache + 2:]
 
 
 def launch_env(env: dict[str, str] | None = None) -> dict[str, str]:

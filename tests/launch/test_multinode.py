@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO, launch_env, rank_pids, run_hfgpt
+from helpers import REPO, free_port, launch_env, rank_pids, run_hfgpt, without_cache_dir
 from kills import ELASTIC_TOLERANCE, PEER_TIMEOUT, elastic_flags, send_kill
 from recording import WORK, logged, recorder
 from resume_helpers import MAX_STEPS, assert_same_run, checked, largest_relative_difference
@@ -25,9 +24,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.whole_machine]  # launches of severa
 
 def flags(root: Path, name: str) -> list[str]:
     """elastic_flags (16 sequences a step, fp32, no dropout) checkpointing every step, the cache left to HFGPT_CACHE."""
-    args = elastic_flags(root, name, ckpt_every=1)
-    cache = args.index("--cache-dir")
-    return args[:cache] + args[cache + 2:]
+    return without_cache_dir(elastic_flags(root, name, ckpt_every=1))
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +37,7 @@ def one_machine(tmp_path_factory) -> Path:
 
 def start_machines(root: Path, name: str) -> list[subprocess.Popen]:
     """Machines 0 and 1, each a launcher of one process in a process group of its own, each with its own cache."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = str(probe.getsockname()[1])
+    port = free_port()
     machines = []
     for rank in (0, 1):
         command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
