@@ -73,7 +73,7 @@ def write_corpus(folder: Path, documents: int = 40) -> Path:
 
 # accelerate launch configs under accelerate_configs/, by launcher name; "python" runs the script directly.
 LAUNCH_CONFIGS = {"accelerate": "cpu.yaml", "ddp2": "cpu-2proc.yaml", "zero2": "zero2-cpu.yaml",
-                  "zero3": "zero3-cpu.yaml"}
+                  "zero3": "zero3-cpu.yaml", "fsdp": "fsdp-cpu.yaml"}
 
 
 def launch_command(args: list[str], launcher: str = "python", processes: int = 0) -> list[str]:

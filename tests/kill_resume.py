@@ -4,7 +4,7 @@ to an uninterrupted run. The test suite runs a handful; this runs as many as you
     python tests/kill_resume.py --runs 50 --kills 3
     python tests/kill_resume.py --preset all --runs 5     # each CPU preset as shipped (compile, threads, precision)
     python tests/kill_resume.py --procs 2 --runs 20       # DDP on 2 processes: one rank or the whole job killed
-    python tests/kill_resume.py --procs 2 --engine zero2  # DeepSpeed ZeRO-2 on 2 processes
+    python tests/kill_resume.py --procs 2 --engine zero2  # DeepSpeed ZeRO-2 on 2 processes (fsdp: FSDP2)
     python tests/kill_resume.py --procs 2 --elastic       # each launch on 1 or 2 processes, at random
     python tests/kill_resume.py --procs 2 --in-saves 0.5  # half the kills strike while a checkpoint is written
 
@@ -36,8 +36,8 @@ def main() -> int:
     parser.add_argument("--preset", choices=[*CPU_PRESETS, "all"], help="run the preset as shipped instead; all: "
                         "each CPU preset in turn (the GPU presets need CUDA and a corpus of their size)")
     parser.add_argument("--procs", type=int, choices=[1, 2], default=1, help="processes per launch")
-    parser.add_argument("--engine", choices=["ddp", "zero2"], default="ddp", help="with --procs 2: plain DDP or "
-                        "DeepSpeed ZeRO-2")
+    parser.add_argument("--engine", choices=["ddp", "zero2", "fsdp"], default="ddp", help="with --procs 2: plain "
+                        "DDP, DeepSpeed ZeRO-2 or FSDP")
     parser.add_argument("--victim", choices=["rank", "job", "any"], default="any", help="with --procs 2: what a "
                         "kill strikes: one rank, the launcher and every rank at once, or either at random")
     parser.add_argument("--in-saves", type=float, default=0.0, help="the share of kills that wait for a checkpoint "
@@ -48,7 +48,8 @@ def main() -> int:
     if args.procs == 1 and (args.elastic or args.engine != "ddp"):
         parser.error("--elastic and --engine need --procs 2")
     if args.elastic and args.engine != "ddp":
-        parser.error("--elastic needs --engine ddp: ZeRO's optimizer shards continue on as many processes as saved")
+        parser.error("--elastic needs --engine ddp: its 1-process launches run the script directly (elastic ZeRO and "
+                     "FSDP: tests/launch/test_distributed.py)")
     presets = CPU_PRESETS if args.preset == "all" else [args.preset] if args.preset else [None]
     failures = 0
     for preset in presets:
@@ -66,7 +67,7 @@ def launchers(args: argparse.Namespace) -> tuple[str, ...]:
     """The launchers each launch picks among; the first is the uninterrupted twin's."""
     if args.procs == 1:
         return ("python",)
-    several = "zero2" if args.engine == "zero2" else "ddp2"
+    several = "ddp2" if args.engine == "ddp" else args.engine
     return (several, "python") if args.elastic else (several,)
 
 

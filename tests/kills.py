@@ -20,7 +20,7 @@ from pathlib import Path
 from helpers import REPO, alive, launch_command, launch_env, rank_pids, run_hfgpt
 from resume_helpers import LOG_LINES, Flags, assert_same_run, checked, exact_flags, largest_relative_difference
 
-PROCESSES = {"python": 1, "accelerate": 1, "ddp2": 2, "zero2": 2, "zero3": 2}  # processes of each launcher
+PROCESSES = {"python": 1, "accelerate": 1, "ddp2": 2, "zero2": 2, "zero3": 2, "fsdp": 2}  # processes of each launcher
 ELASTIC_TOLERANCE = 1e-5  # of each logged loss, relative: fp32 sums added in another order
 PEER_TIMEOUT = 60  # seconds the other processes may take to stop after one of them is killed (gloo: under 1 s)
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
+from accelerate.utils import DistributedType
 
 from ..config import TrainConfig
 from ..data.batches import BatchLayout
@@ -109,15 +110,25 @@ def launched_engine() -> str:
 
 
 def start_processes(use_cpu: bool) -> PartialState:
-    """The process group. DeepSpeed without CUDA needs gloo named up front, or accelerate sees one process."""
+    """The process group. DeepSpeed and FSDP without CUDA need gloo named up front, or accelerate sees one process
+    (DeepSpeed) or no FSDP (FSDP)."""
     adopt_launcher_environment()  # started by mpirun or srun: speak torch.distributed's variables
     stop_with_launcher()  # a launcher that dies sends its workers a SIGTERM (hfgpt.launch.orphans)
-    if using_fsdp() and not torch.cuda.is_available():
-        warnings.warn("FSDP needs CUDA GPUs: on this machine the processes train with plain DDP over gloo, "
-                      "each holding the whole model.", stacklevel=2)
     if using_deepspeed() and not torch.cuda.is_available():
         return PartialState(backend="gloo")
+    if using_fsdp() and not torch.cuda.is_available() and "WORLD_SIZE" in os.environ:  # a launcher's group
+        return _fsdp_on_cpus()
     return PartialState(cpu=use_cpu)
+
+
+def _fsdp_on_cpus() -> PartialState:
+    """FSDP over gloo on CPU processes. accelerate turns FSDP on only for process groups of accelerators, but FSDP2
+    shards, gathers and checkpoints (torch.distributed.checkpoint) on a CPU mesh as well: the group is started on
+    gloo and accelerate is told it is a multi-device one, so that its FSDP plugin wraps the model as on GPUs."""
+    state = PartialState(backend="gloo")
+    if state.distributed_type in (DistributedType.NO, DistributedType.MULTI_CPU):
+        state.distributed_type = DistributedType.MULTI_GPU  # read once, when the Accelerator picks its plugin
+    return state
 
 
 def configure_deepspeed(accelerator: Accelerator, layout: BatchLayout, cfg: TrainConfig) -> None:

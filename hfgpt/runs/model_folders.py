@@ -8,14 +8,17 @@ fails the save instead of being written through, and a final/ or best/ that is a
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator
+from torch.distributed.fsdp import FSDPModule
 from transformers import PreTrainedTokenizerBase
 
 from ..collectives import first_failure
@@ -39,7 +42,8 @@ def export_model(accelerator: Accelerator, model: torch.nn.Module, tokenizer: Pr
                 raise OSError(errno.EEXIST, "it is a symlink, which hfgpt does not replace", str(folder))
             remove_made(staging, _STAGING, ignore_errors=True)
             staging.mkdir()  # fails on a link left at that name, so nothing is written where it points
-            accelerator.unwrap_model(model).save_pretrained(staging, state_dict=state_dict)
+            with _as_its_own_class(accelerator.unwrap_model(model)) as unwrapped:
+                unwrapped.save_pretrained(staging, state_dict=state_dict)
             tokenizer.save_pretrained(staging)
             if metrics is not None:
                 (staging / "metrics.json").write_text(strict_json(metrics, indent=2) + "\n")
@@ -50,6 +54,22 @@ def export_model(accelerator: Accelerator, model: torch.nn.Module, tokenizer: Pr
     failure = first_failure(failure)
     if failure:
         raise OSError(f"could not write {folder.name}/: {failure}; the previous {folder.name}/, if any, is intact")
+
+
+@contextlib.contextmanager
+def _as_its_own_class(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """`model` with its own class for the length of a save. FSDP2 gives a sharded model a class it makes
+    (`FSDPHfGptForCausalLM`, defined in torch), which save_pretrained would name in config.json's auto_map, copying
+    torch's FSDP sources beside the weights as the model's code."""
+    made = type(model)
+    if not issubclass(made, FSDPModule):
+        yield model
+        return
+    model.__class__ = next(base for base in made.__bases__ if base is not FSDPModule)
+    try:
+        yield model
+    finally:
+        model.__class__ = made
 
 
 def exported_step(folder: Path) -> int:

@@ -9,7 +9,8 @@ uninterrupted run (the sums are added in another order). Dropout draws from each
 belongs to a rank: after a change every process reseeds its streams from (seed, step, rank), so the continued run
 is reproducible, though not the uninterrupted run's draws. DeepSpeed's ZeRO-2 and ZeRO-3 save the optimizer in
 slices by rank: their checkpoint is loaded through DeepSpeed's universal form (hfgpt.runs.zero_reshard), which cuts
-it anew. FSDP's slices and a stream's positions, also split by rank, continue on as many processes as saved them.
+it anew. FSDP saves through torch.distributed.checkpoint, whose load cuts the saved slices for the processes that
+load them. A stream's positions, split by rank, continue on as many processes as saved them.
 """
 
 from __future__ import annotations
@@ -27,15 +28,20 @@ from ..data.batches import BatchLayout, resolve_layout
 from ..errors import HfGptError
 from ..runs.checkpoint import TRAINER_STATE, complete_checkpoints
 
+ENGINES = {"deepspeed": "DeepSpeed", "fsdp": "FSDP"}
+
 
 def saved_layout(run_dir: Path) -> dict[str, Any]:
-    """The world size, global batch and engine ("deepspeed" or "") of the run's newest complete checkpoint ({} when
-    it has none). DeepSpeed writes its own `latest` tag beside accelerate's files."""
+    """The world size, global batch and engine ("deepspeed", "fsdp" or "") of the run's newest complete checkpoint
+    ({} when it has none). DeepSpeed writes its own `latest` tag beside accelerate's files, FSDP its model as a
+    torch.distributed.checkpoint folder."""
     for folder in reversed(complete_checkpoints(run_dir)):
         try:
             state = json.loads((folder / TRAINER_STATE).read_text())
+            engine = "deepspeed" if (folder / "latest").is_file() else \
+                "fsdp" if (folder / "pytorch_model_fsdp_0").is_dir() else ""
             return {"world_size": int(state["world_size"]), "global_batch": int(state["global_batch"]),
-                    "engine": "deepspeed" if (folder / "latest").is_file() else ""}
+                    "engine": engine}
         except (OSError, ValueError, KeyError, TypeError):
             continue  # the loader sets a damaged checkpoint aside and says why
     return {}
@@ -44,23 +50,22 @@ def saved_layout(run_dir: Path) -> dict[str, Any]:
 def continued_layout(cfg: TrainConfig, world_size: int, saved: dict[str, Any], engine: str) -> BatchLayout | None:
     """The layout of a continue on `world_size` processes where the checkpoint was saved on another number: the
     saved global batch, cut for these processes; None when the number is the same (the usual layout holds). A
-    checkpoint of DeepSpeed and a launch without it (or the reverse) cannot load each other's files: refused here,
-    before the loader would find the checkpoint unreadable and set it aside."""
-    if saved and (saved["engine"] == "deepspeed") != (engine == "deepspeed"):
-        was, now = ("under DeepSpeed", "without it") if saved["engine"] else ("without DeepSpeed", "under DeepSpeed")
+    checkpoint of DeepSpeed or FSDP and a launch without it (or with the other) cannot load each other's files:
+    refused here, before the loader would find the checkpoint unreadable and set it aside."""
+    if saved and saved["engine"] != engine:
+        was, now = (f"under {ENGINES[name]}" if name else "without DeepSpeed or FSDP"
+                    for name in (saved["engine"], engine))
         raise HfGptError(f"This run's checkpoint was saved {was} and this launch runs {now}; their files differ. "
                          "Continue it with the accelerate config it was launched with (accelerate launch "
                          "--config_file ...), or fork it.")
     before = saved.get("world_size", world_size)
     if before == world_size:
         return None
-    why = "FSDP shards the model and optimizer state by rank" if engine == "fsdp" else ""
     if cfg.data.streaming:
-        why = "each process saved its own position in its part of the training stream"
-    if why:
-        raise HfGptError(f"This run's checkpoint was saved by {before} processes and {why}, so it continues only on "
-                         f"{before}: launch it with --num_processes {before}, or fork it. (Under DDP or "
-                         "DeepSpeed's ZeRO a run continues on any number of processes that divides its global batch.)")
+        raise HfGptError(f"This run's checkpoint was saved by {before} processes and each process saved its own "
+                         f"position in its part of the training stream, so it continues only on {before}: launch it "
+                         f"with --num_processes {before}, or fork it. (A run that reads packed blocks continues on "
+                         "any number of processes that divides its global batch.)")
     global_batch = saved["global_batch"]
     if global_batch % world_size:
         fits = [n for n in range(1, global_batch + 1) if global_batch % n == 0]

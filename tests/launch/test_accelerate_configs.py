@@ -25,7 +25,7 @@ SET_BY_THE_JSON = {"zero_stage", "offload_optimizer_device", "offload_param_devi
 
 def test_the_documented_configs_exist():
     assert {p.stem for p in CONFIGS} >= {"cpu", "cpu-2proc", "gpu", "multi-gpu", "zero2", "zero3", "zero3-offload",
-                                         "multi-node", "fsdp", "zero2-cpu", "zero3-cpu"}
+                                         "multi-node", "fsdp", "zero2-cpu", "zero3-cpu", "fsdp-cpu"}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -53,8 +53,9 @@ def test_every_deepspeed_json_parses_and_is_used():
         assert f"accelerate_configs/deepspeed/{path.name}" in used, f"{path.name} is not used by any config"
 
 
-def test_fsdp_wraps_a_layer_class_of_the_model():
-    fsdp = load_config_from_file(str(REPO / "accelerate_configs" / "fsdp.yaml")).fsdp_config
+@pytest.mark.parametrize("name", ["fsdp.yaml", "fsdp-cpu.yaml"])
+def test_fsdp_wraps_a_layer_class_of_the_model(name):
+    fsdp = load_config_from_file(str(REPO / "accelerate_configs" / name)).fsdp_config
     assert isinstance(getattr(modeling_hfgpt, fsdp["fsdp_transformer_layer_cls_to_wrap"]), type)
 
 

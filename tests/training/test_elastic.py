@@ -1,6 +1,6 @@
 """A continue on another number of processes keeps the global batch and splits it anew, in micro-batches of at most
---batch-size; a global batch that the processes cannot share equally, a sharded checkpoint (ZeRO, FSDP) and a
-stream's positions are refused in a sentence that says what would work."""
+--batch-size; a global batch that the processes cannot share equally, a checkpoint of another engine and a stream's
+positions are refused in a sentence that says what would work."""
 
 from __future__ import annotations
 
@@ -41,24 +41,31 @@ def test_a_global_batch_the_processes_cannot_share_names_the_nearest_that_can():
         continued_layout(config(), 5, {"world_size": 2, "global_batch": 12, "engine": ""}, "")
 
 
-@pytest.mark.parametrize(("engine", "streaming", "why"), [("fsdp", False, "FSDP shards"),
-                                                         ("", True, "its own position in its part of the training")])
-def test_sharded_state_continues_only_on_as_many_processes(engine, streaming, why):
+@pytest.mark.parametrize("engine", ["", "deepspeed", "fsdp"])
+def test_a_stream_continues_only_on_as_many_processes(engine):
     cfg = config()
-    cfg.data.streaming = streaming
-    with pytest.raises(HfGptError, match=f"saved by 2 processes and .*{why}.*--num_processes 2"):
-        continued_layout(cfg, 1, {"world_size": 2, "global_batch": 16, "engine": ""}, engine)
+    cfg.data.streaming = True
+    with pytest.raises(HfGptError, match=r"saved by 2 processes and .*its own position in its part of the training.*"
+                                         r"--num_processes 2"):
+        continued_layout(cfg, 1, {"world_size": 2, "global_batch": 16, "engine": engine}, engine)
 
 
-def test_a_zero_checkpoint_continues_on_another_number_of_processes():
-    """Loaded through DeepSpeed's universal checkpoint (hfgpt.runs.zero_reshard; the runs: test_distributed.py)."""
-    saved = {"world_size": 2, "global_batch": 16, "engine": "deepspeed"}
-    assert continued_layout(config(batch_size=8), 1, saved, "deepspeed") == BatchLayout(8, 2, 1)
+@pytest.mark.parametrize("engine", ["deepspeed", "fsdp"])
+def test_a_sharded_checkpoint_continues_on_another_number_of_processes(engine):
+    """ZeRO's through DeepSpeed's universal checkpoint (hfgpt.runs.zero_reshard), FSDP's through
+    torch.distributed.checkpoint (the runs: test_distributed.py)."""
+    saved = {"world_size": 2, "global_batch": 16, "engine": engine}
+    assert continued_layout(config(batch_size=8), 1, saved, engine) == BatchLayout(8, 2, 1)
+    assert continued_layout(config(batch_size=8), 4, saved, engine) == BatchLayout(4, 1, 4)
 
 
-def test_a_deepspeed_checkpoint_and_a_launch_without_it_are_refused_either_way():
-    saved = {"world_size": 2, "global_batch": 16, "engine": "deepspeed"}
-    with pytest.raises(HfGptError, match="saved under DeepSpeed and this launch runs without it"):
-        continued_layout(config(), 2, saved, "")
-    with pytest.raises(HfGptError, match="saved without DeepSpeed and this launch runs under DeepSpeed"):
-        continued_layout(config(), 2, {**saved, "engine": ""}, "deepspeed")
+@pytest.mark.parametrize(("saved", "launched", "words"), [
+    ("deepspeed", "", "saved under DeepSpeed and this launch runs without DeepSpeed or FSDP"),
+    ("", "deepspeed", "saved without DeepSpeed or FSDP and this launch runs under DeepSpeed"),
+    ("fsdp", "", "saved under FSDP and this launch runs without DeepSpeed or FSDP"),
+    ("", "fsdp", "saved without DeepSpeed or FSDP and this launch runs under FSDP"),
+    ("deepspeed", "fsdp", "saved under DeepSpeed and this launch runs under FSDP")])
+def test_a_checkpoint_of_another_engine_is_refused_on_any_number_of_processes(saved, launched, words):
+    for processes in (1, 2):
+        with pytest.raises(HfGptError, match=f"{words}; their files differ.*--config_file"):
+            continued_layout(config(), processes, {"world_size": 2, "global_batch": 16, "engine": saved}, launched)
