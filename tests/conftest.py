@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import TINY_MODEL_FLAGS, run_hfgpt, write_corpus
+from warm_launch import WarmLauncher
 
 SLOW_FIXTURES = {"trained_run"}  # fixtures that launch a training run
 
@@ -89,8 +90,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # now, before the rule below, rather than inside whichever fast test draws first.
     import matplotlib.font_manager  # noqa: F401
 
-    # Every subprocess.run/Popen/check_output goes through _execute_child.
+    # Every subprocess.run/Popen/check_output goes through _execute_child; a warm launch forks from its server.
     subprocess.Popen._execute_child = _start_only_in_slow_tests(subprocess.Popen._execute_child)
+    WarmLauncher.run = _start_only_in_slow_tests(WarmLauncher.run)
 
 
 @pytest.fixture(scope="session")

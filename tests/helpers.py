@@ -7,6 +7,7 @@ what a test does when a tool it needs is missing.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import importlib
 import json
@@ -25,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from warm_launch import WarmLauncher
 
 from hfgpt.config import DataSection
 from hfgpt.data.prepare import PreparedData, prepare_data
@@ -108,9 +110,19 @@ def launch_env(env: dict[str, str] | None = None) -> dict[str, str]:
 def run_hfgpt(args: list[str], cwd: Path, launcher: str = "python", timeout: int = 600,
               env: dict[str, str] | None = None, processes: int = 0) -> subprocess.CompletedProcess:
     """Run recipes/train.py (plain, or under `accelerate launch` with one of LAUNCH_CONFIGS, on its number of
-    processes or on `processes`) and capture its output."""
-    return subprocess.run(launch_command(args, launcher, processes), cwd=cwd, env=launch_env(env),
-                          capture_output=True, text=True, timeout=timeout)
+    processes or on `processes`) and capture its output. A plain launch is forked from a server that has made its
+    imports already, where nothing would tell it from a cold one (tests/warm_launch.py)."""
+    command, env = launch_command(args, launcher, processes), launch_env(env)
+    if launcher == "python" and os.environ.get("HFGPT_TESTS_COLD") != "1":
+        if _warm[0] is None:
+            _warm[0] = WarmLauncher(launch_env())
+            atexit.register(_warm[0].close)
+        if _warm[0].serves(env):
+            return _warm[0].run(command, cwd, env, timeout)
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+_warm: list[WarmLauncher | None] = [None]  # this pytest process's server, once a plain launch has started it
 
 
 def rank_pids(launcher_pid: int) -> dict[int, int]:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import random
 import subprocess
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from helpers import untimed_log
 from safetensors.torch import load_file
+from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
 MAX_STEPS = 12
 SEQ, BATCH = 32, 8
@@ -83,8 +85,9 @@ def final_state(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict]:
 
 
 def checkpoint_contents(folder: Path) -> dict[str, object]:
-    """Every tensor and plain value in a checkpoint's weight, optimizer and scheduler files (DeepSpeed's sharded ones
-    too), by file and key path. Its random states are left out: the logs and the weights show what they decided."""
+    """Every tensor and plain value in a checkpoint's weight, optimizer and scheduler files (DeepSpeed's and FSDP's
+    sharded ones too), by file and key path. Its random states are left out: the logs and the weights show what they
+    decided."""
     found: dict[str, object] = {}
 
     def walk(value: object, key: str) -> None:
@@ -102,6 +105,11 @@ def checkpoint_contents(folder: Path) -> dict[str, object]:
             walk(load_file(path), path.relative_to(folder).as_posix())
         elif path.suffix in (".bin", ".pt"):  # accelerate's and DeepSpeed's, written by the run itself
             walk(torch.load(path, map_location="cpu", weights_only=False), path.relative_to(folder).as_posix())
+        elif path.name == ".metadata":  # a torch.distributed.checkpoint folder (FSDP's), read whole
+            with tempfile.TemporaryDirectory() as scratch:
+                whole = Path(scratch) / "whole.pt"
+                dcp_to_torch_save(path.parent, whole)
+                walk(torch.load(whole, weights_only=False), path.parent.relative_to(folder).as_posix())
     return found
 
 

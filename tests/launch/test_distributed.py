@@ -112,7 +112,7 @@ def test_a_run_continues_on_fewer_then_more_processes(one_process, launcher, com
     global batch and data order, so the losses follow the 1-process (eager) run to fp32 rounding (dropout 0: a
     change of processes reseeds the dropout streams). Compiled, each launch compiles again; under ZeRO-2 and ZeRO-3
     each change loads the optimizer's slices through DeepSpeed's universal checkpoint (hfgpt.runs.zero_reshard),
-    under FSDP the model's and optimizer's through torch.distributed.checkpoint."""
+    under FSDP the model's and optimizer's through torch.distributed.checkpoint. final/ holds the whole model."""
     if launcher in ("zero2", "zero3"):
         import_or_unavailable("deepspeed")
     name = f"elastic-{launcher}" + ("-compiled" if compiled else "")
@@ -132,6 +132,7 @@ def test_a_run_continues_on_fewer_then_more_processes(one_process, launcher, com
     sessions = json.loads((run_dir / "run.json").read_text())["sessions"]
     assert [(s["processes"], s["start_step"], s["end_step"]) for s in sessions] == [(2, 0, 5), (1, 5, 8), (2, 8, 12)]
     assert not list((run_dir / "checkpoints").glob(".*")), "no universal view is left beside the checkpoints"
+    assert_consolidated(run_dir / "final", root / "runs" / "one" / "final")
 
 
 def test_a_zero_checkpoint_continued_without_deepspeed_is_refused_and_kept(tmp_path):
@@ -167,22 +168,24 @@ def test_a_mixture_on_two_processes_follows_one_process(tmp_path):
 
 
 @pytest.mark.machine_sensitive  # one process against two, to a tolerance
-@pytest.mark.parametrize("engine", ["zero2", "zero3", "fsdp"])
-def test_a_sharded_run_trains_resumes_and_saves_a_consolidated_model(one_process, engine):
-    """DeepSpeed's ZeRO, and FSDP2 on a CPU mesh (hfgpt.launch.processes): the checkpoints hold slices by rank,
-    final/ the whole model, saved as hfgpt's own classes for remote code (not FSDP's wrapper of them)."""
-    if engine != "fsdp":
-        import_or_unavailable("deepspeed")
-    run_dir = stop_and_continue(one_process, engine, engine)
+def test_an_fsdp_run_stopped_and_continued_on_as_many_processes_follows_one_process(one_process):
+    """FSDP2 on a CPU mesh (hfgpt.launch.processes): its checkpoints hold slices by rank, in
+    torch.distributed.checkpoint's format. (ZeRO's on as many processes: test_kills.py, and the damaged ZeRO-3
+    checkpoint below; every engine's final/: test_a_run_continues_on_fewer_then_more_processes.)"""
+    run_dir = stop_and_continue(one_process, "fsdp", "fsdp")
     assert largest_relative_difference(run_dir, one_process / "runs" / "one") < 1e-5
-    final = run_dir / "final"
+
+
+def assert_consolidated(final: Path, reference: Path) -> None:
+    """final/ holds the whole model, gathered from every process and saved as hfgpt's own classes for remote code
+    (not as FSDP's wrapper of them), close to the one-process run's and generating."""
     saved = json.loads((final / "config.json").read_text())
     assert saved["auto_map"]["AutoModelForCausalLM"] == "modeling_hfgpt.HfGptForCausalLM"
     assert sorted(path.name for path in final.glob("*.py")) == ["configuration_hfgpt.py", "modeling_hfgpt.py"]
     model = AutoModelForCausalLM.from_pretrained(final)  # in this process: none of the training ones
-    reference = AutoModelForCausalLM.from_pretrained(one_process / "runs" / "one" / "final")
-    for (name, mine), (_, theirs) in zip(model.state_dict().items(), reference.state_dict().items(), strict=True):
-        assert mine.shape == theirs.shape and (mine - theirs).abs().max() < 1e-4, name
+    theirs = AutoModelForCausalLM.from_pretrained(reference).state_dict()
+    for name, mine in model.state_dict().items():
+        assert mine.shape == theirs[name].shape and (mine - theirs[name]).abs().max() < 1e-4, name
     tokenizer = AutoTokenizer.from_pretrained(final)
     assert model.generate(**tokenizer("ab", return_tensors="pt"), max_new_tokens=5, do_sample=False).shape[1] == 7
 

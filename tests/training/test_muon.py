@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -159,23 +160,37 @@ def test_a_muon_run_learns_and_a_stopped_one_continues_bitwise(tmp_path):
     assert_same_run(tmp_path / "runs" / "stopped", run_dir)
 
 
+# fp32 and no dropout, as tests/launch/test_distributed.py, for the same global batch of 16
+SAME_BATCH = (*MUON, "--token-batch-size", "512", "--dropout", "0", "--precision", "fp32")
+
+
+def accumulated(root: Path, name: str) -> subprocess.CompletedProcess:
+    """The global batch as 2 accumulated micro-batches of 8, on one process."""
+    two = checked(run_hfgpt([*exact_flags(root, name), *SAME_BATCH, "--max-sentences-per-device", "8"], cwd=root))
+    assert "8 sequences x 2 accumulation x 1 process(es) = 16 sequences" in two.stdout
+    return two
+
+
+@pytest.mark.slow
+@pytest.mark.machine_sensitive
+def test_accumulation_follows_one_micro_batch(tmp_path):
+    """The global batch of 16 as one micro-batch and as 2 accumulated micro-batches of 8. Muon's Newton-Schulz steps
+    compute in bf16, where the last bits by which the accumulated gradient differs flip a rounding: measured 1.2e-5
+    relative (AdamW: 1.3e-7). Broken, it moves by far more: a step that read one micro-batch twice, by 9.8e-3."""
+    checked(run_hfgpt([*exact_flags(tmp_path, "one"), *SAME_BATCH, "--batch", "16"], cwd=tmp_path))
+    accumulated(tmp_path, "two")
+    assert largest_relative_difference(tmp_path / "runs" / "two", tmp_path / "runs" / "one") < 1e-4
+
+
 @pytest.mark.slow
 @pytest.mark.machine_sensitive
 @pytest.mark.whole_machine  # 2 DDP processes
-def test_accumulation_and_two_processes_follow_one_micro_batch(tmp_path):
-    """The same global batch of 16 as one micro-batch, as 2 accumulated micro-batches of 8, and on 2 DDP processes
-    of 8 (stopped at step 4 and continued). fp32 and no dropout, as tests/launch/test_distributed.py; Muon's
-    Newton-Schulz steps compute in bf16, where the last bits by which the accumulated gradient differs flip a
-    rounding: measured 1.2e-5 relative between 1 and 2 micro-batches (AdamW: 1.3e-7), and 2 processes equal 2
-    micro-batches exactly here. Broken, they move by far more: a step that read one micro-batch twice by 9.8e-3, a
-    continue on 2 processes that lost Muon's momentum by 1.5e-3."""
-    same = [*MUON, "--token-batch-size", "512", "--dropout", "0", "--precision", "fp32"]
-    checked(run_hfgpt([*exact_flags(tmp_path, "one"), *same, "--batch", "16"], cwd=tmp_path))
-    two = checked(run_hfgpt([*exact_flags(tmp_path, "two"), *same, "--max-sentences-per-device", "8"], cwd=tmp_path))
-    assert "8 sequences x 2 accumulation x 1 process(es) = 16 sequences" in two.stdout
+def test_two_processes_follow_accumulated_micro_batches(tmp_path):
+    """2 DDP processes of 8 (stopped at step 4 and continued) equal 2 accumulated micro-batches of 8 exactly here;
+    a continue on 2 processes that lost Muon's momentum moved by 1.5e-3."""
+    accumulated(tmp_path, "two")
     runs = tmp_path / "runs"
-    assert largest_relative_difference(runs / "two", runs / "one") < 1e-4
-    ddp = checked(run_hfgpt([*exact_flags(tmp_path, "ddp"), *same, "--stop-at-step", "4"], cwd=tmp_path,
+    ddp = checked(run_hfgpt([*exact_flags(tmp_path, "ddp"), *SAME_BATCH, "--stop-at-step", "4"], cwd=tmp_path,
                             launcher="ddp2"))
     assert "8 sequences x 1 accumulation x 2 process(es) = 16 sequences" in ddp.stdout
     checked(run_hfgpt(["continue", str(runs / "ddp")], cwd=tmp_path, launcher="ddp2"))
