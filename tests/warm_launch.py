@@ -22,6 +22,7 @@ import json
 import os
 import runpy
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -69,6 +70,7 @@ class WarmLauncher:
                 connection.sendall(b"kill\n")
                 status, timed_out = connection.recv(64), True
         stdout, stderr = (Path(request[name]).read_text(errors="replace") for name in ("stdout", "stderr"))
+        shutil.rmtree(output)
         if timed_out:
             raise subprocess.TimeoutExpired(command, timeout, stdout, stderr)
         return subprocess.CompletedProcess(command, int(status), stdout, stderr)
@@ -76,6 +78,7 @@ class WarmLauncher:
     def close(self) -> None:
         self.server.stdin.close()
         self.server.wait(timeout=30)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _imported_under(env: dict[str, str]) -> dict[str, str]:
