@@ -32,7 +32,8 @@ from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[1] / "recipes" / "train.py"
 # what recipes/train.py imports on its way through a run (hfgpt.cli imports each command's module when it is chosen;
-# the plots import matplotlib's figure and its Agg backend)
+# the plots import matplotlib's figure and its Agg backend). Not DeepSpeed, which accelerate imports where it is
+# installed: a child forked after importing it hung until pytest's timeout, so each launch imports it itself.
 IMPORTS = ("hfgpt.cli", "hfgpt.commands.train", "hfgpt.training.trainer", "hfgpt.training.modes",
            "matplotlib.figure", "matplotlib.backends.backend_agg")
 
