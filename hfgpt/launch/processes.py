@@ -104,6 +104,9 @@ def using_fsdp() -> bool:
     return os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
 
 
+ENGINE_NAMES = {"deepspeed": "DeepSpeed", "fsdp": "FSDP"}  # launched_engine()'s values, as messages name them
+
+
 def launched_engine() -> str:
     """"deepspeed" or "fsdp" when `accelerate launch` wraps the model in one, else ""."""
     return "deepspeed" if using_deepspeed() else "fsdp" if using_fsdp() else ""

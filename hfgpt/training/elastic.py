@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 from accelerate.utils import set_seed
+from accelerate.utils.constants import FSDP_MODEL_NAME
 
 from ..config import TrainConfig
 from ..data.batches import BatchLayout, resolve_layout
 from ..errors import HfGptError
+from ..launch.processes import ENGINE_NAMES
 from ..runs.checkpoint import TRAINER_STATE, complete_checkpoints
-
-ENGINES = {"deepspeed": "DeepSpeed", "fsdp": "FSDP"}
 
 
 def saved_layout(run_dir: Path) -> dict[str, Any]:
@@ -39,7 +39,7 @@ def saved_layout(run_dir: Path) -> dict[str, Any]:
         try:
             state = json.loads((folder / TRAINER_STATE).read_text())
             engine = "deepspeed" if (folder / "latest").is_file() else \
-                "fsdp" if (folder / "pytorch_model_fsdp_0").is_dir() else ""
+                "fsdp" if (folder / f"{FSDP_MODEL_NAME}_0").is_dir() else ""
             return {"world_size": int(state["world_size"]), "global_batch": int(state["global_batch"]),
                     "engine": engine}
         except (OSError, ValueError, KeyError, TypeError):
@@ -53,7 +53,7 @@ def continued_layout(cfg: TrainConfig, world_size: int, saved: dict[str, Any], e
     checkpoint of DeepSpeed or FSDP and a launch without it (or with the other) cannot load each other's files:
     refused here, before the loader would find the checkpoint unreadable and set it aside."""
     if saved and saved["engine"] != engine:
-        was, now = (f"under {ENGINES[name]}" if name else "without DeepSpeed or FSDP"
+        was, now = (f"under {ENGINE_NAMES[name]}" if name else "without DeepSpeed or FSDP"
                     for name in (saved["engine"], engine))
         raise HfGptError(f"This run's checkpoint was saved {was} and this launch runs {now}; their files differ. "
                          "Continue it with the accelerate config it was launched with (accelerate launch "

@@ -21,14 +21,15 @@ from torch import nn
 
 from ..config import TrainingSection
 from ..errors import HfGptError
+from ..launch.processes import ENGINE_NAMES
 from .optim import adamw, parameter_groups, scaled_lr
 
 # Why a launch with this engine cannot train with Muon, which orthogonalizes each whole matrix.
 UNSUPPORTED_ENGINES = {
-    "deepspeed": ("DeepSpeed", "it steps the optimizer inside its engine, over flattened partitions of the "
-                               "parameters rather than whole matrices"),
-    "fsdp": ("FSDP", "it gives each process only its shard of every weight matrix, and hfgpt does not gather the "
-                     "shards for Muon"),
+    "deepspeed": "it steps the optimizer inside its engine, over flattened partitions of the parameters rather than "
+                 "whole matrices",
+    "fsdp": "it gives each process only its shard of every weight matrix, and hfgpt does not gather the shards for "
+            "Muon",
 }
 
 
@@ -98,7 +99,7 @@ def check_optimizer_launch(optimizer: str, engine: str) -> None:
     "fsdp" or "")."""
     if optimizer != "muon" or engine not in UNSUPPORTED_ENGINES:
         return
-    name, reason = UNSUPPORTED_ENGINES[engine]
+    name, reason = ENGINE_NAMES[engine], UNSUPPORTED_ENGINES[engine]
     raise HfGptError(f"--optimizer muon cannot train under {name}: {reason}. Launch the processes without {name} "
                      "(plain DDP: accelerate launch --multi_gpu, or torchrun), or keep it and train with "
                      "--optimizer adamw.")
