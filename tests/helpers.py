@@ -8,6 +8,7 @@ what a test does when a tool it needs is missing.
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
 import importlib
 import json
@@ -113,16 +114,17 @@ def run_hfgpt(args: list[str], cwd: Path, launcher: str = "python", timeout: int
     processes or on `processes`) and capture its output. A plain launch is forked from a server that has made its
     imports already, where nothing would tell it from a cold one (tests/warm_launch.py)."""
     command, env = launch_command(args, launcher, processes), launch_env(env)
-    if launcher == "python" and os.environ.get("HFGPT_TESTS_COLD") != "1":
-        if _warm[0] is None:
-            _warm[0] = WarmLauncher(launch_env())
-            atexit.register(_warm[0].close)
-        if _warm[0].serves(env):
-            return _warm[0].run(command, cwd, env, timeout)
+    if launcher == "python" and os.environ.get("HFGPT_TESTS_COLD") != "1" and warm_launcher().serves(env):
+        return warm_launcher().run(command, cwd, env, timeout)
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-_warm: list[WarmLauncher | None] = [None]  # this pytest process's server, once a plain launch has started it
+@functools.cache
+def warm_launcher() -> WarmLauncher:
+    """This pytest process's server, started by its first plain launch and stopped when the process ends."""
+    launcher = WarmLauncher(launch_env())
+    atexit.register(launcher.close)
+    return launcher
 
 
 def rank_pids(launcher_pid: int) -> dict[int, int]:

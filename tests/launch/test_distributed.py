@@ -60,6 +60,20 @@ def stop_and_continue(root: Path, name: str, launcher: str, options: tuple[str, 
     return run_dir
 
 
+def assert_consolidated(final: Path, reference: Path) -> None:
+    """final/ holds the whole model, gathered from every process and saved as hfgpt's own classes for remote code
+    (not as FSDP's wrapper of them), close to the one-process run's and generating."""
+    saved = json.loads((final / "config.json").read_text())
+    assert saved["auto_map"]["AutoModelForCausalLM"] == "modeling_hfgpt.HfGptForCausalLM"
+    assert sorted(path.name for path in final.glob("*.py")) == ["configuration_hfgpt.py", "modeling_hfgpt.py"]
+    model = AutoModelForCausalLM.from_pretrained(final)  # in this process: none of the training ones
+    theirs = AutoModelForCausalLM.from_pretrained(reference).state_dict()
+    for name, mine in model.state_dict().items():
+        assert mine.shape == theirs[name].shape and (mine - theirs[name]).abs().max() < 1e-4, name
+    tokenizer = AutoTokenizer.from_pretrained(final)
+    assert model.generate(**tokenizer("ab", return_tensors="pt"), max_new_tokens=5, do_sample=False).shape[1] == 7
+
+
 @pytest.mark.machine_sensitive  # one process against two, to a tolerance
 def test_two_processes_follow_one_process_with_accumulation(one_process):
     """Same global batch and seed: 2 processes x 1 micro-batch == 1 process x 2, across a resume."""
@@ -174,20 +188,6 @@ def test_an_fsdp_run_stopped_and_continued_on_as_many_processes_follows_one_proc
     checkpoint below; every engine's final/: test_a_run_continues_on_fewer_then_more_processes.)"""
     run_dir = stop_and_continue(one_process, "fsdp", "fsdp")
     assert largest_relative_difference(run_dir, one_process / "runs" / "one") < 1e-5
-
-
-def assert_consolidated(final: Path, reference: Path) -> None:
-    """final/ holds the whole model, gathered from every process and saved as hfgpt's own classes for remote code
-    (not as FSDP's wrapper of them), close to the one-process run's and generating."""
-    saved = json.loads((final / "config.json").read_text())
-    assert saved["auto_map"]["AutoModelForCausalLM"] == "modeling_hfgpt.HfGptForCausalLM"
-    assert sorted(path.name for path in final.glob("*.py")) == ["configuration_hfgpt.py", "modeling_hfgpt.py"]
-    model = AutoModelForCausalLM.from_pretrained(final)  # in this process: none of the training ones
-    theirs = AutoModelForCausalLM.from_pretrained(reference).state_dict()
-    for name, mine in model.state_dict().items():
-        assert mine.shape == theirs[name].shape and (mine - theirs[name]).abs().max() < 1e-4, name
-    tokenizer = AutoTokenizer.from_pretrained(final)
-    assert model.generate(**tokenizer("ab", return_tensors="pt"), max_new_tokens=5, do_sample=False).shape[1] == 7
 
 
 def test_a_damaged_zero_checkpoint_is_set_aside_and_the_one_before_is_used(one_process):

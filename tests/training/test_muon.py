@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -164,11 +163,10 @@ def test_a_muon_run_learns_and_a_stopped_one_continues_bitwise(tmp_path):
 SAME_BATCH = (*MUON, "--token-batch-size", "512", "--dropout", "0", "--precision", "fp32")
 
 
-def accumulated(root: Path, name: str) -> subprocess.CompletedProcess:
-    """The global batch as 2 accumulated micro-batches of 8, on one process."""
+def accumulated(root: Path, name: str) -> None:
+    """Train the global batch as 2 accumulated micro-batches of 8, on one process."""
     two = checked(run_hfgpt([*exact_flags(root, name), *SAME_BATCH, "--max-sentences-per-device", "8"], cwd=root))
     assert "8 sequences x 2 accumulation x 1 process(es) = 16 sequences" in two.stdout
-    return two
 
 
 @pytest.mark.slow
