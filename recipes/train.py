@@ -6,8 +6,8 @@ run. `hfgpt train --help` lists every flag.
 
 import sys
 
-from hfgpt.cli import main
+from hfgpt.cli import end_process, main
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    sys.exit(main(args if args and not args[0].startswith("-") else ["train", *args]))
+    end_process(main(args if args and not args[0].startswith("-") else ["train", *args]))

@@ -1,5 +1,6 @@
 """The `hfgpt` command: generation from a run, the pipeline, and user errors without tracebacks."""
 
+import gc
 import inspect
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from helpers import REPO, run_hfgpt
 from transformers import pipeline
 
 import hfgpt.inference.generation  # also registers the Auto classes
-from hfgpt.cli import main
+from hfgpt.cli import end_process, main
 from hfgpt.inference.generation import generate_text, load_model
 
 
@@ -72,6 +73,15 @@ def test_console_script_is_installed():
     script = Path(sys.executable).parent / "hfgpt"
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0 and "train" in result.stdout and "generate" in result.stdout
+
+
+def test_the_process_ends_with_what_it_holds_frozen_out_of_the_collections_at_exit():
+    try:
+        with pytest.raises(SystemExit) as leaving:
+            end_process(3)
+        assert leaving.value.code == 3 and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()  # this test process goes on
 
 
 def test_an_unknown_command_is_named_with_the_closest_one(capsys):
