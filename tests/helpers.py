@@ -104,8 +104,15 @@ def without_cache_dir(flags: list[str]) -> list[str]:
     return flags[:cache] + flags[cache + 2:]
 
 
+# The environment launches start from: this pytest process's as tests/isolated_environment.py set it, not os.environ
+# as in-process tests and libraries leave it (CUBLAS_WORKSPACE_CONFIG, KMP_DUPLICATE_LIB_OK, HF_XET_HIGH_PERFORMANCE,
+# ...), so that a launch sees the same environment whichever tests ran before it.
+SESSION_ENV = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+
+
 def launch_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    return {**os.environ, "TOKENIZERS_PARALLELISM": "false", **(env or {})}
+    """The environment of a launch: the session's, with `env` over it."""
+    return {**SESSION_ENV, **(env or {})}
 
 
 def run_hfgpt(args: list[str], cwd: Path, launcher: str = "python", timeout: int = 600,
