@@ -123,12 +123,11 @@ def run_hfgpt(args: list[str], cwd: Path, launcher: str = "python", timeout: int
     (tests/warm_launch.py)."""
     command, env = launch_command(args, launcher, processes), launch_env(env)
     if os.environ.get("HFGPT_TESTS_COLD") != "1":
-        if launcher == "python":
-            warm = warm_launcher().run(command, cwd, env, timeout)
-            if warm is not None:
-                return warm
-        else:
-            env["PYTHON_EXEC"] = str(warm_launcher().python)
+        if launcher != "python":
+            env["PYTHON_EXEC"] = str(warm_launcher().python)  # the interpreter torchrun starts each process with
+        warm = warm_launcher().run(command, cwd, env, timeout)
+        if warm is not None:
+            return warm
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 

@@ -41,12 +41,14 @@ def test_a_launch_is_warm_only_where_its_environment_is_the_servers_up_to_a_laun
     ([str(SCRIPT)], "/", (False, [str(SCRIPT)])),
     (["recipes/train.py", "continue", "runs/a"], str(SCRIPT.parents[1]), (False, ["recipes/train.py", "continue",
                                                                                   "runs/a"])),
+    (["-m", "accelerate.commands.launch", "--num_processes", "2", str(SCRIPT)], "/",
+     (False, ["-m", "accelerate.commands.launch", "--num_processes", "2", str(SCRIPT)])),
     (["-X", "importtime", str(SCRIPT)], "/", None),  # an interpreter option the fork cannot give
     (["-m", "hfgpt.cli", "train"], "/", None),
     ([str(SCRIPT.parent / "other.py")], "/", None),
     ([], "/", None),
 ])
-def test_only_the_training_script_with_at_most_python_u_is_forked(argv, cwd, expected):
+def test_only_the_training_script_and_accelerate_launch_with_at_most_python_u_are_forked(argv, cwd, expected):
     assert script_arguments(argv, cwd) == expected
 
 

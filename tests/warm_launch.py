@@ -3,10 +3,11 @@
 A launch of the training script spends about 7 of its 7.5 seconds on a 2-core machine importing torch,
 transformers (which imports scipy, torch._dynamo and torch's FSDP) and datasets; the suite makes hundreds, and
 each process of a multi-process launch makes them again. So each pytest process keeps one server that has imported
-them and forks a child per launch: a plain one (`WarmLauncher.run`), or each process that torchrun starts under
-`accelerate launch`, when the launch's PYTHON_EXEC (the interpreter torchrun starts workers with) is this server's
-`worker` client. The child is a new OS process that runs recipes/train.py as `__main__` with the launch's
-arguments, working directory, environment, CPU affinity and standard streams, and leaves through the interpreter's
+them and forks a child per launch (`WarmLauncher.run`): a plain one, `accelerate launch` itself, and each process
+that torchrun starts for it, when the launch's PYTHON_EXEC (the interpreter torchrun starts workers with) is this
+server's `worker` client. The child is a new OS process that runs recipes/train.py (or accelerate's launch command)
+as `__main__` with the launch's arguments, working directory, environment, CPU affinity and standard streams, and
+leaves through the interpreter's
 own exit (threads joined, atexit handlers run); what it shares with a cold launch is everything but the time the
 imports took. A worker's client stands in for it before torchrun: it passes on the signals torchrun sends, SIGTERM
 when torchrun dies (as hfgpt's own workers ask for), and exits as the child did; if the client dies, the server
@@ -14,10 +15,10 @@ kills the child.
 
 Where a launch could see a difference, it starts cold instead, as a new interpreter: when its environment is not the
 one the server imported under, but for the variables a launcher adds (a variable read at import, such as HF_HOME,
-would be stale), when it is not recipes/train.py, when tests start it themselves (the launches tests/kills.py and
-test_orphans.py kill), and when HFGPT_TESTS_COLD=1 asks for every launch cold. Forked children share the server's
-string hash seed where new interpreters each draw their own: the killed launches, of one and of several processes,
-stay cold, and so keep checking that no result depends on it.
+would be stale), when it is neither of those two programs, when tests start it themselves (the launches
+tests/kills.py and test_orphans.py kill), and when HFGPT_TESTS_COLD=1 asks for every launch cold. Forked children
+share the server's string hash seed where new interpreters each draw their own: the killed launches, of one and of
+several processes, stay cold, and so keep checking that no result depends on it.
 """
 
 from __future__ import annotations
@@ -42,11 +43,12 @@ from pathlib import Path
 from typing import NoReturn
 
 SCRIPT = Path(__file__).resolve().parents[1] / "recipes" / "train.py"
+ACCELERATE_LAUNCH = "accelerate.commands.launch"  # `accelerate launch`, as tests/helpers.py starts it
 # what recipes/train.py imports on its way through a run (hfgpt.cli imports each command's module when it is chosen;
 # the plots import matplotlib's figure and its Agg backend). Not DeepSpeed, which accelerate imports where it is
 # installed: a child forked after importing it hung until pytest's timeout, so each launch imports it itself.
 IMPORTS = ("hfgpt.cli", "hfgpt.commands.train", "hfgpt.training.trainer", "hfgpt.training.modes",
-           "matplotlib.figure", "matplotlib.backends.backend_agg")
+           "matplotlib.figure", "matplotlib.backends.backend_agg", ACCELERATE_LAUNCH)
 # What torchrun and `accelerate launch` add to a worker's environment; none of what the server imported reads them
 # at import, only once a run starts. Of those read at an interpreter's start, the child applies OMP_NUM_THREADS
 # (torch's threads) and PYTHONPATH (sys.path) itself.
@@ -239,12 +241,13 @@ def start(connection: socket.socket, imported_under: dict[str, str], server_part
 
 
 def script_arguments(argv: list[str], cwd: str) -> tuple[bool, list[str]] | None:
-    """(unbuffered, [script, *args]) of `python *argv` when it runs recipes/train.py with no option but -u."""
+    """(unbuffered, what follows the options) of `python *argv` when it runs recipes/train.py or
+    `-m accelerate.commands.launch` with no option but -u."""
     unbuffered = argv[:1] == ["-u"]
-    script_and_args = argv[1:] if unbuffered else argv
-    if not script_and_args or Path(cwd, script_and_args[0]).resolve() != SCRIPT:
-        return None
-    return unbuffered, script_and_args
+    rest = argv[1:] if unbuffered else argv
+    if rest[:2] == ["-m", ACCELERATE_LAUNCH] or (rest and Path(cwd, rest[0]).resolve() == SCRIPT):
+        return unbuffered, rest
+    return None
 
 
 def launched_alike(env: dict[str, str], imported_under: dict[str, str]) -> bool:
@@ -270,11 +273,15 @@ def run_script(request: dict, streams: list[int], unbuffered: bool, argv: list[s
                                   for fd in (1, 2))
     if "OMP_NUM_THREADS" in os.environ and "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    sys.argv = argv
-    sys.path[0] = os.path.dirname(os.path.abspath(argv[0]))
+    module = argv[1] if argv[0] == "-m" else None
+    sys.argv = [module, *argv[2:]] if module else argv  # runpy puts the module's file first
+    sys.path[0] = os.getcwd() if module else os.path.dirname(os.path.abspath(argv[0]))
     sys.path[1:1] = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
     try:
-        runpy.run_path(argv[0], run_name="__main__")
+        if module:
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        else:
+            runpy.run_path(argv[0], run_name="__main__")
     except SystemExit as leaving:
         if leaving.code is None or isinstance(leaving.code, int):
             return leaving.code or 0
