@@ -149,6 +149,22 @@ def test_a_run_continues_on_fewer_then_more_processes(one_process, launcher, com
     assert_consolidated(run_dir / "final", root / "runs" / "one" / "final")
 
 
+def test_a_continue_on_another_number_of_processes_with_dropout_is_reproducible(one_process):
+    """With dropout, a continue on another number of processes cannot follow the uninterrupted run (each process drew
+    its masks from its own stream), but it is defined: two continues of the same checkpoint on 1 process, whose
+    streams are reseeded from (seed, step, rank), end bitwise equal."""
+    root = one_process
+    checked(run_hfgpt([*exact_flags(root, "dropout"), "--token-batch-size", "512", "--stop-at-step", "5"], cwd=root,
+                      launcher="ddp2"))
+    copies = [root / "runs" / f"dropout-{copy}" for copy in "ab"]
+    for copy in copies:
+        shutil.copytree(root / "runs" / "dropout", copy)
+        continued = checked(run_hfgpt(["continue", str(copy)], cwd=root, processes=1))
+        assert "continuing on 1 process(es) instead of 2" in continued.stdout
+        assert "Dropout streams are reseeded from (seed, step, rank)" in continued.stdout
+    assert_same_run(*copies)
+
+
 def test_a_zero_checkpoint_continued_without_deepspeed_is_refused_and_kept(tmp_path):
     """Its files are DeepSpeed's: loading them would fail, and the checkpoint would have been set aside as unusable.
     (On another number of processes under DeepSpeed: test_a_run_continues_on_fewer_then_more_processes.)"""

@@ -4,12 +4,16 @@ positions are refused in a sentence that says what would work."""
 
 from __future__ import annotations
 
+import random
+
+import numpy as np
 import pytest
+import torch
 
 from hfgpt.config import TrainConfig
 from hfgpt.data.batches import BatchLayout
 from hfgpt.errors import HfGptError
-from hfgpt.training.elastic import continued_layout, describe_change
+from hfgpt.training.elastic import continued_layout, describe_change, reseed
 
 
 def config(**training) -> TrainConfig:
@@ -69,3 +73,21 @@ def test_a_checkpoint_of_another_engine_is_refused_on_any_number_of_processes(sa
     for processes in (1, 2):
         with pytest.raises(HfGptError, match=f"{words}; their files differ.*--config_file"):
             continued_layout(config(), processes, {"world_size": 2, "global_batch": 16, "engine": saved}, launched)
+
+
+def test_the_random_streams_after_a_change_are_a_function_of_seed_step_and_rank():
+    """What a continue on another number of processes draws (dropout, and anything else random) is reproducible:
+    the same (seed, step, rank) gives the same streams, another gives others."""
+    def draws(seed: int, step: int, rank: int) -> list:
+        reseed(seed, step, rank)
+        return [torch.rand(4).tolist(), np.random.rand(2).tolist(), random.random()]
+
+    saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:
+        assert draws(1337, 5, 0) == draws(1337, 5, 0)
+        others = [draws(1337, 5, 1), draws(1337, 6, 0), draws(7, 5, 0)]
+        assert all(other != draws(1337, 5, 0) for other in others)
+    finally:
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
+        torch.set_rng_state(saved[2])
