@@ -118,9 +118,9 @@ def launch_env(env: dict[str, str] | None = None) -> dict[str, str]:
 def run_hfgpt(args: list[str], cwd: Path, launcher: str = "python", timeout: int = 600,
               env: dict[str, str] | None = None, processes: int = 0) -> subprocess.CompletedProcess:
     """Run recipes/train.py (plain, or under `accelerate launch` with one of LAUNCH_CONFIGS, on its number of
-    processes or on `processes`) and capture its output. A plain launch, and each process torchrun starts, is forked
-    from a server that has made its imports already, where nothing would tell it from a cold one
-    (tests/warm_launch.py)."""
+    processes or on `processes`) and capture its output. A plain launch, or `accelerate launch` and each process
+    torchrun starts for it, is forked from a server that has made its imports already, where nothing would tell it
+    from a cold one (tests/warm_launch.py)."""
     command, env = launch_command(args, launcher, processes), launch_env(env)
     if os.environ.get("HFGPT_TESTS_COLD") != "1":
         if launcher != "python":
