@@ -139,21 +139,29 @@ def warm_launcher() -> WarmLauncher:
     return launcher
 
 
+def child_pids(parent: int) -> list[int]:
+    """The pids of `parent`'s children, a zombie among them too (read from /proc)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
 def rank_pids(launcher_pid: int) -> dict[int, int]:
     """{rank: pid} of the training processes a launcher started (read from /proc)."""
     ranks = {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
+    for pid in child_pids(launcher_pid):
         try:
-            environ = (proc / "environ").read_bytes().split(b"\0")
-            stat = (proc / "stat").read_text()
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
         rank = [e for e in environ if e.startswith(b"RANK=")]
-        if ppid == launcher_pid and rank:
-            ranks[int(rank[0][5:])] = int(proc.name)
+        if rank:
+            ranks[int(rank[0][5:])] = pid
     return ranks
 
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import alive, launch_command, launch_env, rank_pids, tiny_run_flags, warm_launcher
+from helpers import alive, child_pids, launch_command, launch_env, rank_pids, tiny_run_flags, warm_launcher
 from warm_launch import SCRIPT, launched_alike, script_arguments
 
 SERVER_ENV = {"PATH": "/usr/bin", "HF_HOME": "/data/hf", "OMP_NUM_THREADS": "2"}
@@ -54,14 +54,7 @@ def test_only_the_training_script_and_accelerate_launch_with_at_most_python_u_ar
 
 def children(pid: int) -> set[int]:
     """The live processes whose parent is `pid`."""
-    found = set()
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.add(int(proc.name))
-        except OSError:
-            continue
-    return {child for child in found if alive(child)}
+    return {child for child in child_pids(pid) if alive(child)}
 
 
 def start_warm(root: Path, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:

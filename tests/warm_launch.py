@@ -210,14 +210,15 @@ def serve(address: str) -> None:
                 clients[ready].forward()
             elif ready is listener:
                 connection, _ = listener.accept()
-                child = start(connection, imported_under, [listener, *running])
+                child = start(connection, imported_under, listener, running)
                 if child is None:
                     connection.close()
                 else:
                     running.append(Launch(child, connection))
 
 
-def start(connection: socket.socket, imported_under: dict[str, str], server_parts: list) -> int | None:
+def start(connection: socket.socket, imported_under: dict[str, str], listener: socket.socket,
+          running: list[Launch]) -> int | None:
     """Fork the child a request asks for and return its pid; None (and "cold" to the client) where the launch is
     not the script, or its environment is not the server's up to what a launcher adds."""
     message, streams, _, _ = socket.recv_fds(connection, 1 << 16, 3)
@@ -228,11 +229,9 @@ def start(connection: socket.socket, imported_under: dict[str, str], server_part
     child = os.fork() if script is not None and launched_alike(request["env"], imported_under) else None
     if child == 0:
         connection.close()
-        for part in server_parts:
-            if isinstance(part, Launch):
-                part.close_in_child()
-            else:
-                part.close()
+        listener.close()
+        for launch in running:
+            launch.close_in_child()
         sys.exit(run_script(request, streams, *script))  # the interpreter's exit, as a cold launch ends
     for stream in streams:
         os.close(stream)
